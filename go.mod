@@ -1,0 +1,5 @@
+module github.com/lockerd/lockerd
+
+go 1.24
+
+require github.com/pebbe/zmq4 v1.4.0

@@ -1,0 +1,321 @@
+package locker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ProtocolVersion is the version of the text protocol described in
+// PROTOCOL.md. New verbs and reply fields are only ever appended; a change
+// that breaks existing clients would get a new version.
+const ProtocolVersion = 1
+
+// Verb is the kind of a request.
+type Verb uint8
+
+// WARNING: ONLY APPEND TO THIS LIST! The numeric values are part of the
+// protocol itself (they appear in logs and metrics as numbers).
+const (
+	// VerbLegacy is any request that does not start with a known verb,
+	// such as the seed client's "let me go". It is answered as take
+	// default 1, with a bare "go" or "sorry".
+	VerbLegacy Verb = iota
+	// VerbTake is "take KEY [N]".
+	VerbTake
+	// VerbWait is "wait KEY [N] [MAX_MS]".
+	VerbWait
+	// VerbPing is "ping".
+	VerbPing
+	// VerbStatus is "status".
+	VerbStatus
+)
+
+var verbNames = [...]string{"legacy", "take", "wait", "ping", "status"}
+
+// String returns the verb's name.
+func (v Verb) String() string {
+	if int(v) < len(verbNames) {
+		return verbNames[v]
+	}
+	return "verb(" + strconv.Itoa(int(v)) + ")"
+}
+
+// Request is a parsed request.
+type Request struct {
+	Verb Verb
+	// Key is the key name. It aliases the parsed body.
+	Key []byte
+	// N is the number of tokens asked for (1 if not given).
+	N int64
+	// MaxWait is the longest the client will wait (VerbWait), or -1 when
+	// the request does not say, meaning the server's maximum.
+	MaxWait time.Duration
+}
+
+// Errors from ParseRequest. Their text, less the "locker: " prefix, is what
+// the server sends after "error ".
+var (
+	ErrMalformed  = errors.New("locker: malformed request: tokens must be separated by single spaces")
+	ErrMissingKey = errors.New("locker: missing key")
+	ErrBadKey     = errors.New("locker: bad key name: 1 to 128 characters of A-Za-z0-9_.:/-")
+	ErrBadN       = errors.New("locker: N must be a positive integer")
+	ErrBadMaxWait = errors.New("locker: MAX_MS must be a non-negative integer")
+	ErrExtraArgs  = errors.New("locker: too many arguments")
+)
+
+var legacyRequest = []byte(DefaultKey)
+
+// maxMaxWaitMS caps MAX_MS when parsing; the server caps it further.
+const maxMaxWaitMS = int64(365 * 24 * time.Hour / time.Millisecond)
+
+// ParseRequest parses the body (last frame) of a request. A body that does
+// not start with a known verb is a legacy request for one token of
+// DefaultKey. A known verb with bad arguments is an error. ParseRequest
+// does not allocate; the returned Key aliases body.
+func ParseRequest(body []byte) (Request, error) {
+	verb, rest, _ := bytes.Cut(body, sp)
+	r := Request{N: 1, MaxWait: -1}
+	switch string(verb) {
+	case "take":
+		r.Verb = VerbTake
+	case "wait":
+		r.Verb = VerbWait
+	case "ping":
+		r.Verb = VerbPing
+	case "status":
+		r.Verb = VerbStatus
+	default:
+		return Request{Verb: VerbLegacy, Key: legacyRequest, N: 1, MaxWait: -1}, nil
+	}
+	if r.Verb == VerbPing || r.Verb == VerbStatus {
+		if len(body) != len(verb) {
+			return r, ErrExtraArgs
+		}
+		return r, nil
+	}
+	if len(body) == len(verb) || len(rest) == 0 {
+		if len(body) != len(verb) {
+			return r, ErrMalformed // "take "
+		}
+		return r, ErrMissingKey
+	}
+	var tok []byte
+	var more bool
+	tok, rest, more = bytes.Cut(rest, sp)
+	if len(tok) == 0 {
+		return r, ErrMalformed
+	}
+	if !validKeyBytes(tok) {
+		return r, ErrBadKey
+	}
+	r.Key = tok
+	if !more {
+		return r, nil
+	}
+	tok, rest, more = bytes.Cut(rest, sp)
+	if len(tok) == 0 {
+		return r, ErrMalformed
+	}
+	n, ok := parseUint(tok, MaxLimit)
+	if !ok || n < 1 {
+		return r, ErrBadN
+	}
+	r.N = n
+	if !more {
+		return r, nil
+	}
+	if r.Verb != VerbWait {
+		return r, ErrExtraArgs
+	}
+	tok, _, more = bytes.Cut(rest, sp)
+	if len(tok) == 0 {
+		return r, ErrMalformed
+	}
+	if more {
+		return r, ErrExtraArgs
+	}
+	ms, ok := parseUint(tok, maxMaxWaitMS)
+	if !ok {
+		return r, ErrBadMaxWait
+	}
+	r.MaxWait = time.Duration(ms) * time.Millisecond
+	return r, nil
+}
+
+var sp = []byte{' '}
+
+func validKeyBytes(b []byte) bool {
+	if len(b) == 0 || len(b) > MaxKeyLen {
+		return false
+	}
+	for _, c := range b {
+		if !keyChar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseUint parses a decimal number of at most 19 digits, clamping values
+// above max to max. It reports false for anything but digits.
+func parseUint(b []byte, max int64) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if v > max {
+			continue // keep checking the digits, value is clamped
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if v > max || v < 0 {
+		v = max
+	}
+	return v, true
+}
+
+// Reply words.
+const (
+	wordGo    = "go"
+	wordSorry = "sorry"
+	wordError = "error"
+	wordPong  = "pong"
+)
+
+// millis rounds d up to whole milliseconds, so that a client that waits
+// that long is past the moment it was told about.
+func millis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// AppendDecision appends the reply for d to buf: "go REMAINING RESET_MS
+// WINDOW" or "sorry RETRY_MS WINDOW". With bare set (legacy requests) the
+// reply is only "go" or "sorry".
+func AppendDecision(buf []byte, d Decision, bare bool) []byte {
+	if d.OK {
+		buf = append(buf, wordGo...)
+		if bare {
+			return buf
+		}
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, d.Remaining, 10)
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, millis(d.Reset), 10)
+	} else {
+		buf = append(buf, wordSorry...)
+		if bare {
+			return buf
+		}
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, millis(d.RetryAfter), 10)
+	}
+	buf = append(buf, ' ')
+	return strconv.AppendInt(buf, d.Window, 10)
+}
+
+// AppendError appends "error MESSAGE" for err to buf, without the
+// package prefix of err's text.
+func AppendError(buf []byte, err error) []byte {
+	msg := err.Error()
+	msg = trimPrefix(msg, "locker: ")
+	buf = append(buf, wordError...)
+	buf = append(buf, ' ')
+	return append(buf, msg...)
+}
+
+func trimPrefix(s, p string) string {
+	if len(s) >= len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}
+
+// ReplyKind is the kind of a reply.
+type ReplyKind uint8
+
+// Reply kinds.
+const (
+	ReplyGo ReplyKind = iota + 1
+	ReplySorry
+	ReplyError
+	ReplyPong
+	ReplyStatus
+)
+
+// Reply is a parsed reply.
+type Reply struct {
+	Kind ReplyKind
+	// Decision holds the fields of go and sorry replies. Bare replies
+	// (from a legacy server) leave all but OK zero; Full tells them apart.
+	Decision Decision
+	// Full reports whether a go or sorry reply carried its fields.
+	Full bool
+	// Text is the message of an error, the server id of a pong, or the
+	// JSON document of a status reply.
+	Text string
+}
+
+// ErrBadReply is returned by ParseReply for a reply it cannot read.
+var ErrBadReply = errors.New("locker: unreadable reply")
+
+// ParseReply parses a reply body. It accepts the full replies of this
+// protocol and the bare "go"/"sorry" of the seed server.
+func ParseReply(body []byte) (Reply, error) {
+	if len(body) > 0 && body[0] == '{' {
+		return Reply{Kind: ReplyStatus, Text: string(body)}, nil
+	}
+	word, rest, more := bytes.Cut(body, sp)
+	switch string(word) {
+	case wordGo, wordSorry:
+		ok := string(word) == wordGo
+		r := Reply{Kind: ReplySorry, Decision: Decision{OK: ok}}
+		if ok {
+			r.Kind = ReplyGo
+		}
+		if !more {
+			return r, nil
+		}
+		f := bytes.Split(rest, sp)
+		want := 2
+		if ok {
+			want = 3
+		}
+		if len(f) != want {
+			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+		}
+		var v [3]int64
+		for i, b := range f {
+			n, err := strconv.ParseInt(string(b), 10, 64)
+			if err != nil {
+				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+			}
+			v[i] = n
+		}
+		r.Full = true
+		if ok {
+			r.Decision.Remaining = v[0]
+			r.Decision.Reset = time.Duration(v[1]) * time.Millisecond
+			r.Decision.Window = v[2]
+		} else {
+			r.Decision.RetryAfter = time.Duration(v[0]) * time.Millisecond
+			r.Decision.Reset = r.Decision.RetryAfter
+			r.Decision.Window = v[1]
+		}
+		return r, nil
+	case wordError:
+		return Reply{Kind: ReplyError, Text: string(rest)}, nil
+	case wordPong:
+		return Reply{Kind: ReplyPong, Text: string(rest)}, nil
+	}
+	return Reply{}, fmt.Errorf("%w: %.64q", ErrBadReply, body)
+}
