@@ -3,3 +3,5 @@ module github.com/lockerd/lockerd
 go 1.24
 
 require github.com/pebbe/zmq4 v1.4.0
+
+require go.uber.org/goleak v1.3.0
