@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -269,6 +271,35 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
+// LocalEndpoint reports whether a ZeroMQ endpoint can only be reached from
+// this host: ipc and inproc endpoints, and tcp on a loopback address.
+func LocalEndpoint(ep string) bool {
+	scheme, addr, ok := strings.Cut(ep, "://")
+	if !ok {
+		return false
+	}
+	switch scheme {
+	case "ipc", "inproc":
+		return true
+	case "tcp":
+	default:
+		return false
+	}
+	host := addr
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		host = addr[:i]
+	}
+	if i := strings.IndexByte(host, ';'); i >= 0 { // "src;dst" form
+		host = host[i+1:]
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func isRetryable(err error) bool {
 	switch zmq.AsErrno(err) {
 	case zmq.Errno(11), zmq.Errno(4): // EAGAIN, EINTR
@@ -302,6 +333,9 @@ func (s *Server) listen() (*zmq.Socket, error) {
 	}
 	var eps []string
 	for _, ep := range s.cfg.Endpoints {
+		if s.cfg.Security == nil && !LocalEndpoint(ep) {
+			s.log.Warn("binding a non-loopback address without CURVE: anyone who can reach the port can spend the quota", "endpoint", ep)
+		}
 		if err := sock.Bind(ep); err != nil {
 			return nil, fmt.Errorf("locker: bind %s: %w", ep, err)
 		}
