@@ -1,0 +1,211 @@
+// Command load drives a ZeroMQ go/sorry endpoint (lockerd, or the echo
+// server of bench/echo) and prints a stats summary. Modes:
+//
+//	client  N goroutines share the Go client (locker.Client; -sockets spreads them over several)
+//	req     N goroutines, each with its own REQ socket, one request at a time (lock step)
+//	dealer  N DEALER sockets, one goroutine each, -inflight requests pipelined on each
+//
+// Example:
+//
+//	load -mode dealer -c 1 -inflight 32 -d 3s -endpoint tcp://127.0.0.1:7777 -json
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/lockerd/lockerd/bench/stats"
+	"github.com/lockerd/lockerd/locker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	mode     string
+	endpoint string
+	c        int
+	sockets  int
+	inflight int
+	d        time.Duration
+	key      string
+	json     bool
+	name     string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.mode, "mode", "dealer", "client, req or dealer")
+	fs.StringVar(&o.endpoint, "endpoint", "tcp://127.0.0.1:7777", "endpoint to drive")
+	fs.IntVar(&o.c, "c", 1, "goroutines (client, req) or DEALER sockets (dealer)")
+	fs.IntVar(&o.sockets, "sockets", 1, "client mode: number of Go clients the goroutines are spread over")
+	fs.IntVar(&o.inflight, "inflight", 32, "dealer mode: requests in flight per socket")
+	fs.DurationVar(&o.d, "d", 3*time.Second, "duration")
+	fs.StringVar(&o.key, "key", "bench", "key to take from")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object")
+	fs.StringVar(&o.name, "name", "", "label of the summary")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	s, err := drive(ctx, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 1
+	}
+	if o.json {
+		s.WriteJSON(stdout)
+	} else {
+		s.WriteText(stdout)
+	}
+	return 0
+}
+
+func drive(ctx context.Context, o options) (stats.Summary, error) {
+	body := []byte("take " + o.key + " 1")
+	opts := stats.Options{Name: o.name, Goroutines: o.c, Duration: o.d}
+	switch o.mode {
+	case "client":
+		if o.sockets < 1 || o.sockets > o.c {
+			return stats.Summary{}, errors.New("sockets must be in 1..c")
+		}
+		clients := make([]*locker.Client, o.sockets)
+		for i := range clients {
+			c, err := locker.Dial(o.endpoint)
+			if err != nil {
+				return stats.Summary{}, err
+			}
+			defer c.Close()
+			clients[i] = c
+		}
+		return stats.Run(ctx, opts, func(i int) (stats.Work, func(), error) {
+			c := clients[i%len(clients)]
+			return stats.Loop(func() (stats.Outcome, error) {
+				d, err := c.Take(ctx, o.key, 1)
+				if err != nil {
+					return stats.Error, err
+				}
+				if d.OK {
+					return stats.Go, nil
+				}
+				return stats.Sorry, nil
+			}), nil, nil
+		})
+	case "req":
+		return stats.Run(ctx, opts, func(int) (stats.Work, func(), error) {
+			sock, err := newSocket(zmq.REQ, o.endpoint)
+			if err != nil {
+				return nil, nil, err
+			}
+			// The socket is created here but used and closed by the worker
+			// goroutine only once it ends (cleanup runs after wg.Wait).
+			return stats.Loop(func() (stats.Outcome, error) {
+				if _, err := sock.SendBytes(body, 0); err != nil {
+					return stats.Error, err
+				}
+				reply, err := sock.RecvBytes(0)
+				if err != nil {
+					return stats.Error, err
+				}
+				return stats.Classify(reply), nil
+			}), func() { sock.Close() }, nil
+		})
+	case "dealer":
+		if o.inflight < 1 {
+			return stats.Summary{}, errors.New("inflight must be at least 1")
+		}
+		return stats.Run(ctx, opts, func(int) (stats.Work, func(), error) {
+			sock, err := newSocket(zmq.DEALER, o.endpoint)
+			if err != nil {
+				return nil, nil, err
+			}
+			return func(stop <-chan struct{}, w *stats.Worker) error {
+				return pipeline(sock, body, o.inflight, stop, w)
+			}, func() { sock.Close() }, nil
+		})
+	}
+	return stats.Summary{}, fmt.Errorf("unknown mode %q", o.mode)
+}
+
+func newSocket(t zmq.Type, ep string) (*zmq.Socket, error) {
+	s, err := zmq.NewSocket(t)
+	if err != nil {
+		return nil, err
+	}
+	s.SetLinger(0)
+	s.SetRcvtimeo(2 * time.Second)
+	if err := s.Connect(ep); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pipeline keeps inflight requests [send time, "", body] in flight on a
+// DEALER socket; the server echoes the first two frames, so the reply
+// carries its own send time.
+func pipeline(sock *zmq.Socket, body []byte, inflight int, stop <-chan struct{}, w *stats.Worker) error {
+	var ts [8]byte
+	send := func() error {
+		binary.LittleEndian.PutUint64(ts[:], uint64(time.Now().UnixNano()))
+		if _, err := sock.SendBytes(ts[:], zmq.SNDMORE); err != nil {
+			return err
+		}
+		if _, err := sock.SendBytes(nil, zmq.SNDMORE); err != nil {
+			return err
+		}
+		_, err := sock.SendBytes(body, 0)
+		return err
+	}
+	for i := 0; i < inflight; i++ {
+		if err := send(); err != nil {
+			return err
+		}
+	}
+	outstanding := inflight
+	stopped := false
+	for outstanding > 0 {
+		if !stopped {
+			select {
+			case <-stop:
+				stopped = true
+			default:
+			}
+		}
+		msg, err := sock.RecvMessageBytes(0)
+		if err != nil {
+			if stopped {
+				return nil // the rest are lost: not counted
+			}
+			return err
+		}
+		outstanding--
+		if len(msg) < 2 || len(msg[0]) != 8 {
+			w.Observe(0, stats.Error)
+		} else {
+			sent := int64(binary.LittleEndian.Uint64(msg[0]))
+			w.Observe(time.Duration(time.Now().UnixNano()-sent), stats.Classify(msg[len(msg)-1]))
+		}
+		if !stopped {
+			if err := send(); err != nil {
+				return err
+			}
+			outstanding++
+		}
+	}
+	return nil
+}

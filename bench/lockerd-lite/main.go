@@ -1,0 +1,86 @@
+// Command lockerd-lite runs a locker.Server with benchmark keys, for the
+// benchmark script to use until cmd/lockerd exists. It prints its bound
+// endpoint on stdout and serves until SIGINT/SIGTERM. With -cpuprofile it
+// writes a CPU profile of the whole run.
+//
+//	lockerd-lite -endpoint tcp://127.0.0.1:* -key bench=1000000000/1s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type keyFlags []locker.KeyConfig
+
+func (k *keyFlags) String() string { return fmt.Sprint(*k) }
+func (k *keyFlags) Set(s string) error {
+	name, spec, ok1 := strings.Cut(s, "=")
+	lim, win, ok2 := strings.Cut(spec, "/")
+	n, err1 := strconv.ParseInt(lim, 10, 64)
+	w, err2 := time.ParseDuration(win)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil {
+		return fmt.Errorf("bad key %q, want NAME=LIMIT/WINDOW", s)
+	}
+	*k = append(*k, locker.KeyConfig{Name: name, Limit: n, Window: w})
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lockerd-lite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ep := fs.String("endpoint", "tcp://127.0.0.1:*", "endpoint to bind")
+	prof := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	var keys keyFlags
+	fs.Var(&keys, "key", "NAME=LIMIT/WINDOW (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			fmt.Fprintln(stderr, "lockerd-lite:", err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	srv, err := locker.NewServer(locker.Config{Endpoints: []string{*ep}, Keys: keys, ID: "lockerd-lite"})
+	if err != nil {
+		fmt.Fprintln(stderr, "lockerd-lite:", err)
+		return 1
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+		fmt.Fprintln(stdout, srv.Endpoints()[0])
+	case err := <-errc:
+		fmt.Fprintln(stderr, "lockerd-lite:", err)
+		return 1
+	}
+	if err := <-errc; err != nil && !errors.Is(err, locker.ErrServerClosed) {
+		fmt.Fprintln(stderr, "lockerd-lite:", err)
+		return 1
+	}
+	return 0
+}
