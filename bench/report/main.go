@@ -1,0 +1,132 @@
+// Command report reads the JSON summaries of bench/run.sh (one object per
+// line, each with a name) from stdin and writes a markdown table that
+// compares pairs of configurations measured in alternating rounds.
+//
+//	report -title "..." 'LABEL|NAME_A|NAME_B|TARGET' ... < results.jsonl
+//
+// Each row shows the median over rounds of A and B and the ratio of B to
+// A computed per round (A then B, so drift cancels), as its median and
+// range. A pair whose B is "-" prints A alone; a TARGET starting with
+// "n/a" prints a row with no figures.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/lockerd/lockerd/bench/stats"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	title := fs.String("title", "", "line printed above the table")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	runs := map[string][]stats.Summary{}
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var s stats.Summary
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			fmt.Fprintf(stderr, "report: bad line %q: %v\n", line, err)
+			return 1
+		}
+		runs[s.Name] = append(runs[s.Name], s)
+	}
+	if *title != "" {
+		fmt.Fprintf(stdout, "%s\n\n", *title)
+	}
+	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A throughput (median [min..max]) | target |")
+	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---|")
+	for _, spec := range fs.Args() {
+		f := strings.Split(spec, "|")
+		if len(f) != 4 {
+			fmt.Fprintf(stderr, "report: bad pair %q\n", spec)
+			return 2
+		}
+		label, a, b, target := f[0], f[1], f[2], f[3]
+		if strings.HasPrefix(target, "n/a") {
+			fmt.Fprintf(stdout, "| %s | %s | | | %s | | | | %s |\n", label, a, b, target)
+			continue
+		}
+		ra := runs[a]
+		if b == "-" {
+			fmt.Fprintf(stdout, "| %s | %s | %s | %s | | | | | %s |\n", label, a, rate(ra), lat(ra), target)
+			continue
+		}
+		rb := runs[b]
+		var ratios []float64
+		for i := 0; i < len(ra) && i < len(rb); i++ {
+			if ra[i].DecisionsPerSecond > 0 {
+				ratios = append(ratios, rb[i].DecisionsPerSecond/ra[i].DecisionsPerSecond)
+			}
+		}
+		ratio := ""
+		if len(ratios) > 0 {
+			sort.Float64s(ratios)
+			ratio = fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(ratios), ratios[0], ratios[len(ratios)-1])
+		}
+		fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), ratio, target)
+	}
+	return 0
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func pick(r []stats.Summary, f func(stats.Summary) float64) float64 {
+	v := make([]float64, len(r))
+	for i, s := range r {
+		v[i] = f(s)
+	}
+	return median(v)
+}
+
+func rate(r []stats.Summary) string {
+	if len(r) == 0 {
+		return "missing"
+	}
+	errs := int64(0)
+	for _, s := range r {
+		errs += s.Errors
+	}
+	out := fmt.Sprintf("%.0f", pick(r, func(s stats.Summary) float64 { return s.DecisionsPerSecond }))
+	if errs > 0 {
+		out += fmt.Sprintf(" (%d errors)", errs)
+	}
+	return out
+}
+
+func lat(r []stats.Summary) string {
+	if len(r) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f / %.0f",
+		pick(r, func(s stats.Summary) float64 { return s.P50us }),
+		pick(r, func(s stats.Summary) float64 { return s.P99us }))
+}

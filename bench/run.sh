@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# bench/run.sh: builds the benchmark programs, starts redis-server, the raw
+# ZeroMQ echo server and lockerd on loopback, runs every comparison as
+# alternating rounds A B A B ... so drift on a shared machine cancels out,
+# and writes the table to bench/RESULTS.md.
+#
+#   bench/run.sh                 # 3 rounds of 3 s per configuration
+#   DUR=5s ROUNDS=5 bench/run.sh
+#
+# Every process it starts is stopped on exit.
+set -euo pipefail
+
+DUR=${DUR:-3s}
+ROUNDS=${ROUNDS:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d)
+BIN=$WORK/bin
+OUT=${OUT:-$ROOT/bench/RESULTS.md}
+PIDS=()
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { echo "bench: $*" >&2; }
+
+cd "$ROOT"
+log "building"
+mkdir -p "$BIN"
+go build -o "$BIN/" ./bench/load ./bench/echo ./bench/lockerd-lite ./bench/report
+(cd bench/redislimit && go build -o "$BIN/redislimit" .)
+
+# start NAME CMD...: runs CMD in the background; it prints its endpoint on
+# its first line of stdout, which is returned in $EP.
+start() {
+	local name=$1
+	shift
+	"$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		if [ -s "$WORK/$name.out" ]; then
+			EP=$(head -n1 "$WORK/$name.out")
+			return 0
+		fi
+		sleep 0.05
+	done
+	log "$name did not start:"; cat "$WORK/$name.err" >&2
+	exit 1
+}
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+REDIS_PORT=$(free_port)
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+	>"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+	redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+	sleep 0.05
+done
+start echo "$BIN/echo" -endpoint 'tcp://127.0.0.1:*'
+ECHO=$EP
+start lockerd "$BIN/lockerd-lite" -endpoint 'tcp://127.0.0.1:*' -key bench=1000000000/1s
+LOCKERD=$EP
+log "redis 127.0.0.1:$REDIS_PORT, echo $ECHO, lockerd $LOCKERD"
+
+RES=$WORK/results.jsonl
+# measure NAME CMD...: one run, its JSON summary labelled NAME.
+measure() {
+	local name=$1
+	shift
+	"$@" -d "$DUR" -json -name "$name" >>"$RES"
+	log "$(tail -n1 "$RES")"
+}
+
+for r in $(seq "$ROUNDS"); do
+	log "round $r of $ROUNDS"
+	measure "redis c=1" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 1
+	measure "lockerd client c=1" "$BIN/load" -mode client -c 1 -endpoint "$LOCKERD"
+	measure "redis c=64" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 64
+	measure "lockerd client c=64" "$BIN/load" -mode client -c 64 -endpoint "$LOCKERD"
+	measure "echo REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$ECHO"
+	measure "lockerd REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$LOCKERD"
+	measure "echo DEALER 1x32" "$BIN/load" -mode dealer -c 1 -inflight 32 -endpoint "$ECHO"
+	measure "lockerd DEALER 1x32" "$BIN/load" -mode dealer -c 1 -inflight 32 -endpoint "$LOCKERD"
+	measure "echo DEALER 4x64" "$BIN/load" -mode dealer -c 4 -inflight 64 -endpoint "$ECHO"
+	measure "lockerd DEALER 4x64" "$BIN/load" -mode dealer -c 4 -inflight 64 -endpoint "$LOCKERD"
+done
+
+FED="n/a (federation not built)"
+if [ -d peer ]; then
+	FED="n/a (peer package present; federation run not wired into bench/run.sh yet)"
+fi
+
+{
+	echo "# Benchmark results"
+	echo
+	echo "Written by \`bench/run.sh\` (DUR=$DUR, ROUNDS=$ROUNDS) on $(date -u +%Y-%m-%d) at $(git rev-parse --short HEAD 2>/dev/null || echo unknown);"
+	echo "$(nproc) CPUs, $(uname -sr), $(go version | cut -d' ' -f3), redis $(redis-server --version | sed -n "s/.*v=\([0-9.]*\).*/\1/p")."
+	echo "Loopback, separate processes. Each configuration ran $ROUNDS times, A and B alternating;"
+	echo "figures are medians over rounds, the ratio is B/A per round. Absolute numbers vary with"
+	echo "the machine's load; the ratios are what to compare."
+	echo
+	"$BIN/report" \
+		"Go client, 1 goroutine vs Redis (go-redis + Lua)|redis c=1|lockerd client c=1|-" \
+		"Go client, 64 goroutines vs Redis|redis c=64|lockerd client c=64|>= 1.5, lower p99" \
+		"REQ lock step, 64 sockets: lockerd vs raw echo|echo REQ x64|lockerd REQ x64|>= 0.90" \
+		"pipelined DEALER 1x32: lockerd vs raw echo|echo DEALER 1x32|lockerd DEALER 1x32|>= 0.85" \
+		"pipelined DEALER 4x64: lockerd vs raw echo|echo DEALER 4x64|lockerd DEALER 4x64|>= 0.85" \
+		"3-peer federation vs single|lockerd single|lockerd federated|$FED" \
+		<"$RES"
+	echo
+	echo "Raw runs (JSON lines):"
+	echo
+	echo '```'
+	cat "$RES"
+	echo '```'
+} >"$OUT"
+log "wrote $OUT"
+cat "$OUT" | sed -n '1,20p'
