@@ -93,6 +93,9 @@ type Client struct {
 	mu       sync.Mutex
 	incoming []*call
 	wake     chan struct{}
+	// sleeping is set while the loop is (about to be) blocked in poll:
+	// only then does a new call need to wake it.
+	sleeping atomic.Bool
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -210,9 +213,15 @@ func (c *Client) submit(cl *call) {
 	c.mu.Lock()
 	c.incoming = append(c.incoming, cl)
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	// A busy loop picks cl up on its next turn; waking it costs a
+	// goroutine hop and a message on the pipe, so only do it when it
+	// sleeps. The loop sets sleeping before it looks at incoming a last
+	// time, so either it sees cl or this sees sleeping.
+	if c.sleeping.Swap(false) {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -464,30 +473,48 @@ func (c *Client) loop(ready chan<- error) {
 		poller.Add(pull, zmq.POLLIN)
 		poller.Add(l.sock, zmq.POLLIN)
 		reconnect := false
+		var spare []*call // the incoming slice handed back for reuse
 		for !reconnect {
-			if _, err := poller.Poll(l.timeout()); err != nil && !isRetryable(err) {
+			c.sleeping.Store(true)
+			c.mu.Lock()
+			idle := len(c.incoming) == 0
+			c.mu.Unlock()
+			timeout := time.Duration(0) // calls are queued: just look at the socket
+			if idle {
+				timeout = l.timeout()
+			}
+			polled, err := poller.Poll(timeout)
+			if err != nil && !isRetryable(err) {
 				c.log.Error("client poll", "err", err)
 			}
+			c.sleeping.Store(false)
 			select {
 			case <-c.done:
 				l.failAll(ErrClientClosed)
 				return
 			default:
 			}
-			for { // drain wake-ups
-				if _, err := pull.RecvBytes(zmq.DONTWAIT); err != nil {
-					break
+			for _, p := range polled {
+				if p.Socket != pull {
+					continue
+				}
+				for { // drain wake-ups
+					if _, err := pull.RecvBytes(zmq.DONTWAIT); err != nil {
+						break
+					}
 				}
 			}
 			c.mu.Lock()
 			in := c.incoming
-			c.incoming = nil
+			c.incoming = spare[:0]
 			c.mu.Unlock()
 			now := time.Now()
-			for _, cl := range in {
+			for i, cl := range in {
 				l.pending[cl.id] = cl
 				l.send(cl, now, &idb)
+				in[i] = nil
 			}
+			spare = in
 			for i := 0; i < recvBatch; i++ {
 				msg, err := l.sock.RecvMessageBytes(zmq.DONTWAIT)
 				if err != nil {
