@@ -516,7 +516,8 @@ func (c *Client) loop(ready chan<- error) {
 			}
 			spare = in
 			for i := 0; i < recvBatch; i++ {
-				msg, err := l.sock.RecvMessageBytes(zmq.DONTWAIT)
+				msg, err := recvFrames(l.sock, l.frames)
+				l.frames = msg
 				if err != nil {
 					break
 				}
@@ -551,6 +552,7 @@ type clientLoop struct {
 	sock    *zmq.Socket
 	next    int // index of the endpoint to use
 	pending map[uint64]*call
+	frames  [][]byte // reused by recvFrames
 }
 
 func (l *clientLoop) connect() error {

@@ -129,8 +129,9 @@ type Server struct {
 	waiters   map[string]*waitQueue
 	waitCount sync.Map // key name -> *atomic.Int64
 
-	sock *zmq.Socket
-	buf  []byte
+	sock   *zmq.Socket
+	buf    []byte
+	frames [][]byte // reused by recvFrames
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -259,7 +260,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.serveWaiters(s.now())
 		for i := 0; i < recvBatch; i++ {
-			msg, err := sock.RecvMessageBytes(zmq.DONTWAIT)
+			msg, err := recvFrames(sock, s.frames)
+			s.frames = msg
 			if err != nil {
 				if !isRetryable(err) {
 					return fmt.Errorf("locker: recv: %w", err)
@@ -430,6 +432,8 @@ func (s *Server) handle(msg [][]byte) {
 		if req.MaxWait >= 0 && req.MaxWait < maxWait {
 			maxWait = req.MaxWait
 		}
+		// env aliases s.frames, which the next request reuses.
+		env = append([][]byte(nil), env...)
 		if maxWait > 0 && s.enqueue(cfg.Name, waiter{env: env, n: req.N, deadline: now.Add(maxWait)}) {
 			return // answered, and observed, by serveWaiters
 		}
