@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ type options struct {
 	key      string
 	json     bool
 	name     string
+	cpuprof  string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -59,8 +61,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.key, "key", "bench", "key to take from")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object")
 	fs.StringVar(&o.name, "name", "", "label of the summary")
+	fs.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if o.cpuprof != "" {
+		f, err := os.Create(o.cpuprof)
+		if err != nil {
+			fmt.Fprintln(stderr, "load:", err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	s, err := drive(ctx, o)
 	if err != nil {
