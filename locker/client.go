@@ -92,7 +92,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	incoming []*call
-	wake     chan struct{}
+	wk       *wakeup
 	// sleeping is set while the loop is (about to be) blocked in poll:
 	// only then does a new call need to wake it.
 	sleeping atomic.Bool
@@ -101,7 +101,6 @@ type Client struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	nextID    atomic.Uint64
-	pipe      string
 }
 
 // call is one request in flight.
@@ -119,8 +118,6 @@ type result struct {
 	body []byte
 	err  error
 }
-
-var pipeSeq atomic.Uint64
 
 // NewClient returns a client for cfg. It does not wait for a server: a
 // request sent before any server is up is delivered once one is.
@@ -140,12 +137,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout < 0 || cfg.Attempts < 0 || cfg.Hold < 0 {
 		return nil, errors.New("locker: negative timeout, attempts or hold")
 	}
+	wk, err := newWakeup()
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		cfg:  cfg,
 		log:  cfg.Logger,
-		wake: make(chan struct{}, 1),
+		wk:   wk,
 		done: make(chan struct{}),
-		pipe: "inproc://locker-client-" + strconv.FormatUint(pipeSeq.Add(1), 10),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -158,13 +158,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}()
 	if err := <-ready; err != nil {
 		c.wg.Wait()
+		wk.close()
 		return nil, err
 	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.waker()
-	}()
+	wk.start(c)
 	return c, nil
 }
 
@@ -176,36 +173,14 @@ func Dial(endpoints ...string) (*Client, error) {
 // Close stops the client. Calls in flight return ErrClientClosed. Close
 // is idempotent and always returns nil.
 func (c *Client) Close() error {
-	c.closeOnce.Do(func() { close(c.done) })
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.wk.wake() // let a sleeping loop see done now
+		c.wg.Wait()
+		c.wk.close()
+	})
 	c.wg.Wait()
 	return nil
-}
-
-// waker owns the sending end of the inproc pipe that wakes the loop when
-// calls are queued.
-func (c *Client) waker() {
-	push, err := zmq.NewSocket(zmq.PUSH)
-	if err != nil {
-		c.log.Error("client pipe", "err", err)
-		return
-	}
-	defer push.Close()
-	push.SetLinger(0)
-	push.SetSndhwm(4)
-	if err := push.Connect(c.pipe); err != nil {
-		c.log.Error("client pipe", "err", err)
-		return
-	}
-	for {
-		select {
-		case <-c.done:
-			push.SendBytes(nil, zmq.DONTWAIT) // let the loop see done now
-			return
-		case <-c.wake:
-			// A full pipe already holds a wake-up: dropping is fine.
-			push.SendBytes(nil, zmq.DONTWAIT)
-		}
-	}
 }
 
 // submit queues cl for the loop.
@@ -214,14 +189,11 @@ func (c *Client) submit(cl *call) {
 	c.incoming = append(c.incoming, cl)
 	c.mu.Unlock()
 	// A busy loop picks cl up on its next turn; waking it costs a
-	// goroutine hop and a message on the pipe, so only do it when it
-	// sleeps. The loop sets sleeping before it looks at incoming a last
-	// time, so either it sees cl or this sees sleeping.
+	// system call, so only do it when it sleeps. The loop sets sleeping
+	// before it looks at incoming a last time, so either it sees cl or
+	// this sees sleeping.
 	if c.sleeping.Swap(false) {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+		c.wk.wake()
 	}
 }
 
@@ -442,50 +414,40 @@ func appendReq(buf []byte, verb, key string, n int64, max time.Duration) []byte 
 	return buf
 }
 
-// loop owns the DEALER socket and the receiving end of the wake pipe.
+// loop owns the DEALER socket and waits on it and on the wakeup.
 func (c *Client) loop(ready chan<- error) {
-	pull, err := zmq.NewSocket(zmq.PULL)
-	if err == nil {
-		err = pull.SetLinger(0)
-	}
-	if err == nil {
-		err = pull.Bind(c.pipe)
-	}
+	p, err := newLoopPoller(c.wk)
 	if err != nil {
-		if pull != nil {
-			pull.Close()
-		}
-		ready <- fmt.Errorf("locker: client pipe: %w", err)
+		ready <- err
 		return
 	}
-	defer pull.Close()
+	defer p.close()
 	l := &clientLoop{c: c, pending: make(map[uint64]*call)}
 	if err := l.connect(); err != nil {
 		ready <- err
 		return
 	}
-	defer func() { l.sock.Close() }()
+	defer func() {
+		p.unwatch()
+		l.sock.Close()
+	}()
+	if err := p.watch(l.sock); err != nil {
+		ready <- err
+		return
+	}
 	ready <- nil
 
 	var idb [8]byte
+	var spare []*call // the incoming slice handed back for reuse
 	for {
-		poller := zmq.NewPoller()
-		poller.Add(pull, zmq.POLLIN)
-		poller.Add(l.sock, zmq.POLLIN)
 		reconnect := false
-		var spare []*call // the incoming slice handed back for reuse
 		for !reconnect {
 			c.sleeping.Store(true)
 			c.mu.Lock()
 			idle := len(c.incoming) == 0
 			c.mu.Unlock()
-			timeout := time.Duration(0) // calls are queued: just look at the socket
 			if idle {
-				timeout = l.timeout()
-			}
-			polled, err := poller.Poll(timeout)
-			if err != nil && !isRetryable(err) {
-				c.log.Error("client poll", "err", err)
+				p.wait(l.timeout())
 			}
 			c.sleeping.Store(false)
 			select {
@@ -493,16 +455,6 @@ func (c *Client) loop(ready chan<- error) {
 				l.failAll(ErrClientClosed)
 				return
 			default:
-			}
-			for _, p := range polled {
-				if p.Socket != pull {
-					continue
-				}
-				for { // drain wake-ups
-					if _, err := pull.RecvBytes(zmq.DONTWAIT); err != nil {
-						break
-					}
-				}
 			}
 			c.mu.Lock()
 			in := c.incoming
@@ -525,6 +477,7 @@ func (c *Client) loop(ready chan<- error) {
 			}
 			reconnect = l.expire(time.Now())
 		}
+		p.unwatch()
 		l.sock.Close()
 		l.next = (l.next + 1) % len(c.cfg.Endpoints)
 		if err := l.connect(); err != nil {
@@ -538,6 +491,10 @@ func (c *Client) loop(ready chan<- error) {
 				case <-time.After(clientTick):
 				}
 			}
+		}
+		if err := p.watch(l.sock); err != nil {
+			// Without the watch the loop still runs, on its tick.
+			c.log.Error("client watch", "err", err)
 		}
 		now := time.Now()
 		for _, cl := range l.pending {

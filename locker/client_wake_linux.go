@@ -1,0 +1,128 @@
+//go:build linux && !lockerpipe
+
+package locker
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// wakeup is how callers wake the client's loop: an eventfd that the loop
+// waits on with epoll, next to its DEALER socket's ZMQ_FD. A caller writes
+// it directly, so a request reaches a sleeping loop in one hop.
+//
+// wake is safe for concurrent use; close runs once, after the loop ended.
+type wakeup struct {
+	mu sync.RWMutex
+	fd int // -1 once closed
+}
+
+func newWakeup() (*wakeup, error) {
+	fd, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("locker: client eventfd: %w", errno)
+	}
+	return &wakeup{fd: int(fd)}, nil
+}
+
+// start has nothing to start: no goroutine stands between callers and the
+// loop.
+func (w *wakeup) start(*Client) {}
+
+func (w *wakeup) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	w.mu.RLock()
+	if w.fd >= 0 {
+		syscall.Write(w.fd, one[:]) // EAGAIN: the counter is full, so it is readable
+	}
+	w.mu.RUnlock()
+}
+
+func (w *wakeup) close() {
+	w.mu.Lock()
+	if w.fd >= 0 {
+		syscall.Close(w.fd)
+		w.fd = -1
+	}
+	w.mu.Unlock()
+}
+
+// loopPoller waits, on the loop goroutine, until the DEALER socket may
+// have input, the wakeup is written, or a timeout passes.
+type loopPoller struct {
+	evfd   int
+	epfd   int
+	sock   *zmq.Socket
+	sockFd int // -1 when no socket is watched
+	events [2]syscall.EpollEvent
+	drain  [8]byte
+}
+
+func newLoopPoller(w *wakeup) (*loopPoller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("locker: client epoll: %w", err)
+	}
+	p := &loopPoller{evfd: w.fd, epfd: epfd, sockFd: -1}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(w.fd)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, w.fd, &ev); err != nil {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("locker: client epoll: %w", err)
+	}
+	return p, nil
+}
+
+// watch makes wait return when sock may have input. ZMQ_FD only says
+// that the socket's state may have changed; wait checks ZMQ_EVENTS
+// before it sleeps, which is what the ZMQ_FD contract asks.
+func (p *loopPoller) watch(sock *zmq.Socket) error {
+	p.unwatch()
+	fd, err := sock.GetFd()
+	if err != nil {
+		return fmt.Errorf("locker: client socket fd: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("locker: client epoll: %w", err)
+	}
+	p.sock, p.sockFd = sock, fd
+	return nil
+}
+
+// unwatch forgets the socket; call it before closing the socket.
+func (p *loopPoller) unwatch() {
+	if p.sockFd >= 0 {
+		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, p.sockFd, nil)
+		p.sock, p.sockFd = nil, -1
+	}
+}
+
+// wait sleeps up to timeout unless the socket already has input.
+func (p *loopPoller) wait(timeout time.Duration) {
+	if p.sock != nil {
+		if ev, err := p.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
+			return
+		}
+	}
+	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	n, err := syscall.EpollWait(p.epfd, p.events[:], ms)
+	if err != nil {
+		return // EINTR: the loop looks around and comes back
+	}
+	for _, ev := range p.events[:n] {
+		if int(ev.Fd) == p.evfd {
+			syscall.Read(p.evfd, p.drain[:])
+		}
+	}
+}
+
+func (p *loopPoller) close() {
+	p.unwatch()
+	syscall.Close(p.epfd)
+}
