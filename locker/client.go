@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,9 @@ const (
 	// clientTick bounds how long the client's loop sleeps without looking
 	// at abandoned calls and Close.
 	clientTick = 100 * time.Millisecond
+	// yieldBelow is the most answers in one turn after which the loop
+	// yields to the callers it answered before it sleeps.
+	yieldBelow = 4
 )
 
 // Client errors.
@@ -195,6 +199,12 @@ func (c *Client) submit(cl *call) {
 	if c.sleeping.Swap(false) {
 		c.wk.wake()
 	}
+}
+
+func (c *Client) noIncoming() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.incoming) == 0
 }
 
 // Do sends body as one request and returns the parsed reply. It makes up
@@ -441,12 +451,19 @@ func (c *Client) loop(ready chan<- error) {
 	var spare []*call // the incoming slice handed back for reuse
 	for {
 		reconnect := false
+		delivered := 0
 		for !reconnect {
+			if delivered > 0 && delivered <= yieldBelow && c.noIncoming() {
+				// About to sleep with a few callers just answered: let
+				// them run on this thread first, instead of leaving them
+				// to another thread while this one sleeps in a system
+				// call. Their next requests then find the loop awake,
+				// with no wake-up to pay. With many callers the loop is
+				// better off sending their requests in batches.
+				runtime.Gosched()
+			}
 			c.sleeping.Store(true)
-			c.mu.Lock()
-			idle := len(c.incoming) == 0
-			c.mu.Unlock()
-			if idle {
+			if c.noIncoming() {
 				p.wait(l.timeout())
 			}
 			c.sleeping.Store(false)
@@ -467,13 +484,16 @@ func (c *Client) loop(ready chan<- error) {
 				in[i] = nil
 			}
 			spare = in
+			delivered = 0
 			for i := 0; i < recvBatch; i++ {
 				msg, err := recvFrames(l.sock, l.frames)
 				l.frames = msg
 				if err != nil {
 					break
 				}
-				l.deliver(msg)
+				if l.deliver(msg) {
+					delivered++
+				}
 			}
 			reconnect = l.expire(time.Now())
 		}
@@ -554,18 +574,20 @@ func (l *clientLoop) send(cl *call, now time.Time, idb *[8]byte) {
 	l.sock.SendBytes(cl.body, zmq.DONTWAIT)
 }
 
-// deliver hands a reply [id, "", body] to its call.
-func (l *clientLoop) deliver(msg [][]byte) {
+// deliver hands a reply [id, "", body] to its call. It reports whether
+// a caller got an answer.
+func (l *clientLoop) deliver(msg [][]byte) bool {
 	if len(msg) < 2 || len(msg[0]) != 8 {
-		return
+		return false
 	}
 	id := binary.BigEndian.Uint64(msg[0])
 	cl := l.pending[id]
 	if cl == nil {
-		return // answered already, or abandoned
+		return false // answered already, or abandoned
 	}
 	delete(l.pending, id)
 	cl.reply <- result{body: msg[len(msg)-1]}
+	return true
 }
 
 // expire drops abandoned calls and ends the attempts that timed out. It
