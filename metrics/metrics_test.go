@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -380,4 +381,55 @@ func BenchmarkObserveRequest(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestConcurrentObserveAndScrape observes new and known keys from several
+// goroutines while the registry is gathered and the stats change, for
+// the race detector, and checks that no observation is lost.
+func TestConcurrentObserveAndScrape(t *testing.T) {
+	m, reg := mustMetrics(t, testBuild)
+	var src fakeStats
+	src.set(keyStat("a", 1, time.Second, 0, 0))
+	m.SetStats(&src)
+	const workers, per = 4, 500
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				m.ObserveRequest("k"+strconv.Itoa(i%20), locker.OutcomeGo, time.Microsecond)
+				if i%100 == w {
+					src.set(keyStat("a", 1, time.Second, 0, 0), keyStat("r"+strconv.Itoa(i), 1, time.Second, 0, 0))
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Errorf("Gather: %v", err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-scraped
+	var total float64
+	for i := range 20 {
+		v, _ := counterValue(t, reg, "k"+strconv.Itoa(i), "go")
+		total += v
+	}
+	if total != workers*per {
+		t.Errorf("counted %v go, want %d", total, workers*per)
+	}
 }
