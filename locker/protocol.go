@@ -272,6 +272,8 @@ type Reply struct {
 	// Text is the message of an error, the server id of a pong, or the
 	// JSON document of a status reply.
 	Text string
+	// Body is the whole reply as received.
+	Body string
 }
 
 // ErrBadReply is returned by ParseReply for a reply it cannot read.
@@ -280,6 +282,14 @@ var ErrBadReply = errors.New("locker: unreadable reply")
 // ParseReply parses a reply body. It accepts the full replies of this
 // protocol and the bare "go"/"sorry" of the seed server.
 func ParseReply(body []byte) (Reply, error) {
+	r, err := parseReply(body)
+	if err == nil {
+		r.Body = string(body)
+	}
+	return r, err
+}
+
+func parseReply(body []byte) (Reply, error) {
 	if len(body) > 0 && body[0] == '{' {
 		return Reply{Kind: ReplyStatus, Text: string(body)}, nil
 	}

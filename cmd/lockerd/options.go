@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/metrics"
 	"github.com/spf13/pflag"
 )
 
@@ -29,8 +30,14 @@ type options struct {
 	logFormat  string
 	version    bool
 
+	metricsAddr  string
+	curveSecret  string
+	curveClients string
+
 	// Derived by check.
-	keys []locker.KeyConfig
+	keys        []locker.KeyConfig
+	secretKey   string
+	allowedKeys []string
 }
 
 // errHelp is returned for -h/--help: usage was printed, exit 0.
@@ -49,6 +56,9 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringVar(&o.id, "id", "", "server id in pong and status (default host name and port)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "HOST:PORT for /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&o.curveSecret, "curve-secret", "", "turn CURVE on with the server's secret key FILE (see lockerctl keygen)")
+	fs.StringVar(&o.curveClients, "curve-clients", "", "FILE of client public keys, one per line, or DIR of *.pub files: the only clients let in")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
 	fs.Usage = func() {
@@ -193,6 +203,9 @@ func (o *options) check(fs *pflag.FlagSet) error {
 		return err
 	}
 	o.keys = keys
+	if err := o.loadCurve(); err != nil {
+		return err
+	}
 	if o.id == "" {
 		o.id = defaultID(o.binds[0])
 	}
@@ -230,6 +243,31 @@ func (o *options) keyConfigs(fs *pflag.FlagSet) ([]locker.KeyConfig, error) {
 		return nil, fmt.Errorf("--window %s: want a whole number of milliseconds from %s to %s", o.window, locker.MinWindow, locker.MaxWindow)
 	}
 	return append(keys, def), nil
+}
+
+// loadCurve reads the CURVE secret key and allow list, if any.
+func (o *options) loadCurve() error {
+	switch {
+	case o.curveSecret == "" && o.curveClients == "":
+		return nil
+	case o.curveSecret == "":
+		return errors.New("--curve-clients needs --curve-secret")
+	case o.curveClients == "":
+		return errors.New("--curve-secret needs --curve-clients: without an allow list nobody could connect")
+	}
+	if err := locker.SecretKeyFileMode(o.curveSecret); err != nil {
+		return fmt.Errorf("--curve-secret: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	}
+	sec, err := locker.ReadCurveKey(o.curveSecret)
+	if err != nil {
+		return fmt.Errorf("--curve-secret: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	}
+	allowed, err := locker.ReadAllowList(o.curveClients)
+	if err != nil {
+		return fmt.Errorf("--curve-clients: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	}
+	o.secretKey, o.allowedKeys = sec, allowed
+	return nil
 }
 
 // defaultID is the host name and the port of the first endpoint.

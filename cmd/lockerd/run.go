@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/metrics"
 	zmq "github.com/pebbe/zmq4"
 	"github.com/spf13/pflag"
 )
@@ -47,28 +49,74 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// serve runs the server until ctx is done, reloading the config file on
-// SIGHUP.
+// serve runs the server until ctx is done, with its metrics endpoint,
+// reloading the config file on SIGHUP.
 func serve(ctx context.Context, o *options, args []string, log *slog.Logger) error {
-	srv, err := locker.NewServer(locker.Config{
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	reg := metrics.NewRegistry()
+	m, err := metrics.New(reg, metrics.BuildInfo{Version: Version, Revision: Revision})
+	if err != nil {
+		return err
+	}
+	cfg := locker.Config{
 		Endpoints:  o.binds,
 		Keys:       o.keys,
 		ID:         o.id,
 		MaxWait:    o.maxWait,
 		MaxWaiters: o.maxWaiters,
 		Logger:     log,
-	})
+		Observer:   m,
+	}
+	var curve *locker.CurveServer
+	if o.secretKey != "" {
+		if curve, err = locker.NewCurveServer(o.secretKey, o.allowedKeys); err != nil {
+			return err
+		}
+		defer curve.Close() // deferred first, so it runs after the server stopped
+		cfg.Security = curve.Apply
+		log.Info("CURVE on", "public_key", curve.PublicKey(), "allowed_clients", len(o.allowedKeys))
+	}
+	srv, err := locker.NewServer(cfg)
 	if err != nil {
 		return err
 	}
+	m.SetStats(srv)
 	defer flushSockets()
+
+	loopDone := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Run(ctx)
+		close(loopDone)
+		done <- err
+	}()
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			cancel()
+			<-done
+			return fmt.Errorf("metrics: %w", err)
+		}
+		h := metrics.Handler(reg, metrics.Health{
+			Live:  metrics.Running(srv.Ready(), loopDone),
+			Ready: metrics.Closed(srv.Ready(), "server not bound"),
+		})
+		httpDone := make(chan error, 1)
+		go func() { httpDone <- metrics.Serve(ctx, ln, h) }()
+		defer func() {
+			cancel()
+			if err := <-httpDone; err != nil {
+				log.Error("metrics", "err", err)
+			}
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
 	for {
 		select {
 		case err := <-done:
@@ -78,7 +126,7 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 			}
 			return err
 		case <-hup:
-			reload(srv, o, args, log)
+			reload(srv, curve, o, args, log)
 		}
 	}
 }
@@ -86,16 +134,23 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 // reload re-reads the flags and config file and applies the keys. An
 // invalid configuration is logged and the old one stays. Settings other
 // than keys need a restart.
-func reload(srv *locker.Server, old *options, args []string, log *slog.Logger) {
+func reload(srv *locker.Server, curve *locker.CurveServer, old *options, args []string, log *slog.Logger) {
 	var msgs strings.Builder
 	o, err := parseOptions(args, &msgs)
 	if err != nil {
 		log.Error("reload failed, keeping the old configuration", "err", err)
 		return
 	}
+	if (o.secretKey != "") != (curve != nil) {
+		log.Error("reload failed, keeping the old configuration", "err", "turning CURVE on or off needs a restart")
+		return
+	}
 	if err := srv.Counter().Reconfigure(o.keys); err != nil {
 		log.Error("reload failed, keeping the old configuration", "err", err)
 		return
+	}
+	if curve != nil {
+		curve.SetAllowed(o.allowedKeys)
 	}
 	if strings.Join(o.binds, " ") != strings.Join(old.binds, " ") || o.maxWait != old.maxWait || o.maxWaiters != old.maxWaiters {
 		log.Warn("reload applies keys only; restart lockerd to change endpoints or wait limits")
