@@ -21,5 +21,7 @@ func main() {
 		<-ctx.Done()
 		stop() // a second signal interrupts a slow shutdown
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	flushSockets()
+	os.Exit(code)
 }

@@ -83,7 +83,6 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 		return err
 	}
 	m.SetStats(srv)
-	defer flushSockets()
 
 	loopDone := make(chan struct{})
 	done := make(chan error, 1)
@@ -164,7 +163,8 @@ func reload(srv *locker.Server, curve *locker.CurveServer, old *options, args []
 
 // flushSockets gives replies queued at shutdown (the sorry answers to held
 // waits) a moment to leave, without ever hanging: every socket is closed
-// by then, and each has a short linger.
+// by then, and each has a short linger. It terminates the process's
+// ZeroMQ context, so it is called once, by main, as the process ends.
 func flushSockets() {
 	done := make(chan struct{})
 	go func() {
