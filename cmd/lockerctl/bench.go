@@ -8,55 +8,27 @@ import (
 	"os"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/lockerd/lockerd/bench/stats"
 	"github.com/lockerd/lockerd/locker"
 )
 
+func init() {
+	benchCommand = func(g *globals) (command, bool) { return &BenchCommand{g: g}, true }
+}
+
 // BenchCommand is "lockerctl bench": it drives lockerd through the Go
 // client from many goroutines and prints throughput, latency percentiles
 // and go/sorry/error counts.
-type BenchCommand struct {
-	// Stdout and Stderr default to os.Stdout and os.Stderr.
-	Stdout, Stderr io.Writer
-}
+type BenchCommand struct{ g *globals }
 
-const benchUsage = `usage: lockerctl bench [flags]
-
-Drives lockerd through the Go client: GOROUTINES goroutines share one
-client (or --sockets clients) and take N tokens of KEY back to back for
-DURATION. Prints decisions/s, p50/p90/p99/p99.9 latency and go/sorry/error
-counts; a progress line every second when stdout is a terminal.
-
-flags:
-`
-
-// Usage prints the command's help to Stderr.
-func (c *BenchCommand) Usage() {
-	w := c.stderr()
-	fmt.Fprint(w, benchUsage)
-	fs, _ := newBenchFlags(w)
-	fs.PrintDefaults()
-}
-
-func (c *BenchCommand) stdout() io.Writer {
-	if c.Stdout != nil {
-		return c.Stdout
-	}
-	return os.Stdout
-}
-
-func (c *BenchCommand) stderr() io.Writer {
-	if c.Stderr != nil {
-		return c.Stderr
-	}
-	return os.Stderr
+// Usage implements command.
+func (c *BenchCommand) Usage() string {
+	return "bench [-c N] [-d D] [-k KEY] [--json]  load test through the Go client: decisions/s, latency"
 }
 
 // benchOptions are the parsed flags of lockerctl bench.
 type benchOptions struct {
-	endpoints  []string
+	client     locker.ClientConfig
 	goroutines int
 	sockets    int
 	duration   time.Duration
@@ -66,59 +38,58 @@ type benchOptions struct {
 	json       bool
 }
 
-func newBenchFlags(stderr io.Writer) (*pflag.FlagSet, *benchOptions) {
-	o := &benchOptions{}
-	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringSliceVarP(&o.endpoints, "endpoint", "e", []string{"tcp://127.0.0.1:7777"}, "lockerd endpoints, tried in order")
-	fs.IntVarP(&o.goroutines, "concurrency", "c", 64, "goroutines making requests")
+// Run implements command. It prints decisions/s, p50/p90/p99/p99.9
+// latency and go/sorry/error counts, with a progress line every second
+// when stdout is a terminal, or one JSON object with --json.
+func (c *BenchCommand) Run(ctx context.Context, args []string) error {
+	var o benchOptions
+	fs := c.g.flagSet("bench")
+	fs.IntVarP(&o.goroutines, "concurrency", "c", 64, "goroutines making requests back to back")
 	fs.IntVar(&o.sockets, "sockets", 1, "clients (DEALER sockets) the goroutines are spread over")
 	fs.DurationVarP(&o.duration, "duration", "d", 10*time.Second, "how long to run")
 	fs.StringVarP(&o.key, "key", "k", locker.DefaultKey, "key to take from")
-	fs.Int64VarP(&o.n, "tokens", "n", 1, "tokens per request")
-	fs.BoolVar(&o.wait, "wait", false, "send wait requests (held by the server until go, at most the duration) instead of take")
+	fs.Int64VarP(&o.n, "n", "n", 1, "tokens per request")
+	fs.BoolVar(&o.wait, "wait", false, "send wait requests (held until go, at most the duration) instead of take")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object")
-	return fs, o
-}
-
-// Run parses args, runs the benchmark and prints the summary.
-func (c *BenchCommand) Run(ctx context.Context, args []string) error {
-	fs, o := newBenchFlags(c.stderr())
-	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
+	if err := c.g.parse(fs, c, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	if err := checkKeyN(o.key, o.n); err != nil {
+		return err
 	}
+	sec, err := c.g.security()
+	if err != nil {
+		return err
+	}
+	o.client = locker.ClientConfig{Endpoints: c.g.servers, Timeout: c.g.timeout, Security: sec}
 	var progress io.Writer
-	if !o.json && isTerminal(c.stdout()) {
-		progress = c.stdout()
+	if !o.json && isTerminal(c.g.stdout) {
+		progress = c.g.stdout
 	}
-	s, err := runBench(ctx, *o, progress)
+	s, err := runBench(ctx, o, progress)
 	if err != nil {
 		return err
 	}
 	if o.json {
-		return s.WriteJSON(c.stdout())
+		return s.WriteJSON(c.g.stdout)
 	}
-	return s.WriteText(c.stdout())
+	return s.WriteText(c.g.stdout)
 }
 
 // runBench runs the load described by o against lockerd and returns its
 // summary. When progress is not nil a line is written to it every second.
 func runBench(ctx context.Context, o benchOptions, progress io.Writer) (stats.Summary, error) {
 	if o.goroutines < 1 || o.sockets < 1 || o.sockets > o.goroutines {
-		return stats.Summary{}, errors.New("bench: need 1 <= sockets <= goroutines")
+		return stats.Summary{}, errors.New("need 1 <= --sockets <= --concurrency")
 	}
 	if o.duration <= 0 {
-		return stats.Summary{}, errors.New("bench: duration must be positive")
+		return stats.Summary{}, errors.New("--duration must be positive")
 	}
 	clients := make([]*locker.Client, o.sockets)
 	for i := range clients {
-		cl, err := locker.NewClient(locker.ClientConfig{Endpoints: o.endpoints})
+		cl, err := locker.NewClient(o.client)
 		if err != nil {
-			return stats.Summary{}, fmt.Errorf("bench: %w", err)
+			return stats.Summary{}, err
 		}
 		defer cl.Close()
 		clients[i] = cl

@@ -13,7 +13,7 @@ import (
 
 // newBenchServer starts a server on a free loopback port and returns its
 // endpoint; it stops with the test.
-func newBenchServer(tb testing.TB, keys ...locker.KeyConfig) string {
+func newBenchServerT(tb testing.TB, keys ...locker.KeyConfig) string {
 	tb.Helper()
 	srv, err := locker.NewServer(locker.Config{Endpoints: []string{"tcp://127.0.0.1:*"}, Keys: keys})
 	if err != nil {
@@ -39,10 +39,10 @@ func newBenchServer(tb testing.TB, keys ...locker.KeyConfig) string {
 }
 
 func TestBenchJSON(t *testing.T) {
-	ep := newBenchServer(t, locker.KeyConfig{Name: "few", Limit: 5, Window: time.Hour})
+	ep := newBenchServerT(t, locker.KeyConfig{Name: "few", Limit: 5, Window: time.Hour})
 	var out, errb bytes.Buffer
-	cmd := &BenchCommand{Stdout: &out, Stderr: &errb}
-	err := cmd.Run(t.Context(), []string{"-e", ep, "-c", "4", "--sockets", "2", "-d", "200ms", "-k", "few", "--json"})
+	cmd := &BenchCommand{g: newGlobals(&out, &errb)}
+	err := cmd.Run(t.Context(), []string{"-s", ep, "-c", "4", "--sockets", "2", "-d", "200ms", "-k", "few", "--json"})
 	if err != nil {
 		t.Fatalf("Run: %v (stderr %q)", err, errb.String())
 	}
@@ -62,13 +62,13 @@ func TestBenchJSON(t *testing.T) {
 }
 
 func TestBenchErrors(t *testing.T) {
-	ep := newBenchServer(t)
+	ep := newBenchServerT(t)
 	tests := []struct {
 		name string
 		o    benchOptions
 	}{
-		{"more sockets than goroutines", benchOptions{endpoints: []string{ep}, goroutines: 1, sockets: 2, duration: time.Second, key: "default", n: 1}},
-		{"no duration", benchOptions{endpoints: []string{ep}, goroutines: 1, sockets: 1, key: "default", n: 1}},
+		{"more sockets than goroutines", benchOptions{client: locker.ClientConfig{Endpoints: []string{ep}}, goroutines: 1, sockets: 2, duration: time.Second, key: "default", n: 1}},
+		{"no duration", benchOptions{client: locker.ClientConfig{Endpoints: []string{ep}}, goroutines: 1, sockets: 1, key: "default", n: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,16 +78,16 @@ func TestBenchErrors(t *testing.T) {
 		})
 	}
 	// An unknown key is answered with errors, counted, not fatal.
-	s, err := runBench(t.Context(), benchOptions{endpoints: []string{ep}, goroutines: 2, sockets: 1, duration: 100 * time.Millisecond, key: "nope", n: 1}, nil)
+	s, err := runBench(t.Context(), benchOptions{client: locker.ClientConfig{Endpoints: []string{ep}}, goroutines: 2, sockets: 1, duration: 100 * time.Millisecond, key: "nope", n: 1}, nil)
 	if err != nil || s.Errors == 0 || s.Go+s.Sorry != 0 {
 		t.Errorf("unknown key: %+v, %v; want only errors", s, err)
 	}
 }
 
 func TestBenchWaitProgress(t *testing.T) {
-	ep := newBenchServer(t, locker.KeyConfig{Name: "w", Limit: 100, Window: 100 * time.Millisecond})
+	ep := newBenchServerT(t, locker.KeyConfig{Name: "w", Limit: 100, Window: 100 * time.Millisecond})
 	var prog bytes.Buffer
-	s, err := runBench(t.Context(), benchOptions{endpoints: []string{ep}, goroutines: 8, sockets: 1, duration: 1100 * time.Millisecond, key: "w", n: 1, wait: true}, &prog)
+	s, err := runBench(t.Context(), benchOptions{client: locker.ClientConfig{Endpoints: []string{ep}}, goroutines: 8, sockets: 1, duration: 1100 * time.Millisecond, key: "w", n: 1, wait: true}, &prog)
 	if err != nil {
 		t.Fatal(err)
 	}
