@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# bench/run.sh: builds the benchmark programs, starts redis-server, the raw
-# ZeroMQ echo server and lockerd on loopback, runs every comparison as
-# alternating rounds A B A B ... so drift on a shared machine cancels out,
-# and writes the table to bench/RESULTS.md.
+# bench/run.sh: builds lockerd, lockerctl and the benchmark programs,
+# starts redis-server, the raw ZeroMQ echo server, lockerd, and three
+# federated lockerd when lockerd has --peer, all on loopback; runs every
+# comparison as alternating rounds A B A B ... so drift on a shared machine
+# cancels out, and writes the table to bench/RESULTS.md.
 #
 #   bench/run.sh                 # 3 rounds of 3 s per configuration
 #   DUR=5s ROUNDS=5 bench/run.sh
@@ -30,7 +31,7 @@ log() { echo "bench: $*" >&2; }
 cd "$ROOT"
 log "building"
 mkdir -p "$BIN"
-go build -o "$BIN/" ./bench/load ./bench/echo ./bench/lockerd-lite ./bench/report
+go build -o "$BIN/" ./cmd/lockerd ./cmd/lockerctl ./bench/load ./bench/echo ./bench/report
 (cd bench/redislimit && go build -o "$BIN/redislimit" .)
 
 # start NAME CMD...: runs CMD in the background; it prints its endpoint on
@@ -65,9 +66,42 @@ for _ in $(seq 100); do
 done
 start echo "$BIN/echo" -endpoint 'tcp://127.0.0.1:*'
 ECHO=$EP
-start lockerd "$BIN/lockerd-lite" -endpoint 'tcp://127.0.0.1:*' -key bench=1000000000/1s
+
+# lockerd NAME ARGS...: starts lockerd on a free port with the key bench
+# (no sorry: the benchmark measures deciding, not refusing) and waits until
+# it answers a ping; its endpoint is returned in $EP.
+lockerd() {
+	local name=$1
+	shift
+	EP=tcp://127.0.0.1:$(free_port)
+	"$BIN/lockerd" --id "$name" --bind "$EP" --key bench=1000000000/1s \
+		--metrics-addr "" --log-level warn "$@" >"$WORK/$name.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		"$BIN/lockerctl" ping -s "$EP" --timeout 100ms >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	log "$name did not start:"; cat "$WORK/$name.log" >&2
+	exit 1
+}
+lockerd single
 LOCKERD=$EP
 log "redis 127.0.0.1:$REDIS_PORT, echo $ECHO, lockerd $LOCKERD"
+
+FED=""
+if "$BIN/lockerd" --help 2>&1 | grep -q -- '--peer'; then
+	PUBS=()
+	for i in 1 2 3; do PUBS+=("tcp://127.0.0.1:$(free_port)"); done
+	PEERS=()
+	for p in "${PUBS[@]}"; do PEERS+=(--peer "$p"); done
+	for i in 1 2 3; do
+		lockerd "fed$i" --publish "${PUBS[$((i - 1))]}" "${PEERS[@]}"
+		[ "$i" = 1 ] && FEDERATED=$EP
+	done
+	log "federation: lockerd fed1 $FEDERATED with peers ${PUBS[*]}"
+else
+	FED="n/a (federation not built: lockerd has no --peer)"
+fi
 
 RES=$WORK/results.jsonl
 # measure NAME CMD...: one run, its JSON summary labelled NAME.
@@ -78,24 +112,33 @@ measure() {
 	log "$(tail -n1 "$RES")"
 }
 
+# bench NAME ARGS...: one lockerctl bench run (the Go client), labelled NAME.
+bench() {
+	local name=$1
+	shift
+	"$BIN/lockerctl" bench -k bench -d "$DUR" --json "$@" | sed "s/^{/{\"name\":\"$name\",/" >>"$RES"
+	log "$(tail -n1 "$RES")"
+}
+
 for r in $(seq "$ROUNDS"); do
 	log "round $r of $ROUNDS"
 	measure "redis c=1" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 1
-	measure "lockerd client c=1" "$BIN/load" -mode client -c 1 -endpoint "$LOCKERD"
+	bench "lockerd client c=1" -c 1 -s "$LOCKERD"
 	measure "redis c=64" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 64
-	measure "lockerd client c=64" "$BIN/load" -mode client -c 64 -endpoint "$LOCKERD"
+	bench "lockerd client c=64" -c 64 -s "$LOCKERD"
 	measure "echo REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$ECHO"
 	measure "lockerd REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$LOCKERD"
 	measure "echo DEALER 1x32" "$BIN/load" -mode dealer -c 1 -inflight 32 -endpoint "$ECHO"
 	measure "lockerd DEALER 1x32" "$BIN/load" -mode dealer -c 1 -inflight 32 -endpoint "$LOCKERD"
 	measure "echo DEALER 4x64" "$BIN/load" -mode dealer -c 4 -inflight 64 -endpoint "$ECHO"
 	measure "lockerd DEALER 4x64" "$BIN/load" -mode dealer -c 4 -inflight 64 -endpoint "$LOCKERD"
+	if [ -z "$FED" ]; then
+		bench "single c=64" -c 64 -s "$LOCKERD"
+		bench "federated c=64" -c 64 -s "$FEDERATED"
+	fi
 done
 
-FED="n/a (federation not built)"
-if [ -d peer ]; then
-	FED="n/a (peer package present; federation run not wired into bench/run.sh yet)"
-fi
+FED=${FED:-">= 0.80"}
 
 {
 	echo "# Benchmark results"
@@ -106,13 +149,17 @@ fi
 	echo "figures are medians over rounds, the ratio is B/A per round. Absolute numbers vary with"
 	echo "the machine's load; the ratios are what to compare."
 	echo
+	echo "Commands: \`lockerctl bench -k bench -c C -d $DUR --json -s EP\`, \`redislimit -c C\`,"
+	echo "\`load -mode req -c 64\`, \`load -mode dealer -c S -inflight F\` (bench/load), against"
+	echo "\`lockerd --key bench=1000000000/1s\` and the ROUTER echo server of bench/echo."
+	echo
 	"$BIN/report" \
 		"Go client, 1 goroutine vs Redis (go-redis + Lua)|redis c=1|lockerd client c=1|-" \
 		"Go client, 64 goroutines vs Redis|redis c=64|lockerd client c=64|>= 1.5, lower p99" \
 		"REQ lock step, 64 sockets: lockerd vs raw echo|echo REQ x64|lockerd REQ x64|>= 0.90" \
 		"pipelined DEALER 1x32: lockerd vs raw echo|echo DEALER 1x32|lockerd DEALER 1x32|>= 0.85" \
 		"pipelined DEALER 4x64: lockerd vs raw echo|echo DEALER 4x64|lockerd DEALER 4x64|>= 0.85" \
-		"3-peer federation vs single|lockerd single|lockerd federated|$FED" \
+		"3-peer federation (Go client c=64 on one member) vs single|single c=64|federated c=64|$FED" \
 		<"$RES"
 	echo
 	echo "Raw runs (JSON lines):"
