@@ -153,14 +153,14 @@ FED=${FED:-">= 0.80"}
 	echo "\`load -mode req -c 64\`, \`load -mode dealer -c S -inflight F\` (bench/load), against"
 	echo "\`lockerd --key bench=1000000000/1s\` and the ROUTER echo server of bench/echo."
 	echo
-	"$BIN/report" \
+	"$BIN/report" -title "$(date -u +%Y-%m-%d), $DUR x $ROUNDS rounds, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown):" \
 		"Go client, 1 goroutine vs Redis (go-redis + Lua)|redis c=1|lockerd client c=1|-" \
 		"Go client, 64 goroutines vs Redis|redis c=64|lockerd client c=64|>= 1.5, lower p99" \
 		"REQ lock step, 64 sockets: lockerd vs raw echo|echo REQ x64|lockerd REQ x64|>= 0.90" \
 		"pipelined DEALER 1x32: lockerd vs raw echo|echo DEALER 1x32|lockerd DEALER 1x32|>= 0.85" \
 		"pipelined DEALER 4x64: lockerd vs raw echo|echo DEALER 4x64|lockerd DEALER 4x64|>= 0.85" \
 		"3-peer federation (Go client c=64 on one member) vs single|single c=64|federated c=64|$FED" \
-		<"$RES"
+		<"$RES" | tee "$WORK/table.md"
 	echo
 	echo "Raw runs (JSON lines):"
 	echo
@@ -169,4 +169,14 @@ FED=${FED:-">= 0.80"}
 	echo '```'
 } >"$OUT"
 log "wrote $OUT"
+
+# The README shows the latest table between its bench-table markers.
+if [ "$OUT" = "$ROOT/bench/RESULTS.md" ] && grep -q '^<!-- bench-table' README.md; then
+	awk -v table="$WORK/table.md" '
+		/^<!-- bench-table/ { print; while ((getline l < table) > 0) print l; skip = 1; next }
+		/^<!-- \/bench-table -->/ { skip = 0 }
+		!skip' README.md >"$WORK/README.md"
+	cp "$WORK/README.md" README.md
+	log "updated the table in README.md"
+fi
 cat "$OUT" | sed -n '1,20p'
