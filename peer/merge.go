@@ -33,6 +33,10 @@ const maxEntries = 200
 // members that need more.
 const giveAt = 0.5
 
+// giveNowAt is the point of a window after which a strict member hands
+// what it will not use of the window to members refusing requests in it.
+const giveNowAt = 0.25
+
 // member is what the merge logic knows about another member.
 type member struct {
 	id       string
@@ -93,6 +97,8 @@ type merger struct {
 	gave    map[giftKey]int64
 	repeat  int
 	decided map[string]int64
+	// decidedNow is, per key, the last window whose own spare was given.
+	decidedNow map[string]int64
 	// dropped counts messages the outbound queue had no room for.
 	dropped uint64
 }
@@ -105,6 +111,8 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 		sent:    make(map[countKey]Count),
 		gave:    make(map[giftKey]int64),
 		decided: make(map[string]int64),
+
+		decidedNow: make(map[string]int64),
 	}
 	s.loadKeys()
 	return s
@@ -376,6 +384,11 @@ func (s *merger) prune(now time.Time) {
 			delete(s.decided, key)
 		}
 	}
+	for key, w := range s.decidedNow {
+		if cur, _, ok := s.window(now, key); !ok || w < cur {
+			delete(s.decidedNow, key)
+		}
+	}
 	for _, p := range s.peers {
 		for key, byWin := range p.counts {
 			cur, _, ok := s.window(now, key)
@@ -421,70 +434,84 @@ func (s *merger) pack(now time.Time, typ MsgType, counts []Count, transfers []Tr
 	return out
 }
 
-// demand estimates the tokens per window a member asks for: the larger of
-// the last full window and the current one extrapolated from the part
-// elapsed (frac).
-func demand(prevAsked, asked int64, frac float64) int64 {
-	d := prevAsked
-	if e := int64(float64(asked)/frac + 0.999); e > d {
-		d = e
-	}
-	return d
+// demand estimates the tokens a member will ask for in a whole window
+// from what it asked in the part elapsed (frac).
+func demand(asked int64, frac float64) int64 {
+	return int64(float64(asked)/frac + 0.999)
 }
 
-// give hands, once per key and window, the part of this member's share of
-// the next window that its own demand does not need to the members whose
-// demand exceeds their share, in proportion to the excess. It runs once
-// the current window is giveAt through.
+// give hands spare tokens of this member's budget to the members that
+// need them, at two points of each window of each key:
+//
+//   - once the current window is giveNowAt through, the part of what is
+//     left of the current window that this member's own demand will not
+//     need goes to members that refused requests in it;
+//   - once it is giveAt through, the part of this member's share of the
+//     next window that its demand will not need goes to the members whose
+//     demand exceeds their share.
+//
+// Both are shared out in proportion to the others' excess. Tokens are
+// taken out of the budget (Counter.GiveAt) before they are announced.
 func (s *merger) give(now time.Time, lcs []locker.LocalCount) {
+	for _, lc := range lcs {
+		w := int64(lc.Window)
+		frac := float64(now.UnixNano()-lc.Index*w) / float64(w)
+		if frac >= giveNowAt && s.decidedNow[lc.Name] < lc.Index {
+			s.decidedNow[lc.Name] = lc.Index
+			need := demand(lc.Asked, frac) - lc.Asked // what the rest of the window will ask
+			need += need / 4
+			if spare := lc.Budget - lc.Granted - need; spare > 0 {
+				s.giveTo(now, lc, lc.Index, spare, func(p *member) int64 {
+					c := p.counts[lc.Name][lc.Index]
+					return c.Asked - c.Granted
+				})
+			}
+		}
+		if frac >= giveAt && s.decided[lc.Name] < lc.Index+1 {
+			s.decided[lc.Name] = lc.Index + 1
+			share := locker.Share(lc.Limit, len(s.members), s.rank)
+			keep := demand(lc.Asked, frac)
+			keep += keep / 4
+			if spare := share - min(share, keep); spare > 0 {
+				s.giveTo(now, lc, lc.Index+1, spare, func(p *member) int64 {
+					return demand(p.counts[lc.Name][lc.Index].Asked, frac) - locker.Share(lc.Limit, p.members, p.rank)
+				})
+			}
+		}
+	}
+}
+
+// giveTo shares spare tokens of window k of lc's key among the members
+// that are up and agree on the configuration, in proportion to the
+// positive excess each has.
+func (s *merger) giveTo(now time.Time, lc locker.LocalCount, k, spare int64, excess func(*member) int64) {
 	type want struct {
 		id     string
 		excess int64
 	}
 	var wants []want
-	for _, lc := range lcs {
-		w := int64(lc.Window)
-		start := lc.Index * w
-		frac := float64(now.UnixNano()-start) / float64(w)
-		next := lc.Index + 1
-		if frac < giveAt || s.decided[lc.Name] >= next {
+	var total int64
+	for _, p := range s.peers {
+		if !p.heard || !p.strict || p.mismatch || p.members != len(s.members) || !s.isUp(now, p) {
 			continue
 		}
-		s.decided[lc.Name] = next
-		share := locker.Share(lc.Limit, len(s.members), s.rank)
-		keep := demand(lc.PrevAsked, lc.Asked, frac)
-		keep += keep / 4 // headroom for growth
-		spare := share - min(share, keep)
-		if spare <= 0 {
+		if ex := excess(p); ex > 0 {
+			wants = append(wants, want{p.id, ex})
+			total += ex
+		}
+	}
+	if total == 0 {
+		return
+	}
+	sort.Slice(wants, func(i, j int) bool { return wants[i].id < wants[j].id })
+	for _, wt := range wants {
+		n := min(wt.excess, int64(float64(spare)*float64(wt.excess)/float64(total)))
+		if n <= 0 {
 			continue
 		}
-		wants = wants[:0]
-		var total int64
-		for _, p := range s.peers {
-			if !p.heard || !p.strict || p.mismatch || p.members != len(s.members) || !s.isUp(now, p) {
-				continue
-			}
-			byWin := p.counts[lc.Name]
-			d := demand(byWin[lc.Index-1].Asked, byWin[lc.Index].Asked, frac)
-			if ex := d - locker.Share(lc.Limit, p.members, p.rank); ex > 0 {
-				wants = append(wants, want{p.id, ex})
-				total += ex
-			}
-		}
-		if total == 0 {
-			continue
-		}
-		sort.Slice(wants, func(i, j int) bool { return wants[i].id < wants[j].id })
-		for _, wt := range wants {
-			n := min(wt.excess, int64(float64(spare)*float64(wt.excess)/float64(total)))
-			if n <= 0 {
-				continue
-			}
-			got := s.counter.GiveAt(now, lc.Name, next, n)
-			if got > 0 {
-				s.gave[giftKey{wt.id, lc.Name, next}] += got
-				s.repeat = repeatTransfers
-			}
+		if got := s.counter.GiveAt(now, lc.Name, k, n); got > 0 {
+			s.gave[giftKey{wt.id, lc.Name, k}] += got
+			s.repeat = repeatTransfers
 		}
 	}
 }
