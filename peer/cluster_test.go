@@ -2,6 +2,7 @@ package peer_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -284,5 +285,142 @@ func TestClusterStrictNeverOverLimit(t *testing.T) {
 				t.Fatal("nothing granted")
 			}
 		})
+	}
+}
+
+// hourKey has a window long enough that a test never sees it change.
+var hourKey = locker.KeyConfig{Name: "slow", Limit: 1000, Window: time.Hour}
+
+// midHour returns a clock that starts ten minutes into an hour window and
+// runs at real speed, so that a test never crosses a window boundary.
+func midHour() func() time.Time {
+	start := time.Now()
+	base := time.Unix(0, (start.UnixNano()/int64(time.Hour))*int64(time.Hour)).Add(10 * time.Minute)
+	return func() time.Time { return base.Add(time.Since(start)) }
+}
+
+func remoteOf(tn *testNode, now time.Time, key string) int64 {
+	for _, lc := range tn.srv.Counter().LocalAt(now) {
+		if lc.Name == key {
+			return lc.Remote
+		}
+	}
+	return -1
+}
+
+func mustTake(tb testing.TB, endpoint, key string, n int) {
+	tb.Helper()
+	cl, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{endpoint}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	for i := 0; i < n; i++ {
+		d, err := cl.Take(context.Background(), key, 1)
+		if err != nil || !d.OK {
+			tb.Fatalf("take %d: %+v, %v", i, d, err)
+		}
+	}
+}
+
+// TestClusterSharedRecovers: with half of all messages dropped, every
+// member learns the cluster-wide count, a member that joins late too,
+// within about a heartbeat.
+func TestClusterSharedRecovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	for _, drop := range []float64{0, 0.5} {
+		t.Run(fmt.Sprintf("drop %.0f%%", drop*100), func(t *testing.T) { testSharedRecovers(t, drop) })
+	}
+}
+
+func testSharedRecovers(t *testing.T, drop float64) {
+	now := midHour()
+	cc := clusterConfig{n: 3, mode: peer.ModeShared, keys: []locker.KeyConfig{hourKey}, dropRate: drop, now: now}
+	pubs := freeEndpoints(t, 3)
+	nodes := []*testNode{startTestNode(t, cc, pubs, 0), startTestNode(t, cc, pubs, 1)}
+	mustTake(t, nodes[0].endpoint, hourKey.Name, 50)
+	mustTake(t, nodes[1].endpoint, hourKey.Name, 30)
+	nodes = append(nodes, startTestNode(t, cc, pubs, 2))
+	mustTake(t, nodes[2].endpoint, hourKey.Name, 7)
+	want := []int64{37, 57, 80}
+	took := waitFor(t, 5*time.Second, "views converge", func() bool {
+		for i, n := range nodes {
+			if remoteOf(n, now(), hourKey.Name) != want[i] {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("views converged %s after the last grant (heartbeat %s, %.0f%% of messages dropped)",
+		took, peer.DefaultHeartbeat, 100*drop)
+	// Granted in status is the cluster-wide count.
+	cl, err := locker.Dial(nodes[2].endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	st, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range st.Keys {
+		if k.Name == hourKey.Name && k.Granted != 87 {
+			t.Errorf("status granted=%d, want 87", k.Granted)
+		}
+	}
+}
+
+// TestClusterStatusAndMismatch: status shows the peers and the federation,
+// and a member configured with another limit is reported by the others.
+func TestClusterStatusAndMismatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	nodes := newTestCluster(t, clusterConfig{n: 3, mode: peer.ModeStrict, keys: []locker.KeyConfig{hourKey},
+		tweak: func(i int, sc *locker.Config, pc *peer.Config) {
+			if i == 2 {
+				sc.Keys = []locker.KeyConfig{{Name: hourKey.Name, Limit: 999, Window: hourKey.Window}}
+			}
+		}})
+	waitAllUp(t, nodes)
+	cl, err := locker.Dial(nodes[0].endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var doc struct {
+		Peers []struct {
+			ID             string `json:"id"`
+			Up             bool   `json:"up"`
+			ConfigMismatch bool   `json:"config_mismatch"`
+		} `json:"peers"`
+		Federation struct {
+			Mode           string `json:"mode"`
+			Members        int    `json:"members"`
+			ConfigMismatch bool   `json:"config_mismatch"`
+		} `json:"federation"`
+	}
+	waitFor(t, 5*time.Second, "mismatch reported", func() bool {
+		st, err := cl.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(st.Raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Federation.ConfigMismatch
+	})
+	if doc.Federation.Mode != "strict" || doc.Federation.Members != 3 || len(doc.Peers) != 2 {
+		t.Fatalf("status federation=%+v peers=%+v", doc.Federation, doc.Peers)
+	}
+	for _, p := range doc.Peers {
+		if !p.Up || p.ConfigMismatch != (p.ID == "node2") {
+			t.Errorf("peer %+v, want up and a mismatch for node2 only", p)
+		}
+	}
+	if !nodes[2].node.ConfigMismatch() || nodes[0].node.PeerStats()[0].ConfigMismatch {
+		t.Errorf("node2 sees no mismatch or node0 sees one with node1")
 	}
 }

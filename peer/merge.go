@@ -172,21 +172,24 @@ func (s *merger) isUp(now time.Time, p *member) bool {
 	return now.Sub(p.lastSeen) <= downAfter*s.hb
 }
 
-// handle folds one received message into the state and the Counter.
-func (s *merger) handle(now time.Time, m *Message) {
+// handle folds one received message into the state and the Counter. It
+// reports whether the sender is new or was down: it may not know this
+// member's state, which is then worth publishing at once.
+func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 	if m.From == s.id {
-		return
+		return false
 	}
 	p := s.peers[m.From]
 	if p == nil {
 		if len(s.peers) >= 2*len(s.members)+8 {
 			s.log.Warn("too many member ids; ignoring a new one", "peer", m.From)
-			return
+			return false
 		}
 		p = &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64)}
 		s.peers[m.From] = p
 		s.log.Info("peer seen", "peer", m.From)
 	}
+	newcomer = p.messages == 0 || !s.isUp(now, p)
 	p.lastSeen = now
 	p.messages++
 	p.samples[p.nsamples%offsetSamples] = m.Sent - now.UnixNano()
@@ -266,6 +269,7 @@ func (s *merger) handle(now time.Time, m *Message) {
 		}
 		s.counter.SetReceivedAt(now, t.Key, t.Window, sum)
 	}
+	return newcomer
 }
 
 // flush returns the messages that publish what changed since the last

@@ -247,15 +247,20 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		case m := <-in:
 			n.mu.Lock()
-			n.m.handle(n.now(), m)
+			newcomer := n.m.handle(n.now(), m)
 			// Drain what else is queued under the same lock.
 			for i, more := 0, true; more && i < queueLen; i++ {
 				select {
 				case m = <-in:
-					n.m.handle(n.now(), m)
+					newcomer = n.m.handle(n.now(), m) || newcomer
 				default:
 					more = false
 				}
+			}
+			if newcomer {
+				// A member that (re)joined learns this one's state now
+				// rather than at the next heartbeat.
+				send(n.m.heartbeat(n.now()))
 			}
 			n.mu.Unlock()
 		case <-flush.C:
@@ -316,6 +321,10 @@ func (n *Node) subscribe(ctx context.Context, in chan<- *Message) error {
 	for _, set := range []func() error{
 		func() error { return sock.SetLinger(0) },
 		func() error { return sock.SetRcvhwm(hwm) },
+		// Retry a member that is not up yet often at first, so that it
+		// is heard soon after it starts.
+		func() error { return sock.SetReconnectIvl(10 * time.Millisecond) },
+		func() error { return sock.SetReconnectIvlMax(100 * time.Millisecond) },
 		func() error { return sock.SetMaxmsgsize(MaxMessageSize) },
 		func() error { return sock.SetSubscribe("") },
 	} {
