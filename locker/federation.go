@@ -15,8 +15,9 @@ type FederationConfig struct {
 	// Strict bounds the tokens this counter grants in each window by its
 	// budget: its static Share of the limit, minus tokens given to other
 	// members (GiveAt), plus tokens received from them (SetReceivedAt).
-	// When false (shared mode), only the limit bounds local grants plus
-	// the remote grants reported by SetRemoteAt.
+	// When false (shared mode), local grants are bounded by the limit
+	// minus the remote grants reported by SetRemoteAt and minus the
+	// tokens reserved for others by SetReserveAt.
 	Strict bool
 	// Members is the number of members of the federation, this one
 	// included; Rank is this member's position among them, 0-based.
@@ -56,6 +57,9 @@ type fedKey struct {
 	asked int64
 	// budget is the strict budget of the current window.
 	budget int64
+	// reserve is, in shared mode, the tokens of the current window kept
+	// for other members.
+	reserve int64
 	// prev* describe the window before the current one.
 	prevWindow, prevGranted, prevAsked int64
 	// wins holds what is known about the current and the next windows.
@@ -65,6 +69,7 @@ type fedKey struct {
 // fedWin is what a key knows about one window besides its own grants.
 type fedWin struct {
 	extra    int64 // granted by others (SetRemoteAt)
+	reserve  int64 // kept for others (SetReserveAt)
 	given    int64 // given away by this member (GiveAt)
 	received int64 // received from others (SetReceivedAt)
 }
@@ -153,8 +158,9 @@ func (fk *fedKey) enter(f *FixedWindow, k int64) {
 			delete(fk.wins, w)
 		}
 	}
+	fk.reserve = 0
 	if w := fk.wins[k]; w != nil {
-		f.extra = w.extra
+		f.extra, fk.reserve = w.extra, w.reserve
 	}
 	fk.budget = fk.budgetFor(f, k)
 }
@@ -168,6 +174,8 @@ func (fk *fedKey) take(f *FixedWindow, k, left, n int64) Decision {
 		if b := fk.budget - f.granted; b < rem {
 			rem = b
 		}
+	} else {
+		rem -= fk.reserve
 	}
 	if n <= rem {
 		f.granted += n
@@ -241,6 +249,22 @@ func (c *Counter) SetRemoteAt(now time.Time, key string, k, extra int64) {
 	fk.win(k).extra = extra
 	if k == cur {
 		f.extra = extra
+	}
+}
+
+// SetReserveAt keeps reserve tokens of key in window k (the current or a
+// later one) for other members in shared mode: tokens they have not
+// granted yet but are expected to. It does nothing in strict mode.
+func (c *Counter) SetReserveAt(now time.Time, key string, k, reserve int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, fk, cur := c.fedKeyAt(now, key)
+	if f == nil || fk.cfg.Strict || k < cur || k > cur+maxAhead || reserve < 0 {
+		return
+	}
+	fk.win(k).reserve = reserve
+	if k == cur {
+		fk.reserve = reserve
 	}
 }
 

@@ -92,11 +92,13 @@ type merger struct {
 	keys      map[string]locker.KeyConfig
 	minWindow time.Duration
 
-	peers   map[string]*member
-	sent    map[countKey]Count
-	gave    map[giftKey]int64
-	repeat  int
-	decided map[string]int64
+	peers map[string]*member
+	sent  map[countKey]Count
+	gave  map[giftKey]int64
+	// reserved is what was last passed to SetReserveAt.
+	reserved map[countKey]int64
+	repeat   int
+	decided  map[string]int64
 	// decidedNow is, per key, the last window whose own spare was given.
 	decidedNow map[string]int64
 	// dropped counts messages the outbound queue had no room for.
@@ -107,10 +109,12 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 	c *locker.Counter, log *slog.Logger) *merger {
 	s := &merger{
 		id: id, strict: strict, members: members, rank: rank, hb: hb, counter: c, log: log,
-		peers:   make(map[string]*member),
-		sent:    make(map[countKey]Count),
-		gave:    make(map[giftKey]int64),
-		decided: make(map[string]int64),
+		peers: make(map[string]*member),
+		sent:  make(map[countKey]Count),
+		gave:  make(map[giftKey]int64),
+
+		reserved: make(map[countKey]int64),
+		decided:  make(map[string]int64),
 
 		decidedNow: make(map[string]int64),
 	}
@@ -244,6 +248,9 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 			sum += q.counts[ck.key][ck.window].Granted
 		}
 		s.counter.SetRemoteAt(now, ck.key, ck.window, sum)
+		if !s.strict {
+			s.reserve(now, ck.key, ck.window)
+		}
 	}
 
 	for _, t := range m.Transfers {
@@ -279,6 +286,11 @@ func (s *merger) flush(now time.Time) []*Message {
 	lcs := s.counter.LocalAt(now)
 	if s.strict {
 		s.give(now, lcs)
+	} else {
+		for _, lc := range lcs {
+			s.reserve(now, lc.Name, lc.Index)
+			s.reserve(now, lc.Name, lc.Index+1)
+		}
 	}
 	var counts []Count
 	for _, lc := range lcs {
@@ -304,6 +316,43 @@ func (s *merger) flush(now time.Time) []*Message {
 		return nil
 	}
 	return s.pack(now, TypeCounts, counts, transfers)
+}
+
+// reserve sets, in shared mode, how many tokens of key in window k are
+// kept for the other members that are up: what each asked for in the
+// window before, up to its share, less what it has granted in k already.
+// For the next window the demand of the current one, extrapolated, is
+// used. A member that had no demand reserves nothing, so its share is
+// free for others at once; a member that keeps asking keeps its share,
+// so that others do not take it from under it while grants are in
+// flight.
+func (s *merger) reserve(now time.Time, key string, k int64) {
+	cur, cfg, ok := s.window(now, key)
+	if !ok {
+		return
+	}
+	frac := float64(now.UnixNano()-cur*int64(cfg.Window)) / float64(cfg.Window)
+	var total int64
+	for _, p := range s.peers {
+		if !p.heard || !s.isUp(now, p) {
+			continue
+		}
+		var d int64
+		switch {
+		case k <= cur:
+			d = p.counts[key][k-1].Asked
+		case frac > 0:
+			d = demand(p.counts[key][k-1].Asked, frac)
+		}
+		d = min(d, locker.Share(cfg.Limit, p.members, p.rank))
+		total += max(0, d-p.counts[key][k].Granted)
+	}
+	ck := countKey{key, k}
+	if old, had := s.reserved[ck]; had && old == total {
+		return
+	}
+	s.reserved[ck] = total
+	s.counter.SetReserveAt(now, key, k, total)
 }
 
 // transfers returns the gifts for windows that have not ended.
@@ -376,6 +425,11 @@ func (s *merger) prune(now time.Time) {
 	for ck := range s.sent {
 		if cur, _, ok := s.window(now, ck.key); !ok || ck.window < cur-1 {
 			delete(s.sent, ck)
+		}
+	}
+	for ck := range s.reserved {
+		if cur, _, ok := s.window(now, ck.key); !ok || ck.window < cur {
+			delete(s.reserved, ck)
 		}
 	}
 	for g := range s.gave {

@@ -275,3 +275,26 @@ func TestStrictFence(t *testing.T) {
 		t.Fatalf("granted %d in the window after, want share 33", got)
 	}
 }
+
+// TestSharedReserve: in shared mode a member that asked for tokens in the
+// last window keeps up to its share of this one; an idle member keeps
+// nothing.
+func TestSharedReserve(t *testing.T) {
+	ms := newTestMembers(t, 3, false, time.Time{})
+	now := testEpoch.Add(time.Millisecond)
+	k := locker.WindowIndex(now, testKey.Window)
+	for _, m := range ms {
+		deliver(t, now, m, ms, m.m.heartbeat(now), nil)
+	}
+	// m1 asked for 80 in the last window and granted 10 in this one;
+	// m2 was idle.
+	ms[0].m.handle(now, &Message{Type: TypeCounts, From: "m1", Counts: []Count{
+		{Key: testKey.Name, Window: k - 1, Granted: 33, Asked: 80},
+		{Key: testKey.Name, Window: k, Granted: 10, Asked: 10},
+	}})
+	ms[0].m.flush(now)
+	// 100 - 10 granted by m1 - (33-10) reserved for m1.
+	if got := take(t, ms[0].counter, now, 100); got != 67 {
+		t.Fatalf("granted %d, want 67", got)
+	}
+}
