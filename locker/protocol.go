@@ -13,6 +13,13 @@ import (
 // that breaks existing clients would get a new version.
 const ProtocolVersion = 1
 
+// MinProtocolVersion and MaxProtocolVersion bound the protocol versions
+// this package speaks. Both are 1: there has been no other.
+const (
+	MinProtocolVersion = 1
+	MaxProtocolVersion = 1
+)
+
 // Verb is the kind of a request.
 type Verb uint8
 
@@ -61,7 +68,7 @@ var (
 	ErrMalformed  = errors.New("locker: malformed request: tokens must be separated by single spaces")
 	ErrMissingKey = errors.New("locker: missing key")
 	ErrBadKey     = errors.New("locker: bad key name: 1 to 128 characters of A-Za-z0-9_.:/-")
-	ErrBadN       = errors.New("locker: N must be a positive integer")
+	ErrBadN       = errors.New("locker: N must be a positive integer up to 1000000000")
 	ErrBadMaxWait = errors.New("locker: MAX_MS must be a non-negative integer")
 	ErrExtraArgs  = errors.New("locker: too many arguments")
 )
@@ -76,6 +83,10 @@ const maxMaxWaitMS = int64(365 * 24 * time.Hour / time.Millisecond)
 // DefaultKey. A known verb with bad arguments is an error. ParseRequest
 // does not allocate; the returned Key aliases body.
 func ParseRequest(body []byte) (Request, error) {
+	// A line ending from a shell tool is not part of the request.
+	for len(body) > 0 && (body[len(body)-1] == '\n' || body[len(body)-1] == '\r') {
+		body = body[:len(body)-1]
+	}
 	verb, rest, _ := bytes.Cut(body, sp)
 	r := Request{N: 1, MaxWait: -1}
 	switch string(verb) {
@@ -120,8 +131,8 @@ func ParseRequest(body []byte) (Request, error) {
 		return r, ErrMalformed
 	}
 	n, ok := parseUint(tok, MaxLimit)
-	if !ok || n < 1 {
-		return r, ErrBadN
+	if !ok || n < 1 || n > MaxLimit {
+		return r, ErrBadN // not a number, 0, or above any key's limit
 	}
 	r.N = n
 	if !more {
@@ -141,6 +152,7 @@ func ParseRequest(body []byte) (Request, error) {
 	if !ok {
 		return r, ErrBadMaxWait
 	}
+	ms = min(ms, maxMaxWaitMS) // the server caps it anyway
 	r.MaxWait = time.Duration(ms) * time.Millisecond
 	return r, nil
 }
@@ -159,8 +171,9 @@ func validKeyBytes(b []byte) bool {
 	return true
 }
 
-// parseUint parses a decimal number of at most 19 digits, clamping values
-// above max to max. It reports false for anything but digits.
+// parseUint parses a decimal number. A value above max is returned as
+// max+1, however large, so callers can refuse or clamp it. It reports
+// false for anything but digits.
 func parseUint(b []byte, max int64) (int64, bool) {
 	if len(b) == 0 {
 		return 0, false
@@ -170,15 +183,11 @@ func parseUint(b []byte, max int64) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		if v > max {
-			continue // keep checking the digits, value is clamped
+		if v <= max {
+			v = v*10 + int64(c-'0')
 		}
-		v = v*10 + int64(c-'0')
 	}
-	if v > max || v < 0 {
-		v = max
-	}
-	return v, true
+	return min(v, max+1), true
 }
 
 // Reply words.
@@ -263,6 +272,8 @@ type Reply struct {
 	// Text is the message of an error, the server id of a pong, or the
 	// JSON document of a status reply.
 	Text string
+	// Body is the whole reply as received.
+	Body string
 }
 
 // ErrBadReply is returned by ParseReply for a reply it cannot read.
@@ -271,6 +282,14 @@ var ErrBadReply = errors.New("locker: unreadable reply")
 // ParseReply parses a reply body. It accepts the full replies of this
 // protocol and the bare "go"/"sorry" of the seed server.
 func ParseReply(body []byte) (Reply, error) {
+	r, err := parseReply(body)
+	if err == nil {
+		r.Body = string(body)
+	}
+	return r, err
+}
+
+func parseReply(body []byte) (Reply, error) {
 	if len(body) > 0 && body[0] == '{' {
 		return Reply{Kind: ReplyStatus, Text: string(body)}, nil
 	}
@@ -290,11 +309,13 @@ func ParseReply(body []byte) (Reply, error) {
 		if ok {
 			want = 3
 		}
-		if len(f) != want {
+		// Fields are only ever appended: ignore any this version does
+		// not know.
+		if len(f) < want {
 			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
 		}
 		var v [3]int64
-		for i, b := range f {
+		for i, b := range f[:want] {
 			n, err := strconv.ParseInt(string(b), 10, 64)
 			if err != nil {
 				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)

@@ -29,8 +29,8 @@ const (
 	// that sends a larger one is disconnected by ZeroMQ before the frame
 	// is read into memory.
 	DefaultMaxMsgSize = 4096
-	// MaxFrames is the most frames a request may have; the envelope of a
-	// longer one is not echoed.
+	// MaxFrames is the most frames a request may have; a longer one is
+	// answered with an error carrying only the first frame as envelope.
 	MaxFrames = 32
 	// pollInterval bounds how long the loop sleeps without looking at
 	// its context.
@@ -372,7 +372,7 @@ func (s *Server) handle(msg [][]byte) {
 	if len(msg) < 2 {
 		return
 	}
-	if len(msg) > MaxFrames {
+	if len(msg)-1 > MaxFrames { // the routing id is ROUTER's, not the client's
 		s.send(msg[:1], AppendError(s.buf[:0], errTooManyFrames))
 		s.observe("", OutcomeError, time.Time{})
 		return

@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -72,25 +73,30 @@ func (s *Server) serveWaiters(now time.Time) {
 		}
 		cfg, ok := s.counter.Key(key)
 		if !ok { // key removed by a reload
-			s.failAll(q, Decision{})
+			for q.len() > 0 {
+				s.answerWaitErr(key, q.pop(), fmt.Errorf("unknown key %q (removed by a reload)", key))
+			}
 			delete(s.waiters, key)
 			continue
 		}
 		for q.len() > 0 {
 			w := &q.items[q.head]
-			if !now.Before(w.deadline) {
-				s.answerWait(key, q.pop(), sorryAt(now, cfg.Window))
-				continue
-			}
+			// Grant before looking at the deadline: a waiter whose
+			// tokens came at its last moment gets them.
 			d, err := s.counter.TakeAt(now, key, w.n)
 			if err != nil { // limit lowered below n by a reload
 				s.answerWaitErr(key, q.pop(), err)
 				continue
 			}
-			if !d.OK {
-				break
+			if d.OK {
+				s.answerWait(key, q.pop(), d)
+				continue
 			}
-			s.answerWait(key, q.pop(), d)
+			if !now.Before(w.deadline) {
+				s.answerWait(key, q.pop(), sorryAt(now, cfg.Window))
+				continue
+			}
+			break
 		}
 		if q.len() > 0 && !now.Before(q.minDeadline) {
 			s.expire(key, q, now, cfg.Window)
@@ -137,12 +143,6 @@ func (s *Server) answerWait(key string, w waiter, d Decision) {
 func (s *Server) answerWaitErr(key string, w waiter, err error) {
 	s.reply(w.env, AppendError(s.buf[:0], err))
 	s.observe(key, OutcomeError, time.Time{})
-}
-
-func (s *Server) failAll(q *waitQueue, d Decision) {
-	for q.len() > 0 {
-		s.reply(q.pop().env, AppendDecision(s.buf[:0], d, false))
-	}
 }
 
 // nextWake returns how long the loop may sleep: until the next window

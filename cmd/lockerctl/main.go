@@ -1,0 +1,111 @@
+// Command lockerctl asks a lockerd server for go or sorry from a shell:
+//
+//	lockerctl wait -k api && curl https://api.example.com/...
+//
+// Exit status: 0 go, 1 sorry, 2 error or no answer.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Version and Revision are stamped at build time with
+// -ldflags "-X main.Version=... -X main.Revision=...".
+var (
+	Version  = "dev"
+	Revision = "unknown"
+)
+
+// Exit statuses: the contract scripts rely on.
+const (
+	exitGo    = 0
+	exitSorry = 1
+	exitError = 2
+)
+
+// errSorry ends a command that was told sorry; the reply is already
+// printed.
+var errSorry = errors.New("sorry")
+
+// command is one subcommand.
+type command interface {
+	// Run runs the command with its own arguments.
+	Run(ctx context.Context, args []string) error
+	// Usage returns the command's usage text.
+	Usage() string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand and maps its result to an exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := newGlobals(stdout, stderr)
+	commands := map[string]command{
+		"probe":  &ProbeCommand{g: g},
+		"wait":   &WaitCommand{g: g},
+		"ping":   &PingCommand{g: g},
+		"status": &StatusCommand{g: g},
+		"keygen": &KeygenCommand{g: g},
+	}
+	order := []string{"probe", "wait", "ping", "status", "keygen"}
+	if bench, ok := benchCommand(g); ok {
+		commands["bench"] = bench
+		order = append(order, "bench")
+	}
+	usage := func() {
+		fmt.Fprintf(stderr, "Usage: lockerctl [global flags] COMMAND [flags]\n\nCommands:\n")
+		for _, name := range order {
+			fmt.Fprintf(stderr, "  %s\n", commands[name].Usage())
+		}
+		fmt.Fprintf(stderr, "\nGlobal flags (also accepted after the command):\n%s\nExit status: 0 go, 1 sorry, 2 error or no answer.\n", g.flags.FlagUsages())
+	}
+	fs := pflag.NewFlagSet("lockerctl", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SetInterspersed(false)
+	fs.AddFlagSet(g.flags)
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = usage
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitGo
+		}
+		fmt.Fprintln(stderr, "lockerctl:", err)
+		return exitError
+	}
+	if *version {
+		fmt.Fprintf(stdout, "lockerctl %s (revision %s)\n", Version, Revision)
+		return exitGo
+	}
+	if fs.NArg() == 0 {
+		usage()
+		return exitError
+	}
+	cmd, ok := commands[fs.Arg(0)]
+	if !ok {
+		fmt.Fprintf(stderr, "lockerctl: unknown command %q\n", fs.Arg(0))
+		usage()
+		return exitError
+	}
+	err := cmd.Run(ctx, fs.Args()[1:])
+	switch {
+	case err == nil, errors.Is(err, pflag.ErrHelp):
+		return exitGo
+	case errors.Is(err, errSorry):
+		return exitSorry
+	}
+	fmt.Fprintln(stderr, "lockerctl:", strings.TrimPrefix(err.Error(), "locker: "))
+	return exitError
+}

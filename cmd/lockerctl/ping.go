@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"fmt"
+)
+
+// PingCommand checks that a server answers, without spending a token.
+type PingCommand struct{ g *globals }
+
+// Usage implements command.
+func (c *PingCommand) Usage() string {
+	return "ping                           check that the server answers (spends no token)"
+}
+
+// Run implements command.
+func (c *PingCommand) Run(ctx context.Context, args []string) error {
+	fs := c.g.flagSet("ping")
+	if err := c.g.parse(fs, c, args); err != nil {
+		return err
+	}
+	client, err := c.g.client()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	id, err := client.Ping(ctx)
+	if err != nil {
+		return c.g.explain(err)
+	}
+	fmt.Fprintln(c.g.stdout, "pong", id)
+	return nil
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// StatusCommand prints the server's keys (and peers, when federating).
+type StatusCommand struct{ g *globals }
+
+// Usage implements command.
+func (c *StatusCommand) Usage() string {
+	return "status [--json]                the server's keys: limit, window, used now, waiters"
+}
+
+// Run implements command.
+func (c *StatusCommand) Run(ctx context.Context, args []string) error {
+	fs := c.g.flagSet("status")
+	asJSON := fs.Bool("json", false, "print the server's JSON document as is")
+	if err := c.g.parse(fs, c, args); err != nil {
+		return err
+	}
+	client, err := c.g.client()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	st, err := client.Status(ctx)
+	if err != nil {
+		return c.g.explain(err)
+	}
+	if *asJSON {
+		fmt.Fprintln(c.g.stdout, string(st.Raw))
+		return nil
+	}
+	fmt.Fprintf(c.g.stdout, "server %s (protocol %d)\n\n", st.ID, st.Protocol)
+	tw := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tLIMIT\tWINDOW\tUSED\tWAITERS")
+	for _, k := range st.Keys {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", k.Name, k.Limit, time.Duration(k.WindowMS)*time.Millisecond, k.Granted, k.Waiters)
+	}
+	tw.Flush()
+	return printPeers(c.g, st.Raw)
+}
+
+// printPeers prints the "peers" array of a status document, if any, as a
+// table of whatever fields its objects have.
+func printPeers(g *globals, raw json.RawMessage) error {
+	var doc struct {
+		Peers []map[string]any `json:"peers"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil || len(doc.Peers) == 0 {
+		return nil
+	}
+	cols := map[string]bool{}
+	for _, p := range doc.Peers {
+		for k := range p {
+			cols[k] = true
+		}
+	}
+	names := make([]string, 0, len(cols))
+	for k := range cols {
+		if k != "id" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	if cols["id"] {
+		names = append([]string{"id"}, names...)
+	}
+	fmt.Fprintln(g.stdout)
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(names, "\t")))
+	for _, p := range doc.Peers {
+		vals := make([]string, len(names))
+		for i, n := range names {
+			if v, ok := p[n]; ok {
+				vals[i] = fmt.Sprint(v)
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(vals, "\t"))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,520 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+)
+
+var lockerdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockerd-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	lockerdBin = filepath.Join(dir, "lockerd")
+	if out, err := exec.Command("go", "build", "-o", lockerdBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback TCP port that nothing listens on.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func freeEndpoint(tb testing.TB) string {
+	return "tcp://127.0.0.1:" + strconv.Itoa(freePort(tb))
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test
+// reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a lockerd process.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error
+}
+
+// startLockerd starts the real binary with args and waits until it
+// answers a ping on endpoint (if not empty). It is killed when the test
+// ends if still running.
+func startLockerd(tb testing.TB, endpoint string, args ...string) *proc {
+	tb.Helper()
+	p := &proc{cmd: exec.Command(lockerdBin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	tb.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	if endpoint != "" {
+		c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{endpoint}, Timeout: 200 * time.Millisecond, Attempts: 50})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Ping(context.Background()); err != nil {
+			tb.Fatalf("lockerd did not answer: %v\nstderr:\n%s", err, p.stderr.String())
+		}
+	}
+	return p
+}
+
+// wait waits up to d for the process to exit and returns its status.
+func (p *proc) wait(tb testing.TB, d time.Duration) int {
+	tb.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(d):
+		tb.Fatalf("lockerd still running after %v\nstderr:\n%s", d, p.stderr.String())
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+func TestBadFlagsExit2BeforeBinding(t *testing.T) {
+	port := freePort(t)
+	ep := "tcp://127.0.0.1:" + strconv.Itoa(port)
+	dir := t.TempDir()
+	badConf := filepath.Join(dir, "bad.conf")
+	os.WriteFile(badConf, []byte("key = api=5/800ms\nfrobnicate = yes\n"), 0o644)
+	badKeyConf := filepath.Join(dir, "badkey.conf")
+	os.WriteFile(badKeyConf, []byte("key = api=0/1s\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"limit 0", []string{"--key", "api=0/1s"}, `limit "0"`},
+		{"negative limit", []string{"--key", "api=-5/1s"}, `limit "-5"`},
+		{"window 0", []string{"--key", "api=5/0s"}, "window 0s"},
+		{"negative window", []string{"--key", "api=5/-1s"}, "window -1s"},
+		{"bad name", []string{"--key", "a b=5/1s"}, "not allowed"},
+		{"missing window", []string{"--key", "api=5"}, "missing /WINDOW"},
+		{"duplicate key", []string{"--key", "api=5/1s", "--key", "api=6/1s"}, "given twice"},
+		{"default twice", []string{"--key", "default=5/1s", "-n", "3"}, "use one"},
+		{"limit flag 0", []string{"-n", "0"}, "--limit 0"},
+		{"window flag", []string{"-w", "1500us"}, "--window"},
+		{"unknown flag", []string{"--frobnicate"}, "unknown flag"},
+		{"stray argument", []string{"serve"}, "unexpected argument"},
+		{"bad bind", []string{"--bind", "localhost:7777"}, "want an endpoint"},
+		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
+		{"negative max wait", []string{"--max-wait", "-1s"}, "negative"},
+		{"no config file", []string{"-c", filepath.Join(dir, "missing.conf")}, "no such file"},
+		{"unknown setting in file", []string{"-c", badConf}, "bad.conf:2: unknown setting"},
+		{"bad key in file", []string{"-c", badKeyConf}, `limit "0"`},
+		{"curve secret without clients", []string{"--curve-secret", badConf}, "needs --curve-clients"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(t.Context(), append([]string{"--bind", ep, "--metrics-addr", ""}, tc.args...), &out, &errOut)
+			lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+			if code != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line mentioning %q", code, errOut.String(), tc.want)
+			}
+			// Nothing was bound: the port is still free.
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				t.Fatalf("port bound after a usage error: %v", err)
+			}
+			l.Close()
+		})
+	}
+}
+
+func TestRunReturnsAfterCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	var errOut syncBuffer
+	ep := freeEndpoint(t)
+	go func() {
+		done <- run(ctx, []string{"--bind", ep, "--metrics-addr", "127.0.0.1:0", "--key", "api=5/1s"}, io.Discard, &errOut)
+	}()
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 200 * time.Millisecond, Attempts: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if d, err := c.Take(t.Context(), "api", 5); err != nil || !d.OK {
+		t.Fatalf("Take=%+v, %v", d, err)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("run returned %d, want 0; stderr:\n%s", code, errOut.String())
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("run did not return within 2s of cancel")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(t.Context(), []string{"--version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "lockerd dev") {
+		t.Fatalf("--version: %d %q", code, out.String())
+	}
+}
+
+func TestPortInUseExits1(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := startLockerd(t, "", "--bind", "tcp://"+l.Addr().String(), "--metrics-addr", "")
+	if code := p.wait(t, 5*time.Second); code != exitError || !strings.Contains(p.stderr.String(), "bind") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a bind error", code, p.stderr.String())
+	}
+}
+
+// TestSIGTERMAnswersHeldWaits holds a wait, sends SIGTERM, and checks the
+// wait is answered with sorry and the process exits 0 within a second.
+func TestSIGTERMAnswersHeldWaits(t *testing.T) {
+	ep := freeEndpoint(t)
+	p := startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "--key", "api=1/1h")
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 5 * time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if d, err := c.Take(t.Context(), "api", 1); err != nil || !d.OK {
+		t.Fatalf("Take=%+v, %v", d, err)
+	}
+	type res struct {
+		d   locker.Decision
+		err error
+	}
+	got := make(chan res, 1)
+	go func() {
+		d, err := c.WaitMax(t.Context(), "api", 1, 20*time.Second)
+		got <- res{d, err}
+	}()
+	waitFor(t, func() bool {
+		st, err := c.Status(t.Context())
+		return err == nil && st.Keys[0].Waiters == 1
+	})
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	r := <-got
+	if r.err != nil || r.d.OK {
+		t.Fatalf("held wait got %+v, %v; want sorry", r.d, r.err)
+	}
+	if code := p.wait(t, 2*time.Second); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("shutdown took %v, want under 1s", el)
+	}
+}
+
+func TestConfigFileAndReload(t *testing.T) {
+	ep := freeEndpoint(t)
+	conf := filepath.Join(t.TempDir(), "lockerd.conf")
+	write := func(text string) {
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# test config\nkey = api=3/1h\nmax-waiters = 5\nid = \"from file\"\n")
+	p := startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "-c", conf)
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 2 * time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if id, err := c.Ping(t.Context()); err != nil || id != "from file" {
+		t.Fatalf("Ping=%q, %v; want the id from the file", id, err)
+	}
+	if d, err := c.Take(t.Context(), "api", 2); err != nil || !d.OK || d.Remaining != 1 {
+		t.Fatalf("Take=%+v, %v; want go with 1 remaining", d, err)
+	}
+	limitOf := func(key string) (int64, int64) {
+		st, err := c.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range st.Keys {
+			if k.Name == key {
+				return k.Limit, k.Granted
+			}
+		}
+		return -1, -1
+	}
+	// Raise the limit and add a key: the 2 tokens granted stay granted.
+	write("key = api=5/1h\nkey = new=1/1s\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { l, _ := limitOf("new"); return l == 1 })
+	if l, g := limitOf("api"); l != 5 || g != 2 {
+		t.Fatalf("after reload api limit=%d granted=%d, want 5 and 2", l, g)
+	}
+	if d, err := c.Take(t.Context(), "api", 3); err != nil || !d.OK || d.Remaining != 0 {
+		t.Fatalf("Take after reload=%+v, %v; want go with 0 remaining", d, err)
+	}
+	// An invalid file keeps the old configuration and says why.
+	write("key = api=0/1h\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	if l, _ := limitOf("api"); l != 5 {
+		t.Fatalf("after invalid reload api limit=%d, want 5 kept", l)
+	}
+	if l, _ := limitOf("new"); l != 1 {
+		t.Fatalf("after invalid reload the key new is gone")
+	}
+}
+
+// TestSeedClientGetsExactlyLimit runs the seed design's Python client
+// against lockerd: asking faster than the limit, it gets exactly LIMIT go
+// in every window. Bare replies carry no window index, so each reply is
+// placed in the epoch-aligned window that holds both the moment before it
+// was sent and the moment after it came back; a window with a reply that
+// straddles a boundary is not judged.
+func TestSeedClientGetsExactlyLimit(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import zmq").Run(); err != nil {
+		t.Skipf("no python3-zmq (%v): apt-get install python3-zmq", err)
+	}
+	const limit, window = 5, 400 * time.Millisecond
+	ep := freeEndpoint(t)
+	startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "-n", strconv.Itoa(limit), "-w", window.String())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, py, "testdata/seed_client.py", ep, "150", "0.02").Output()
+	if err != nil {
+		t.Fatalf("seed client: %v", err)
+	}
+	gos, asked := map[int64]int{}, map[int64]int{}
+	straddled := map[int64]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var t0, t1 int64
+		var reply string
+		if _, err := fmt.Sscan(sc.Text(), &t0, &t1, &reply); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		if reply != "go" && reply != "sorry" {
+			t.Fatalf("reply %q, want a bare go or sorry", reply)
+		}
+		k0, k1 := t0/int64(window), t1/int64(window)
+		if k0 != k1 {
+			straddled[k0], straddled[k1] = true, true
+			continue
+		}
+		asked[k0]++
+		if reply == "go" {
+			gos[k0]++
+		}
+	}
+	judged := 0
+	for k, n := range asked {
+		if straddled[k] || n < limit+1 || asked[k-1] == 0 || asked[k+1] == 0 {
+			continue // first, last or ambiguous window
+		}
+		judged++
+		if gos[k] != limit {
+			t.Errorf("window %d: %d go out of %d requests, want exactly %d", k, gos[k], n, limit)
+		}
+	}
+	if judged < 3 {
+		t.Fatalf("only %d windows could be judged", judged)
+	}
+	t.Logf("%d windows judged", judged)
+}
+
+// TestConcurrentClientsExactLimitPerWindow has 8 clients hammer a real
+// lockerd for about 20 windows and counts go per WINDOW field.
+func TestConcurrentClientsExactLimitPerWindow(t *testing.T) {
+	const limit, window, windows = 5, 50 * time.Millisecond, 20
+	ep := freeEndpoint(t)
+	startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "--key", fmt.Sprintf("api=%d/%s", limit, window))
+	var mu sync.Mutex
+	gos := map[int64]int{}
+	ctx, cancel := context.WithTimeout(t.Context(), windows*window)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 2 * time.Second, Attempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				d, err := c.Take(ctx, "api", 1)
+				if err != nil {
+					return
+				}
+				if d.OK {
+					mu.Lock()
+					gos[d.Window]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	lo, hi := int64(-1), int64(-1)
+	for k := range gos {
+		if lo < 0 || k < lo {
+			lo = k
+		}
+		if k > hi {
+			hi = k
+		}
+	}
+	if hi-lo < windows/2 {
+		t.Fatalf("saw windows %d..%d only", lo, hi)
+	}
+	for k := lo + 1; k < hi; k++ {
+		if gos[k] != limit {
+			t.Errorf("window %d: %d go, want exactly %d", k, gos[k], limit)
+		}
+	}
+}
+
+// TestClientSurvivesKillAndRestart kills lockerd with SIGKILL under a
+// client and starts it again on the same endpoint: the client's requests
+// go on being answered.
+func TestClientSurvivesKillAndRestart(t *testing.T) {
+	ep := freeEndpoint(t)
+	args := []string{"--bind", ep, "--metrics-addr", "", "--key", "api=1000000/1s"}
+	p := startLockerd(t, ep, args...)
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 200 * time.Millisecond, Attempts: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	answered, failed := 0, []error{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := c.Take(ctx, "api", 1)
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, err)
+				} else {
+					answered++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return answered }
+	waitFor(t, func() bool { return count() > 100 })
+	p.cmd.Process.Kill()
+	p.wait(t, 5*time.Second)
+	before := count()
+	startLockerd(t, ep, args...)
+	waitFor(t, func() bool { return count() > before+100 })
+	close(stop)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed across the restart, first: %v", len(failed), failed[0])
+	}
+}
+
+// TestClientStartedBeforeServer sends a request before lockerd runs.
+func TestClientStartedBeforeServer(t *testing.T) {
+	ep := freeEndpoint(t)
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 300 * time.Millisecond, Attempts: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan error, 1)
+	go func() {
+		d, err := c.Take(t.Context(), "default", 1)
+		if err == nil && !d.OK {
+			err = errors.New("sorry")
+		}
+		got <- err
+	}()
+	startLockerd(t, "", "--bind", ep, "--metrics-addr", "")
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Take: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no answer after the server started")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func waitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

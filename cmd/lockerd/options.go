@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/metrics"
+	"github.com/spf13/pflag"
+)
+
+// options is everything the flags and the config file say.
+type options struct {
+	binds      []string
+	limit      int64
+	window     time.Duration
+	keySpecs   []string
+	configFile string
+	maxWait    time.Duration
+	maxWaiters int
+	id         string
+	logLevel   string
+	logFormat  string
+	version    bool
+
+	metricsAddr  string
+	curveSecret  string
+	curveClients string
+
+	// Derived by check.
+	keys        []locker.KeyConfig
+	secretKey   string
+	allowedKeys []string
+}
+
+// errHelp is returned for -h/--help: usage was printed, exit 0.
+var errHelp = pflag.ErrHelp
+
+func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("lockerd", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringArrayVarP(&o.binds, "bind", "b", []string{locker.DefaultEndpoint}, "ZeroMQ endpoint to answer requests on (repeatable)")
+	fs.Int64VarP(&o.limit, "limit", "n", locker.DefaultLimit, "tokens per window of the key \"default\"")
+	fs.DurationVarP(&o.window, "window", "w", locker.DefaultWindow, "window of the key \"default\"")
+	fs.StringArrayVar(&o.keySpecs, "key", nil, "a key as NAME=LIMIT/WINDOW, e.g. api=5/800ms (repeatable)")
+	fs.StringVarP(&o.configFile, "config", "c", "", "read flags from FILE: one \"name = value\" per line, # comments")
+	fs.DurationVar(&o.maxWait, "max-wait", locker.DefaultMaxWait, "longest a wait request is held")
+	fs.IntVar(&o.maxWaiters, "max-waiters", locker.DefaultMaxWaiters, "wait requests held per key; beyond, sorry at once")
+	fs.StringVar(&o.id, "id", "", "server id in pong and status (default host name and port)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "HOST:PORT for /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&o.curveSecret, "curve-secret", "", "turn CURVE on with the server's secret key FILE (see lockerctl keygen)")
+	fs.StringVar(&o.curveClients, "curve-clients", "", "FILE of client public keys, one per line, or DIR of *.pub files: the only clients let in")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: lockerd [flags]\n\nlockerd answers go or sorry from fixed-window counters over ZeroMQ.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	return fs
+}
+
+// parseOptions reads args and, if --config names one, the config file.
+// Flags given on the command line win over the file's; a repeatable flag
+// given on the command line replaces the file's values.
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o, stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.configFile != "" {
+		if err := applyConfigFile(fs, o.configFile); err != nil {
+			return nil, err
+		}
+	}
+	if o.version {
+		return o, nil
+	}
+	if err := o.check(fs); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// applyConfigFile sets, from path, every flag not set on the command line.
+func applyConfigFile(fs *pflag.FlagSet, path string) error {
+	entries, err := readConfigFile(path)
+	if err != nil {
+		return err
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { onCommandLine[f.Name] = true })
+	cleared := map[string]bool{}
+	for _, e := range entries {
+		f := fs.Lookup(e.name)
+		switch {
+		case f == nil:
+			return fmt.Errorf("%s:%d: unknown setting %q", path, e.line, e.name)
+		case e.name == "config" || e.name == "version" || e.name == "help":
+			return fmt.Errorf("%s:%d: %q cannot be set in a config file", path, e.line, e.name)
+		case onCommandLine[e.name]:
+			continue
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok && !cleared[e.name] {
+			sv.Replace(nil) // the file's list replaces the default
+			cleared[e.name] = true
+		}
+		if err := fs.Set(e.name, e.value); err != nil {
+			return fmt.Errorf("%s:%d: %s: %v", path, e.line, e.name, err)
+		}
+	}
+	return nil
+}
+
+type configEntry struct {
+	line        int
+	name, value string
+}
+
+// readConfigFile reads "name = value" lines; blank lines and lines
+// starting with # are skipped.
+func readConfigFile(path string) ([]configEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	var out []configEntry
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for n := 1; sc.Scan(); n++ {
+		e, ok, err := parseConfigLine(sc.Text())
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, n, err)
+		}
+		if ok {
+			e.line = n
+			out = append(out, e)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// parseConfigLine parses one line of a config file. It reports false for
+// a blank or comment line.
+func parseConfigLine(line string) (configEntry, bool, error) {
+	line = strings.TrimSpace(line)
+	if line == "" || line[0] == '#' {
+		return configEntry{}, false, nil
+	}
+	name, value, ok := strings.Cut(line, "=")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !ok || name == "" {
+		return configEntry{}, false, fmt.Errorf("want \"name = value\", got %q", line)
+	}
+	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+		uq, err := strconv.Unquote(value)
+		if err != nil {
+			return configEntry{}, false, fmt.Errorf("bad quoted value %s", value)
+		}
+		value = uq
+	}
+	return configEntry{name: strings.TrimPrefix(name, "--"), value: value}, true, nil
+}
+
+// check validates o and derives its keys.
+func (o *options) check(fs *pflag.FlagSet) error {
+	if len(o.binds) == 0 {
+		return errors.New("no --bind endpoint")
+	}
+	for _, b := range o.binds {
+		if !strings.Contains(b, "://") {
+			return fmt.Errorf("--bind %q: want an endpoint like tcp://*:7777", b)
+		}
+	}
+	if o.maxWait < 0 {
+		return fmt.Errorf("--max-wait %s is negative", o.maxWait)
+	}
+	if o.maxWaiters < 1 {
+		return fmt.Errorf("--max-waiters %d: want at least 1", o.maxWaiters)
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		return err
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	}
+	keys, err := o.keyConfigs(fs)
+	if err != nil {
+		return err
+	}
+	o.keys = keys
+	if err := o.loadCurve(); err != nil {
+		return err
+	}
+	if o.id == "" {
+		o.id = defaultID(o.binds[0])
+	}
+	return nil
+}
+
+// keyConfigs builds the keys from --key and, for the key "default", from
+// --limit and --window. A --key default=... together with --limit or
+// --window is an error: the two would disagree.
+func (o *options) keyConfigs(fs *pflag.FlagSet) ([]locker.KeyConfig, error) {
+	var keys []locker.KeyConfig
+	seen := map[string]bool{}
+	for _, spec := range o.keySpecs {
+		k, err := locker.ParseKeySpec(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--key: %s", strings.TrimPrefix(err.Error(), "locker: "))
+		}
+		if seen[k.Name] {
+			return nil, fmt.Errorf("--key %s: key %q given twice", spec, k.Name)
+		}
+		seen[k.Name] = true
+		keys = append(keys, k)
+	}
+	def := locker.KeyConfig{Name: locker.DefaultKey, Limit: o.limit, Window: o.window}
+	if seen[locker.DefaultKey] {
+		if fs.Changed("limit") || fs.Changed("window") {
+			return nil, errors.New("--key default=... and --limit/--window both set the key default: use one")
+		}
+		return keys, nil
+	}
+	if err := def.Validate(); err != nil {
+		if o.limit < 1 || o.limit > locker.MaxLimit {
+			return nil, fmt.Errorf("--limit %d: want an integer from 1 to %d", o.limit, locker.MaxLimit)
+		}
+		return nil, fmt.Errorf("--window %s: want a whole number of milliseconds from %s to %s", o.window, locker.MinWindow, locker.MaxWindow)
+	}
+	return append(keys, def), nil
+}
+
+// loadCurve reads the CURVE secret key and allow list, if any.
+func (o *options) loadCurve() error {
+	switch {
+	case o.curveSecret == "" && o.curveClients == "":
+		return nil
+	case o.curveSecret == "":
+		return errors.New("--curve-clients needs --curve-secret")
+	case o.curveClients == "":
+		return errors.New("--curve-secret needs --curve-clients: without an allow list nobody could connect")
+	}
+	if err := locker.SecretKeyFileMode(o.curveSecret); err != nil {
+		return fmt.Errorf("--curve-secret: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	}
+	sec, err := locker.ReadCurveKey(o.curveSecret)
+	if err != nil {
+		return fmt.Errorf("--curve-secret: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	}
+	allowed, err := locker.ReadAllowList(o.curveClients)
+	if err != nil {
+		return fmt.Errorf("--curve-clients: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	}
+	o.secretKey, o.allowedKeys = sec, allowed
+	return nil
+}
+
+// defaultID is the host name and the port of the first endpoint.
+func defaultID(endpoint string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "lockerd"
+	}
+	if i := strings.LastIndexByte(endpoint, ':'); i >= 0 {
+		if port := endpoint[i+1:]; port != "" && strings.Trim(port, "0123456789") == "" {
+			return host + ":" + port
+		}
+	}
+	return host
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (o *options) logger(w io.Writer) *slog.Logger {
+	l, _ := parseLevel(o.logLevel)
+	ho := &slog.HandlerOptions{Level: l}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}

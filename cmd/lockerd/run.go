@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/metrics"
+	zmq "github.com/pebbe/zmq4"
+	"github.com/spf13/pflag"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // could not serve: a bind failed, say
+	exitUsage = 2 // bad flags or configuration; nothing was bound
+)
+
+// run is lockerd's whole life: it returns the exit status once ctx is done
+// and the server has stopped.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "lockerd:", err)
+		return exitUsage
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "lockerd %s (revision %s)\n", Version, Revision)
+		return exitOK
+	}
+	log := o.logger(stderr)
+	if err := serve(ctx, o, args, log); err != nil {
+		fmt.Fprintln(stderr, "lockerd:", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// serve runs the server until ctx is done, with its metrics endpoint,
+// reloading the config file on SIGHUP.
+func serve(ctx context.Context, o *options, args []string, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	reg := metrics.NewRegistry()
+	m, err := metrics.New(reg, metrics.BuildInfo{Version: Version, Revision: Revision})
+	if err != nil {
+		return err
+	}
+	cfg := locker.Config{
+		Endpoints:  o.binds,
+		Keys:       o.keys,
+		ID:         o.id,
+		MaxWait:    o.maxWait,
+		MaxWaiters: o.maxWaiters,
+		Logger:     log,
+		Observer:   m,
+	}
+	var curve *locker.CurveServer
+	if o.secretKey != "" {
+		if curve, err = locker.NewCurveServer(o.secretKey, o.allowedKeys); err != nil {
+			return err
+		}
+		defer curve.Close() // deferred first, so it runs after the server stopped
+		cfg.Security = curve.Apply
+		log.Info("CURVE on", "public_key", curve.PublicKey(), "allowed_clients", len(o.allowedKeys))
+	}
+	srv, err := locker.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	m.SetStats(srv)
+
+	loopDone := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Run(ctx)
+		close(loopDone)
+		done <- err
+	}()
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			cancel()
+			<-done
+			return fmt.Errorf("metrics: %w", err)
+		}
+		h := metrics.Handler(reg, metrics.Health{
+			Live:  metrics.Running(srv.Ready(), loopDone),
+			Ready: metrics.Closed(srv.Ready(), "server not bound"),
+		})
+		httpDone := make(chan error, 1)
+		go func() { httpDone <- metrics.Serve(ctx, ln, h) }()
+		defer func() {
+			cancel()
+			if err := <-httpDone; err != nil {
+				log.Error("metrics", "err", err)
+			}
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case err := <-done:
+			if errors.Is(err, locker.ErrServerClosed) {
+				log.Info("stopped")
+				return nil
+			}
+			return err
+		case <-hup:
+			reload(srv, curve, o, args, log)
+		}
+	}
+}
+
+// reload re-reads the flags and config file and applies the keys. An
+// invalid configuration is logged and the old one stays. Settings other
+// than keys need a restart.
+func reload(srv *locker.Server, curve *locker.CurveServer, old *options, args []string, log *slog.Logger) {
+	var msgs strings.Builder
+	o, err := parseOptions(args, &msgs)
+	if err != nil {
+		log.Error("reload failed, keeping the old configuration", "err", err)
+		return
+	}
+	if (o.secretKey != "") != (curve != nil) {
+		log.Error("reload failed, keeping the old configuration", "err", "turning CURVE on or off needs a restart")
+		return
+	}
+	if err := srv.Counter().Reconfigure(o.keys); err != nil {
+		log.Error("reload failed, keeping the old configuration", "err", err)
+		return
+	}
+	if curve != nil {
+		curve.SetAllowed(o.allowedKeys)
+	}
+	if strings.Join(o.binds, " ") != strings.Join(old.binds, " ") || o.maxWait != old.maxWait || o.maxWaiters != old.maxWaiters {
+		log.Warn("reload applies keys only; restart lockerd to change endpoints or wait limits")
+	}
+	names := make([]string, len(o.keys))
+	for i, k := range o.keys {
+		names[i] = k.String()
+	}
+	log.Info("reloaded", "keys", strings.Join(names, " "))
+}
+
+// flushSockets gives replies queued at shutdown (the sorry answers to held
+// waits) a moment to leave, without ever hanging: every socket is closed
+// by then, and each has a short linger. It terminates the process's
+// ZeroMQ context, so it is called once, by main, as the process ends.
+func flushSockets() {
+	done := make(chan struct{})
+	go func() {
+		zmq.Term()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(500 * time.Millisecond):
+	}
+}

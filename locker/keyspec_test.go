@@ -1,0 +1,76 @@
+package locker_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+)
+
+func TestParseKeySpec(t *testing.T) {
+	tests := []struct {
+		spec    string
+		want    locker.KeyConfig
+		wantErr string
+	}{
+		{spec: "api=5/800ms", want: locker.KeyConfig{Name: "api", Limit: 5, Window: 800 * time.Millisecond}},
+		{spec: "github=5000/1h", want: locker.KeyConfig{Name: "github", Limit: 5000, Window: time.Hour}},
+		{spec: "a.b:c/d-e_f=1/1ms", want: locker.KeyConfig{Name: "a.b:c/d-e_f", Limit: 1, Window: time.Millisecond}},
+		{spec: "big=1000000000/24h", want: locker.KeyConfig{Name: "big", Limit: 1e9, Window: 24 * time.Hour}},
+		{spec: "api", wantErr: "want NAME=LIMIT/WINDOW"},
+		{spec: "api=5", wantErr: "missing /WINDOW"},
+		{spec: "=5/1s", wantErr: "empty key name"},
+		{spec: "a b=5/1s", wantErr: "not allowed"},
+		{spec: strings.Repeat("k", 129) + "=5/1s", wantErr: "longer than 128"},
+		{spec: "api=0/1s", wantErr: "limit \"0\""},
+		{spec: "api=-1/1s", wantErr: "limit \"-1\""},
+		{spec: "api=x/1s", wantErr: "limit \"x\""},
+		{spec: "api=1000000001/1s", wantErr: "limit"},
+		{spec: "api=5/0s", wantErr: "window 0s out of range"},
+		{spec: "api=5/-1s", wantErr: "window -1s out of range"},
+		{spec: "api=5/25h", wantErr: "out of range"},
+		{spec: "api=5/1500us", wantErr: "whole number of milliseconds"},
+		{spec: "api=5/soon", wantErr: "not a duration"},
+		{spec: "api=5/", wantErr: "not a duration"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.spec, func(t *testing.T) {
+			got, err := locker.ParseKeySpec(tc.spec)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ParseKeySpec(%q) err=%v, want it to mention %q", tc.spec, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseKeySpec(%q)=%+v, %v, want %+v", tc.spec, got, err, tc.want)
+			}
+			if back, err := locker.ParseKeySpec(got.String()); err != nil || back != got {
+				t.Fatalf("round trip of %q: %+v, %v", got.String(), back, err)
+			}
+		})
+	}
+}
+
+func FuzzParseKeySpec(f *testing.F) {
+	for _, s := range []string{"api=5/800ms", "github=5000/1h", "x=1/1ms", "a=0/1s", "a=5", "=", "a=1/1h30m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		k, err := locker.ParseKeySpec(spec)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "locker: ") {
+				t.Fatalf("error without package prefix: %v", err)
+			}
+			return
+		}
+		if err := k.Validate(); err != nil {
+			t.Fatalf("ParseKeySpec(%q) accepted an invalid key: %v", spec, err)
+		}
+		back, err := locker.ParseKeySpec(k.String())
+		if err != nil || back != k {
+			t.Fatalf("round trip of %q via %q: %+v, %v", spec, k.String(), back, err)
+		}
+	})
+}

@@ -1,0 +1,71 @@
+// Package lockertest runs lockerd servers on loopback for tests, the way
+// net/http/httptest runs HTTP servers.
+package lockertest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+)
+
+// Server is a locker.Server running on a free loopback port.
+type Server struct {
+	*locker.Server
+	// Endpoint is where the server listens, e.g. tcp://127.0.0.1:40123.
+	Endpoint string
+
+	tb      testing.TB
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+// NewServer starts a server for cfg and stops it when the test ends. With
+// no Config.Endpoints it binds tcp://127.0.0.1:* (a free port). It fails
+// the test if the server does not start within 5 seconds.
+func NewServer(tb testing.TB, cfg locker.Config) *Server {
+	tb.Helper()
+	if len(cfg.Endpoints) == 0 {
+		cfg.Endpoints = []string{"tcp://127.0.0.1:*"}
+	}
+	srv, err := locker.NewServer(cfg)
+	if err != nil {
+		tb.Fatalf("lockertest: NewServer: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{Server: srv, tb: tb, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-s.done:
+		cancel()
+		tb.Fatalf("lockertest: Run: %v", err)
+	case <-time.After(5 * time.Second):
+		cancel()
+		tb.Fatal("lockertest: server not ready after 5s")
+	}
+	s.Endpoint = srv.Endpoints()[0]
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server and waits for it, failing the test if it does
+// not stop cleanly within 5 seconds. It is idempotent.
+func (s *Server) Close() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if !errors.Is(err, locker.ErrServerClosed) {
+			s.tb.Errorf("lockertest: Run returned %v, want ErrServerClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		s.tb.Error("lockertest: server did not stop within 5s")
+	}
+}
