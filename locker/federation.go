@@ -269,14 +269,16 @@ func (c *Counter) SetReserveAt(now time.Time, key string, k, reserve int64) {
 }
 
 // GiveAt takes up to n tokens of key out of this member's strict budget of
-// window k (the current or a later one), so that they can be handed to
+// window k (the current or the next one), so that they can be handed to
 // another member, and returns how many it took. Tokens once taken are
 // never returned to the budget: a transfer that is lost only wastes them.
+// The next window is as far ahead as tokens can be given: that is why a
+// restarted member (see FederationConfig.Fence) skips two windows.
 func (c *Counter) GiveAt(now time.Time, key string, k, n int64) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, fk, cur := c.fedKeyAt(now, key)
-	if f == nil || !fk.cfg.Strict || n <= 0 || k < cur || k > cur+maxAhead {
+	if f == nil || !fk.cfg.Strict || n <= 0 || k < cur || k > cur+1 {
 		return 0
 	}
 	avail := fk.budgetFor(f, k)

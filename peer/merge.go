@@ -95,6 +95,8 @@ type merger struct {
 	peers map[string]*member
 	sent  map[countKey]Count
 	gave  map[giftKey]int64
+	// self is this member's last LocalCount per key.
+	self map[string]locker.LocalCount
 	// reserved is what was last passed to SetReserveAt.
 	reserved map[countKey]int64
 	repeat   int
@@ -114,6 +116,7 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 		gave:  make(map[giftKey]int64),
 
 		reserved: make(map[countKey]int64),
+		self:     make(map[string]locker.LocalCount),
 		decided:  make(map[string]int64),
 
 		decidedNow: make(map[string]int64),
@@ -288,6 +291,7 @@ func (s *merger) flush(now time.Time) []*Message {
 		s.give(now, lcs)
 	} else {
 		for _, lc := range lcs {
+			s.self[lc.Name] = lc
 			s.reserve(now, lc.Name, lc.Index)
 			s.reserve(now, lc.Name, lc.Index+1)
 		}
@@ -319,33 +323,67 @@ func (s *merger) flush(now time.Time) []*Message {
 }
 
 // reserve sets, in shared mode, how many tokens of key in window k are
-// kept for the other members that are up: what each asked for in the
-// window before, up to its share, less what it has granted in k already.
-// For the next window the demand of the current one, extrapolated, is
-// used. A member that had no demand reserves nothing, so its share is
-// free for others at once; a member that keeps asking keeps its share,
-// so that others do not take it from under it while grants are in
-// flight.
+// kept for the other members that are up: what each is entitled to, less
+// what it has granted in k already.
+//
+// Entitlements follow demand, the tokens each member asked for in the
+// window before (for the next window: the current one, extrapolated). A
+// member is entitled to its demand up to its share; the shares that
+// members do not need are split among the members that need more, in
+// proportion to their excess. Every member computes the same split from
+// the same published counts, so two busy members do not both count on an
+// idle member's share while grants are in flight. What no one is entitled
+// to (the shares of idle or silent members beyond any demand) is free for
+// whoever asks first.
 func (s *merger) reserve(now time.Time, key string, k int64) {
 	cur, cfg, ok := s.window(now, key)
 	if !ok {
 		return
 	}
 	frac := float64(now.UnixNano()-cur*int64(cfg.Window)) / float64(cfg.Window)
-	var total int64
+	demandOf := func(prev, asked int64) int64 {
+		switch {
+		case k <= cur:
+			return min(prev, cfg.Limit)
+		case frac > 0:
+			return min(demand(asked, frac), cfg.Limit)
+		}
+		return 0
+	}
+	type entry struct {
+		p             *member // nil for this member
+		share, demand int64
+	}
+	self := s.self[key]
+	if self.Index != cur {
+		self = locker.LocalCount{}
+	}
+	entries := []entry{{nil, locker.Share(cfg.Limit, len(s.members), s.rank), demandOf(self.PrevAsked, self.Asked)}}
 	for _, p := range s.peers {
 		if !p.heard || !s.isUp(now, p) {
 			continue
 		}
-		var d int64
-		switch {
-		case k <= cur:
-			d = p.counts[key][k-1].Asked
-		case frac > 0:
-			d = demand(p.counts[key][k-1].Asked, frac)
+		byWin := p.counts[key]
+		entries = append(entries, entry{p, locker.Share(cfg.Limit, p.members, p.rank),
+			demandOf(byWin[k-1].Asked, byWin[k].Asked)})
+	}
+	var pool, excess int64
+	for _, e := range entries {
+		pool += max(0, e.share-e.demand)
+		excess += max(0, e.demand-e.share)
+	}
+	var total int64
+	for _, e := range entries {
+		if e.p == nil {
+			continue
 		}
-		d = min(d, locker.Share(cfg.Limit, p.members, p.rank))
-		total += max(0, d-p.counts[key][k].Granted)
+		ent := min(e.share, e.demand)
+		if ex := e.demand - e.share; ex > 0 && excess > 0 {
+			// Rounded up: each member rounds the others' part up
+			// and so never counts on a token another counts on.
+			ent += min(ex, (pool*ex+excess-1)/excess)
+		}
+		total += max(0, ent-e.p.counts[key][k].Granted)
 	}
 	ck := countKey{key, k}
 	if old, had := s.reserved[ck]; had && old == total {

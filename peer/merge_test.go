@@ -277,8 +277,8 @@ func TestStrictFence(t *testing.T) {
 }
 
 // TestSharedReserve: in shared mode a member that asked for tokens in the
-// last window keeps up to its share of this one; an idle member keeps
-// nothing.
+// last window is entitled to them, up to its share plus the shares idle
+// members do not need; an idle member keeps nothing.
 func TestSharedReserve(t *testing.T) {
 	ms := newTestMembers(t, 3, false, time.Time{})
 	now := testEpoch.Add(time.Millisecond)
@@ -293,8 +293,22 @@ func TestSharedReserve(t *testing.T) {
 		{Key: testKey.Name, Window: k, Granted: 10, Asked: 10},
 	}})
 	ms[0].m.flush(now)
-	// 100 - 10 granted by m1 - (33-10) reserved for m1.
-	if got := take(t, ms[0].counter, now, 100); got != 67 {
-		t.Fatalf("granted %d, want 67", got)
+	// m1 is entitled to the 80 it asked for: its share 33 and 47 of the
+	// 67 that m0 and m2 did not ask for. 100 - 10 granted by m1 - 70
+	// still reserved for it leaves 20.
+	if got := take(t, ms[0].counter, now, 100); got != 20 {
+		t.Fatalf("granted %d, want 20", got)
+	}
+	// m1 asking for less than its share reserves only that.
+	ms[0].m.handle(now, &Message{Type: TypeCounts, From: "m1", Counts: []Count{
+		{Key: testKey.Name, Window: k + 1, Granted: 0, Asked: 0},
+	}})
+	later := now.Add(testKey.Window)
+	ms[0].m.handle(later, &Message{Type: TypeCounts, From: "m1", Counts: []Count{
+		{Key: testKey.Name, Window: k, Granted: 20, Asked: 20},
+	}})
+	ms[0].m.flush(later)
+	if got := take(t, ms[0].counter, later, 100); got != 80 {
+		t.Fatalf("next window granted %d, want 100-20", got)
 	}
 }
