@@ -174,6 +174,11 @@ func waitAllUp(tb testing.TB, nodes []*testNode) {
 type checker struct {
 	mu        sync.Mutex
 	perWindow map[int64]int64
+	// perRealWindow counts the same grants by the window that contains
+	// the checker's clock when the answer arrived; it differs from
+	// perWindow when a server's clock is off.
+	perRealWindow map[int64]int64
+	realWindow    time.Duration
 	sorry     int64
 	errs      int64
 }
@@ -183,6 +188,7 @@ type checker struct {
 func (c *checker) run(ctx context.Context, tb testing.TB, key string, workers map[string]int) {
 	tb.Helper()
 	c.perWindow = make(map[int64]int64)
+	c.perRealWindow = make(map[int64]int64)
 	var wg sync.WaitGroup
 	for ep, n := range workers {
 		cl, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Attempts: 1, Timeout: time.Second})
@@ -202,6 +208,9 @@ func (c *checker) run(ctx context.Context, tb testing.TB, key string, workers ma
 						c.errs++
 					case d.OK:
 						c.perWindow[d.Window]++
+						if c.realWindow > 0 {
+							c.perRealWindow[locker.WindowIndex(time.Now(), c.realWindow)]++
+						}
 					default:
 						c.sorry++
 					}
