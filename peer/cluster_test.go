@@ -179,8 +179,8 @@ type checker struct {
 	// perWindow when a server's clock is off.
 	perRealWindow map[int64]int64
 	realWindow    time.Duration
-	sorry     int64
-	errs      int64
+	sorry         int64
+	errs          int64
 }
 
 // run sends take requests for key from workers goroutines per endpoint in
