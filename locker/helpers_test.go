@@ -3,6 +3,7 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,23 +24,41 @@ func newTestServer(tb testing.TB, cfg locker.Config) (*locker.Server, string) {
 
 // startServer runs a server and returns a function that stops it and
 // waits for Run to return.
+//
+// A port just released by a stopped server may still be held by ZeroMQ's
+// I/O thread for a moment, so a bind that finds it in use is retried for
+// up to 5 seconds.
 func startServer(tb testing.TB, cfg locker.Config) (*locker.Server, func()) {
 	tb.Helper()
-	srv, err := locker.NewServer(cfg)
-	if err != nil {
-		tb.Fatalf("NewServer: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		tb.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
-		cancel()
-		tb.Fatal("server not ready after 5s")
+	var (
+		srv    *locker.Server
+		cancel context.CancelFunc
+		done   chan error
+	)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var err error
+		srv, err = locker.NewServer(cfg)
+		if err != nil {
+			tb.Fatalf("NewServer: %v", err)
+		}
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		done = make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		select {
+		case <-srv.Ready():
+		case err := <-done:
+			cancel()
+			if strings.Contains(err.Error(), "address already in use") && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond) // the port is freed by another thread, with no event to await
+				continue
+			}
+			tb.Fatalf("Run: %v", err)
+		case <-time.After(5 * time.Second):
+			cancel()
+			tb.Fatal("server not ready after 5s")
+		}
+		break
 	}
 	stopped := false
 	return srv, func() {
