@@ -125,6 +125,9 @@ type FixedWindow struct {
 	// extra counts tokens granted elsewhere in window current (by
 	// federated peers); it reduces what is left here.
 	extra int64
+	// fed is the federation state (federation.go); nil, and free, when
+	// the counter is not federated.
+	fed *fedKey
 }
 
 // NewFixedWindow returns a fixed-window counter for limit tokens per window.
@@ -151,9 +154,15 @@ func (f *FixedWindow) roll(ns int64) (k, left int64) {
 		k--
 	}
 	if k != f.current {
+		if f.fed != nil {
+			f.fed.leave(f, k)
+		}
 		f.current = k
 		f.granted = 0
 		f.extra = 0
+		if f.fed != nil {
+			f.fed.enter(f, k)
+		}
 	}
 	return k, (k+1)*f.window - ns
 }
@@ -161,6 +170,9 @@ func (f *FixedWindow) roll(ns int64) (k, left int64) {
 // TakeAt implements Algorithm.
 func (f *FixedWindow) TakeAt(now time.Time, n int64) Decision {
 	k, left := f.roll(now.UnixNano())
+	if f.fed != nil {
+		return f.fed.take(f, k, left, n)
+	}
 	used := f.granted + f.extra
 	if used+n <= f.limit {
 		f.granted += n
@@ -215,6 +227,8 @@ type Counter struct {
 	keys map[string]*keyState
 	// names is the sorted list of key names, for stable reports.
 	names []string
+	// fed, when not nil, is attached to every key (federation.go).
+	fed *fedConfig
 }
 
 type keyState struct {
@@ -368,6 +382,7 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 			ks.alg = old.alg
 		}
 	}
+	c.attachFederation(m)
 	c.keys, c.names = m, names
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockerd/lockerd/locker"
 	"github.com/lockerd/lockerd/metrics"
+	"github.com/lockerd/lockerd/peer"
 	"github.com/spf13/pflag"
 )
 
@@ -33,6 +34,11 @@ type options struct {
 	metricsAddr  string
 	curveSecret  string
 	curveClients string
+
+	publish    string
+	peers      []string
+	federation string
+	heartbeat  time.Duration
 
 	// Derived by check.
 	keys        []locker.KeyConfig
@@ -59,6 +65,10 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", metrics.DefaultAddr, "HOST:PORT for /metrics, /healthz and /readyz; empty disables")
 	fs.StringVar(&o.curveSecret, "curve-secret", "", "turn CURVE on with the server's secret key FILE (see lockerctl keygen)")
 	fs.StringVar(&o.curveClients, "curve-clients", "", "FILE of client public keys, one per line, or DIR of *.pub files: the only clients let in")
+	fs.StringVar(&o.publish, "publish", "", "federation: ZeroMQ endpoint to publish this server's counts on, spelled as the peers list it")
+	fs.StringArrayVar(&o.peers, "peer", nil, "federation: publish endpoint of a peer (repeatable; the same list may include this server's own)")
+	fs.StringVar(&o.federation, "federation", "shared", "federation mode: shared (may over-admit by grants in flight) or strict (never above the limit)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", peer.DefaultHeartbeat, "federation heartbeat interval; a peer silent for 3 is down")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
 	fs.Usage = func() {
@@ -198,6 +208,9 @@ func (o *options) check(fs *pflag.FlagSet) error {
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
+	if err := o.checkFederation(); err != nil {
+		return err
+	}
 	keys, err := o.keyConfigs(fs)
 	if err != nil {
 		return err
@@ -208,6 +221,31 @@ func (o *options) check(fs *pflag.FlagSet) error {
 	}
 	if o.id == "" {
 		o.id = defaultID(o.binds[0])
+	}
+	return nil
+}
+
+// checkFederation validates the federation flags.
+func (o *options) checkFederation() error {
+	if _, err := peer.ParseMode(o.federation); err != nil {
+		return fmt.Errorf("--federation %q: want shared or strict", o.federation)
+	}
+	if o.heartbeat <= 0 {
+		return fmt.Errorf("--heartbeat %s: want a positive duration", o.heartbeat)
+	}
+	if o.publish == "" {
+		if len(o.peers) > 0 {
+			return errors.New("--peer needs --publish")
+		}
+		return nil
+	}
+	for _, ep := range append([]string{o.publish}, o.peers...) {
+		if !strings.Contains(ep, "://") {
+			return fmt.Errorf("federation endpoint %q: want an endpoint like tcp://10.0.0.1:7778", ep)
+		}
+	}
+	if o.federation == "strict" && strings.Contains(o.publish, "*") {
+		return fmt.Errorf("--publish %q: strict mode needs the endpoint spelled as the peers list it, without *", o.publish)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lockerd/lockerd/locker"
 	"github.com/lockerd/lockerd/metrics"
+	"github.com/lockerd/lockerd/peer"
 	zmq "github.com/pebbe/zmq4"
 	"github.com/spf13/pflag"
 )
@@ -78,11 +79,39 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 		cfg.Security = curve.Apply
 		log.Info("CURVE on", "public_key", curve.PublicKey(), "allowed_clients", len(o.allowedKeys))
 	}
+	var node *peer.Node
+	if o.publish != "" {
+		// Set before the server runs; called only from its loop.
+		cfg.StatusExtra = func() map[string]any { return node.StatusExtra() }
+	}
 	srv, err := locker.NewServer(cfg)
 	if err != nil {
 		return err
 	}
 	m.SetStats(srv)
+	if o.publish != "" {
+		mode, _ := peer.ParseMode(o.federation) // checked by parseOptions
+		node, err = peer.New(peer.Config{ID: o.id, Publish: o.publish, Peers: o.peers, Mode: mode,
+			Heartbeat: o.heartbeat, Logger: log.With("component", "peer")}, srv.Counter())
+		if err != nil {
+			return err
+		}
+		m.SetPeers(peerStats{node})
+		nodeDone := make(chan error, 1)
+		go func() { nodeDone <- node.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-nodeDone; !errors.Is(err, peer.ErrNodeClosed) {
+				log.Error("federation", "err", err)
+			}
+		}()
+		select {
+		case <-node.Ready():
+		case err := <-nodeDone:
+			nodeDone <- err
+			return err
+		}
+	}
 
 	loopDone := make(chan struct{})
 	done := make(chan error, 1)
@@ -128,6 +157,19 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 			reload(srv, curve, o, args, log)
 		}
 	}
+}
+
+// peerStats adapts a federation node to the metrics package.
+type peerStats struct{ n *peer.Node }
+
+// PeerStats implements metrics.PeerSource.
+func (p peerStats) PeerStats() []metrics.PeerStat {
+	ps := p.n.PeerStats()
+	out := make([]metrics.PeerStat, len(ps))
+	for i, s := range ps {
+		out[i] = metrics.PeerStat{Name: s.Name, Up: s.Up, Messages: s.Messages, ClockOffset: s.ClockOffset}
+	}
+	return out
 }
 
 // reload re-reads the flags and config file and applies the keys. An
