@@ -120,35 +120,38 @@ func drive(ctx context.Context, o options) (stats.Summary, error) {
 		})
 	case "req":
 		return stats.Run(ctx, opts, func(int) (stats.Work, func(), error) {
-			sock, err := newSocket(zmq.REQ, o.endpoint)
-			if err != nil {
-				return nil, nil, err
-			}
-			// The socket is created here but used and closed by the worker
-			// goroutine only once it ends (cleanup runs after wg.Wait).
-			return stats.Loop(func() (stats.Outcome, error) {
-				if _, err := sock.SendBytes(body, 0); err != nil {
-					return stats.Error, err
-				}
-				reply, err := sock.RecvBytes(0)
+			return func(stop <-chan struct{}, w *stats.Worker) error {
+				// Each socket is created, used and closed by its worker.
+				sock, err := newSocket(zmq.REQ, o.endpoint)
 				if err != nil {
-					return stats.Error, err
+					return err
 				}
-				return stats.Classify(reply), nil
-			}), func() { sock.Close() }, nil
+				defer sock.Close()
+				return stats.Loop(func() (stats.Outcome, error) {
+					if _, err := sock.SendBytes(body, 0); err != nil {
+						return stats.Error, err
+					}
+					reply, err := sock.RecvBytes(0)
+					if err != nil {
+						return stats.Error, err
+					}
+					return stats.Classify(reply), nil
+				})(stop, w)
+			}, nil, nil
 		})
 	case "dealer":
 		if o.inflight < 1 {
 			return stats.Summary{}, errors.New("inflight must be at least 1")
 		}
 		return stats.Run(ctx, opts, func(int) (stats.Work, func(), error) {
-			sock, err := newSocket(zmq.DEALER, o.endpoint)
-			if err != nil {
-				return nil, nil, err
-			}
 			return func(stop <-chan struct{}, w *stats.Worker) error {
+				sock, err := newSocket(zmq.DEALER, o.endpoint)
+				if err != nil {
+					return err
+				}
+				defer sock.Close()
 				return pipeline(sock, body, o.inflight, stop, w)
-			}, func() { sock.Close() }, nil
+			}, nil, nil
 		})
 	}
 	return stats.Summary{}, fmt.Errorf("unknown mode %q", o.mode)

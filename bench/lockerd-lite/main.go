@@ -1,9 +1,10 @@
-// Command lockerd-lite runs a locker.Server with benchmark keys, for the
-// benchmark script to use until cmd/lockerd exists. It prints its bound
-// endpoint on stdout and serves until SIGINT/SIGTERM. With -cpuprofile it
-// writes a CPU profile of the whole run.
+// Command lockerd-lite runs a bare locker.Server with benchmark keys and
+// can write a CPU profile of the whole run: the harness for profiling the
+// server under bench/load, which cmd/lockerd (no profiling flag) is not.
+// It prints its bound endpoint on stdout and serves until SIGINT/SIGTERM.
 //
-//	lockerd-lite -endpoint tcp://127.0.0.1:* -key bench=1000000000/1s
+//	lockerd-lite -endpoint 'tcp://127.0.0.1:*' -key bench=1000000000/1s -cpuprofile cpu.prof
+//	go tool pprof -top lockerd-lite cpu.prof
 package main
 
 import (
