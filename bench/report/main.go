@@ -4,9 +4,10 @@
 //
 //	report -title "..." 'LABEL|NAME_A|NAME_B|TARGET' ... < results.jsonl
 //
-// Each row shows the median over rounds of A and B and the ratio of B to
-// A computed per round (A then B, so drift cancels), as its median and
-// range. A pair whose B is "-" prints A alone; a TARGET starting with
+// Each row shows the median over rounds of A and B, the ratio of B to A
+// computed per round (A then B, so slow drift cancels) as its median and
+// range, and the ratio of the two medians (less swayed by one disturbed
+// run). A pair whose B is "-" prints A alone; a TARGET starting with
 // "n/a" prints a row with no figures.
 package main
 
@@ -51,8 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *title != "" {
 		fmt.Fprintf(stdout, "%s\n\n", *title)
 	}
-	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A throughput (median [min..max]) | target |")
-	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---|")
+	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A per round (median [min..max]) | B/A of medians | target |")
+	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---:|---|")
 	for _, spec := range fs.Args() {
 		f := strings.Split(spec, "|")
 		if len(f) != 4 {
@@ -61,12 +62,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		label, a, b, target := f[0], f[1], f[2], f[3]
 		if strings.HasPrefix(target, "n/a") {
-			fmt.Fprintf(stdout, "| %s | %s | | | %s | | | | %s |\n", label, a, b, target)
+			fmt.Fprintf(stdout, "| %s | %s | | | %s | | | | | %s |\n", label, a, b, target)
 			continue
 		}
 		ra := runs[a]
 		if b == "-" {
-			fmt.Fprintf(stdout, "| %s | %s | %s | %s | | | | | %s |\n", label, a, rate(ra), lat(ra), target)
+			fmt.Fprintf(stdout, "| %s | %s | %s | %s | | | | | | %s |\n", label, a, rate(ra), lat(ra), target)
 			continue
 		}
 		rb := runs[b]
@@ -81,8 +82,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			sort.Float64s(ratios)
 			ratio = fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(ratios), ratios[0], ratios[len(ratios)-1])
 		}
-		fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), ratio, target)
+		ofMedians := ""
+		if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
+			ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
+		}
+		fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), ratio, ofMedians, target)
 	}
 	return 0
 }
@@ -98,6 +103,8 @@ func median(v []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+func dps(s stats.Summary) float64 { return s.DecisionsPerSecond }
 
 func pick(r []stats.Summary, f func(stats.Summary) float64) float64 {
 	v := make([]float64, len(r))
