@@ -320,6 +320,11 @@ func parseReply(body []byte) (Reply, error) {
 			if err != nil {
 				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
 			}
+			// Milliseconds beyond a year would overflow a Duration and
+			// no window is that long: refuse rather than wrap.
+			if isMS := ok && i == 1 || !ok && i == 0; isMS && (n < 0 || n > maxMaxWaitMS) {
+				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+			}
 			v[i] = n
 		}
 		r.Full = true

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockerd/lockerd/locker"
-	"github.com/lockerd/lockerd/metrics"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -159,11 +157,22 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Prometheus server; skipped with -short")
 	}
-	reg := metrics.NewRegistry()
-	_, srv, ep := newObservedServer(t, reg, locker.KeyConfig{Name: "api", Limit: 7, Window: time.Hour})
-	target := strings.TrimPrefix(mustServe(t, metrics.Handler(reg, metrics.Health{
-		Ready: metrics.Closed(srv.Ready(), "server not bound"),
-	})), "http://")
+	// A real lockerd process, built from cmd/lockerd with a version
+	// stamped the way releases are.
+	bin := filepath.Join(t.TempDir(), "lockerd")
+	build := exec.Command("go", "build", "-ldflags", "-X main.Version=1.2.3", "-o", bin, "../cmd/lockerd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build lockerd: %v\n%s", err, out)
+	}
+	target := freeAddr(t)
+	ep := "tcp://" + freeAddr(t)
+	var lockerdLog syncBuffer
+	lockerd := exec.Command(bin, "--bind", ep, "--metrics-addr", target, "--key", "api=7/1h")
+	lockerd.Stderr = &lockerdLog
+	if err := lockerd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lockerd.Process.Kill(); lockerd.Wait() })
 
 	req := mustSocket(t, zmq.REQ, ep)
 	var gotGo, gotSorry int

@@ -100,6 +100,14 @@ type Config struct {
 	// DropRate, for tests, is the fraction of received messages dropped
 	// on purpose, between 0 and 1.
 	DropRate float64
+	// PubSecurity, if not nil, is applied to the PUB socket before it
+	// binds: a CURVE server whose allow list holds the members' keys, so
+	// a stranger cannot read the stream.
+	PubSecurity func(*zmq.Socket) error
+	// SubSecurity, if not nil, is applied to the SUB socket before it
+	// connects: a CURVE client that checks each member's server key, so
+	// a stranger cannot publish fake grants.
+	SubSecurity func(*zmq.Socket) error
 }
 
 // Node is one member of a federation of lockerd servers that share their
@@ -293,6 +301,12 @@ func (n *Node) publish(ctx context.Context, out <-chan []byte, bound chan<- erro
 			return
 		}
 	}
+	if n.cfg.PubSecurity != nil {
+		if err := n.cfg.PubSecurity(sock); err != nil {
+			bound <- fmt.Errorf("peer: pub socket security: %w", err)
+			return
+		}
+	}
 	if err := sock.Bind(n.cfg.Publish); err != nil {
 		bound <- fmt.Errorf("peer: bind %s: %w", n.cfg.Publish, err)
 		return
@@ -330,6 +344,11 @@ func (n *Node) subscribe(ctx context.Context, in chan<- *Message) error {
 	} {
 		if err := set(); err != nil {
 			return fmt.Errorf("peer: sub socket option: %w", err)
+		}
+	}
+	if n.cfg.SubSecurity != nil {
+		if err := n.cfg.SubSecurity(sock); err != nil {
+			return fmt.Errorf("peer: sub socket security: %w", err)
 		}
 	}
 	for _, p := range n.others {

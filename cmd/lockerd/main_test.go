@@ -518,3 +518,113 @@ func waitFor(tb testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestCurveFlags(t *testing.T) {
+	dir := t.TempDir()
+	server, client, stranger := filepath.Join(dir, "server"), filepath.Join(dir, "clients", "c1"), filepath.Join(dir, "stranger")
+	os.Mkdir(filepath.Join(dir, "clients"), 0o755)
+	kps := map[string]locker.CurveKeyPair{}
+	for _, p := range []string{server, client, stranger} {
+		kp, err := locker.NewCurveKeyPair()
+		if err != nil {
+			t.Skipf("no CURVE: %v", err)
+		}
+		if err := locker.WriteCurveKeyPair(p, kp); err != nil {
+			t.Fatal(err)
+		}
+		kps[p] = kp
+	}
+	ep := freeEndpoint(t)
+	args := []string{"--bind", ep, "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", filepath.Join(dir, "clients")}
+	startLockerd(t, "", args...)
+	ping := func(kp locker.CurveKeyPair, withCurve bool) error {
+		cfg := locker.ClientConfig{Endpoints: []string{ep}, Timeout: 500 * time.Millisecond, Attempts: 4}
+		if withCurve {
+			sec, err := locker.CurveClient(kps[server].Public, kp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Security = sec
+		}
+		c, err := locker.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.Ping(t.Context())
+		return err
+	}
+	if err := ping(kps[client], true); err != nil {
+		t.Fatalf("allowed client: %v", err)
+	}
+	if err := ping(kps[stranger], true); !errors.Is(err, locker.ErrTimeout) {
+		t.Fatalf("unknown key: %v, want no answer", err)
+	}
+	if err := ping(locker.CurveKeyPair{}, false); !errors.Is(err, locker.ErrTimeout) {
+		t.Fatalf("plaintext: %v, want no answer", err)
+	}
+	// A secret key others can read is refused before anything binds.
+	os.Chmod(server+".key", 0o644)
+	var errOut bytes.Buffer
+	if code := run(t.Context(), append(args[:0:0], "--bind", freeEndpoint(t), "--metrics-addr", "", "--curve-secret", server+".key", "--curve-clients", client+".pub"), io.Discard, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "readable by others") {
+		t.Fatalf("world-readable secret: exit %d, %q; want 2", code, errOut.String())
+	}
+}
+
+// TestShutdownUnderLoadAnswersEveryWait holds many waits while clients
+// hammer the server, then stops it: every held wait is answered.
+func TestShutdownUnderLoadAnswersEveryWait(t *testing.T) {
+	const waiters = 200
+	ep := freeEndpoint(t)
+	p := startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "--key", "held=1/1h", "--key", "busy=1000000/1s")
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 10 * time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Take(t.Context(), "held", 1)
+	answers := make(chan error, waiters)
+	for i := 0; i < waiters; i++ {
+		go func() {
+			d, err := c.WaitMax(t.Context(), "held", 1, 20*time.Second)
+			if err == nil && d.OK {
+				err = errors.New("go for an exhausted key")
+			}
+			answers <- err
+		}()
+	}
+	load, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for load.Err() == nil {
+				c.Take(load, "busy", 1)
+			}
+		}()
+	}
+	waitFor(t, func() bool {
+		st, err := c.Status(t.Context())
+		if err != nil {
+			return false
+		}
+		for _, k := range st.Keys {
+			if k.Name == "held" {
+				return k.Waiters == waiters
+			}
+		}
+		return false
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for i := 0; i < waiters; i++ {
+		if err := <-answers; err != nil {
+			t.Fatalf("held wait %d: %v", i, err)
+		}
+	}
+	stop()
+	wg.Wait()
+	if code := p.wait(t, 2*time.Second); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+}

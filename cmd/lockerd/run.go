@@ -91,8 +91,24 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 	m.SetStats(srv)
 	if o.publish != "" {
 		mode, _ := peer.ParseMode(o.federation) // checked by parseOptions
-		node, err = peer.New(peer.Config{ID: o.id, Publish: o.publish, Peers: o.peers, Mode: mode,
-			Heartbeat: o.heartbeat, Logger: log.With("component", "peer")}, srv.Counter())
+		pc := peer.Config{ID: o.id, Publish: o.publish, Peers: o.peers, Mode: mode,
+			Heartbeat: o.heartbeat, Logger: log.With("component", "peer")}
+		if curve != nil {
+			// Members share the server key pair: each PUB admits only
+			// that key, and each SUB checks it, so a stranger can neither
+			// read the stream nor publish grants.
+			peerCurve, err := locker.NewCurveServer(o.secretKey, []string{curve.PublicKey()})
+			if err != nil {
+				return err
+			}
+			defer peerCurve.Close()
+			sub, err := locker.CurveClient(curve.PublicKey(), locker.CurveKeyPair{Secret: o.secretKey})
+			if err != nil {
+				return err
+			}
+			pc.PubSecurity, pc.SubSecurity = peerCurve.Apply, sub
+		}
+		node, err = peer.New(pc, srv.Counter())
 		if err != nil {
 			return err
 		}
