@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -626,5 +627,34 @@ func TestShutdownUnderLoadAnswersEveryWait(t *testing.T) {
 	wg.Wait()
 	if code := p.wait(t, 2*time.Second); code != 0 {
 		t.Fatalf("exit %d, want 0", code)
+	}
+}
+
+// TestProbesWithASilentPeer: /healthz answers as soon as the loop runs;
+// /readyz waits for the peers, and gives up waiting for a silent one
+// after ten heartbeats.
+func TestProbesWithASilentPeer(t *testing.T) {
+	ep, pub, silent := freeEndpoint(t), freeEndpoint(t), freeEndpoint(t)
+	maddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	start := time.Now()
+	startLockerd(t, ep, "--bind", ep, "--metrics-addr", maddr, "--publish", pub, "--peer", pub, "--peer", silent,
+		"--heartbeat", "300ms")
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + maddr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
+	code, body := get("/readyz")
+	if time.Since(start) < 2*time.Second && (code != http.StatusServiceUnavailable || !strings.Contains(body, "0 of 1 peers heard")) {
+		t.Fatalf("/readyz with a silent peer = %d %q, want 503 naming the peers", code, body)
+	}
+	waitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
+	if el := time.Since(start); el < 3*time.Second {
+		t.Fatalf("/readyz ready after %v, before ten heartbeats of 300ms", el)
 	}
 }

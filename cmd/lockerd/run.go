@@ -143,9 +143,13 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 			<-done
 			return fmt.Errorf("metrics: %w", err)
 		}
+		ready := metrics.Closed(srv.Ready(), "server not bound")
+		if node != nil {
+			ready = metrics.All(ready, peersHeard(node, o, time.Now()))
+		}
 		h := metrics.Handler(reg, metrics.Health{
 			Live:  metrics.Running(srv.Ready(), loopDone),
-			Ready: metrics.Closed(srv.Ready(), "server not bound"),
+			Ready: ready,
 		})
 		httpDone := make(chan error, 1)
 		go func() { httpDone <- metrics.Serve(ctx, ln, h) }()
@@ -174,6 +178,37 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 		}
 	}
 }
+
+// peersHeard is ready once every peer has been heard from, or once
+// peerWait heartbeats have passed since start: a peer that is down must
+// not keep the others out of service.
+func peersHeard(node *peer.Node, o *options, start time.Time) metrics.Check {
+	others := map[string]bool{}
+	for _, p := range o.peers {
+		if p != "" && p != o.publish {
+			others[p] = true
+		}
+	}
+	wait := peerWait * o.heartbeat
+	if wait <= 0 {
+		wait = peerWait * peer.DefaultHeartbeat
+	}
+	return func() error {
+		up := 0
+		for _, p := range node.PeerStats() {
+			if p.Up {
+				up++
+			}
+		}
+		if up >= len(others) || time.Since(start) >= wait {
+			return nil
+		}
+		return fmt.Errorf("%d of %d peers heard; waiting up to %s", up, len(others), wait)
+	}
+}
+
+// peerWait is how many heartbeats /readyz waits for silent peers.
+const peerWait = 10
 
 // peerStats adapts a federation node to the metrics package.
 type peerStats struct{ n *peer.Node }
