@@ -3,14 +3,13 @@ package locker_test
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 	"go.uber.org/goleak"
 )
@@ -19,17 +18,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// freeEndpoint returns a loopback TCP endpoint that nothing listens on.
-func freeEndpoint(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return "tcp://127.0.0.1:" + strconv.Itoa(port)
-}
+var freeEndpoint = lockertest.FreeEndpoint
 
 func TestClientTake(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 3, Window: time.Hour}}})

@@ -2,40 +2,19 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
-// newBenchServer starts a server on a free loopback port and returns its
+// newBenchServerT starts a server on a free loopback port and returns its
 // endpoint; it stops with the test.
 func newBenchServerT(tb testing.TB, keys ...locker.KeyConfig) string {
 	tb.Helper()
-	srv, err := locker.NewServer(locker.Config{Endpoints: []string{"tcp://127.0.0.1:*"}, Keys: keys})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-errc; !errors.Is(err, locker.ErrServerClosed) {
-			tb.Errorf("Run()=%v, want ErrServerClosed", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		tb.Fatal(err)
-	case <-time.After(10 * time.Second):
-		tb.Fatal("server not ready")
-	}
-	return srv.Endpoints()[0]
+	return lockertest.NewServer(tb, locker.Config{Keys: keys}).Endpoint
 }
 
 func TestBenchJSON(t *testing.T) {

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,16 +14,7 @@ import (
 	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
-// freeEndpoint returns a loopback endpoint that nothing listens on.
-func freeEndpoint(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return "tcp://127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
+var freeEndpoint = lockertest.FreeEndpoint
 
 // runCtl runs lockerctl with args and returns its exit status and output.
 func runCtl(tb testing.TB, ctx context.Context, args ...string) (int, string, string) {

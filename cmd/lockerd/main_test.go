@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
 var lockerdBin string
@@ -51,9 +52,7 @@ func freePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func freeEndpoint(tb testing.TB) string {
-	return "tcp://127.0.0.1:" + strconv.Itoa(freePort(tb))
-}
+var freeEndpoint = lockertest.FreeEndpoint
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test
 // reading.

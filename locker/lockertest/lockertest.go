@@ -5,6 +5,8 @@ package lockertest
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,4 +70,17 @@ func (s *Server) Close() {
 	case <-time.After(5 * time.Second):
 		s.tb.Error("lockertest: server did not stop within 5s")
 	}
+}
+
+// FreeEndpoint returns a loopback TCP endpoint that nothing listened on a
+// moment ago, for a server that must be told its port before it starts
+// (a process taking --bind, or a peer list).
+func FreeEndpoint(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("lockertest: %v", err)
+	}
+	defer l.Close()
+	return "tcp://127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
