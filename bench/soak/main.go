@@ -113,6 +113,25 @@ func (n *node) stop() {
 	}
 }
 
+// awaitHealthy waits until the process serves /healthz, so that a report
+// right after a restart samples the new process.
+func (n *node) awaitHealthy(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := http.Get("http://" + n.metrics + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not healthy after %s", limit)
+		}
+		time.Sleep(20 * time.Millisecond) // a process starting up: nothing to await but its port
+	}
+}
+
 // sample is one report of one process.
 type sample struct {
 	rssKiB     int64
@@ -285,6 +304,9 @@ loop:
 			next++
 			n.kill()
 			if err := n.start(o.lockerd); err != nil {
+				return fmt.Errorf("restart %s: %w", n.id, err)
+			}
+			if err := n.awaitHealthy(5 * time.Second); err != nil {
 				return fmt.Errorf("restart %s: %w", n.id, err)
 			}
 		case <-report.C:
