@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,4 +57,97 @@ func FuzzParseConfigLine(f *testing.F) {
 			t.Fatalf("parseConfigLine(%q) gave name %q", line, e.name)
 		}
 	})
+}
+
+// TestEnvOverrides checks the order command line, then LOCKER_*, then the
+// config file.
+func TestEnvOverrides(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "lockerd.conf")
+	if err := os.WriteFile(conf, []byte("id = from-file\nmax-waiters = 7\nkey = file=1/1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name           string
+		env            map[string]string
+		args           []string
+		wantID         string
+		wantMaxWaiters int
+		wantKeys       string
+		wantBinds      string
+	}{
+		{
+			name: "env beats default", env: map[string]string{"LOCKER_LIMIT": "4", "LOCKER_WINDOW": "2s"},
+			wantID: "x", wantMaxWaiters: 10000, wantKeys: "default=4/2s", wantBinds: "tcp://127.0.0.1:1",
+		},
+		{
+			name: "command line beats env", env: map[string]string{"LOCKER_ID": "from-env", "LOCKER_MAX_WAITERS": "3"},
+			args: []string{"--id", "from-args"}, wantID: "from-args", wantMaxWaiters: 3, wantKeys: "default=1/1s", wantBinds: "tcp://127.0.0.1:1",
+		},
+		{
+			name: "env beats file, file fills the rest", env: map[string]string{"LOCKER_CONFIG": conf, "LOCKER_ID": "from-env"},
+			wantID: "from-env", wantMaxWaiters: 7, wantKeys: "file=1/1s default=1/1s", wantBinds: "tcp://127.0.0.1:1",
+		},
+		{
+			name: "repeatable flags take a list", env: map[string]string{"LOCKER_KEY": "a=1/1s, b=2/2s", "LOCKER_BIND": "tcp://127.0.0.1:2,ipc:///tmp/x"},
+			args: []string{}, wantID: "x", wantMaxWaiters: 10000, wantKeys: "a=1/1s b=2/2s default=1/1s", wantBinds: "tcp://127.0.0.1:2 ipc:///tmp/x",
+		},
+		{
+			name: "empty counts as set", env: map[string]string{"LOCKER_METRICS_ADDR": ""},
+			wantID: "x", wantMaxWaiters: 10000, wantKeys: "default=1/1s", wantBinds: "tcp://127.0.0.1:1",
+		},
+		{
+			name: "lockerctl's variable is ignored", env: map[string]string{"LOCKER_SERVER": "tcp://elsewhere:1"},
+			wantID: "x", wantMaxWaiters: 10000, wantKeys: "default=1/1s", wantBinds: "tcp://127.0.0.1:1",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := tc.args
+			if _, ok := tc.env["LOCKER_BIND"]; !ok {
+				args = append([]string{"--bind", "tcp://127.0.0.1:1"}, args...)
+			}
+			if _, ok := tc.env["LOCKER_ID"]; !ok && tc.wantID == "x" {
+				args = append(args, "--id", "x")
+			}
+			o, err := parseOptions(args, io.Discard)
+			if err != nil {
+				t.Fatalf("parseOptions: %v", err)
+			}
+			var keys []string
+			for _, k := range o.keys {
+				keys = append(keys, k.String())
+			}
+			if o.id != tc.wantID || o.maxWaiters != tc.wantMaxWaiters || strings.Join(keys, " ") != tc.wantKeys || strings.Join(o.binds, " ") != tc.wantBinds {
+				t.Fatalf("id=%q max-waiters=%d keys=%q binds=%q; want %q %d %q %q", o.id, o.maxWaiters, strings.Join(keys, " "), strings.Join(o.binds, " "),
+					tc.wantID, tc.wantMaxWaiters, tc.wantKeys, tc.wantBinds)
+			}
+			if _, ok := tc.env["LOCKER_METRICS_ADDR"]; ok && o.metricsAddr != "" {
+				t.Fatalf("metrics-addr=%q, want empty from the environment", o.metricsAddr)
+			}
+		})
+	}
+}
+
+// TestBadEnvExit2 checks that a bad LOCKER_* value is a usage error that
+// names the variable.
+func TestBadEnvExit2(t *testing.T) {
+	for _, tc := range []struct{ env, value, want string }{
+		{"LOCKER_LIMIT", "many", "LOCKER_LIMIT"},
+		{"LOCKER_KEY", "api=0/1s", `limit "0"`},
+		{"LOCKER_MAX_WAIT", "soon", "LOCKER_MAX_WAIT"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			var errOut bytes.Buffer
+			code := run(t.Context(), []string{"--bind", "tcp://127.0.0.1:1", "--metrics-addr", ""}, io.Discard, &errOut)
+			lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+			if code != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line mentioning %q", code, errOut.String(), tc.want)
+			}
+		})
+	}
 }

@@ -72,14 +72,15 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: lockerd [flags]\n\nlockerd answers go or sorry from fixed-window counters over ZeroMQ.\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: lockerd [flags]\n\nlockerd answers go or sorry from fixed-window counters over ZeroMQ.\n\nFlags:\n%s\nEvery flag can also be set as LOCKER_ and its name, e.g. LOCKER_MAX_WAIT=10s.\n", fs.FlagUsages())
 	}
 	return fs
 }
 
-// parseOptions reads args and, if --config names one, the config file.
-// Flags given on the command line win over the file's; a repeatable flag
-// given on the command line replaces the file's values.
+// parseOptions reads args, the LOCKER_* environment and, if --config
+// names one, the config file. The command line wins over the environment,
+// and both win over the file; a repeatable flag set on the command line or
+// in the environment replaces the file's values.
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o, stderr)
@@ -88,6 +89,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, err
 	}
 	if o.configFile != "" {
 		if err := applyConfigFile(fs, o.configFile); err != nil {
@@ -103,7 +107,47 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
-// applyConfigFile sets, from path, every flag not set on the command line.
+// envPrefix starts the name of every environment variable lockerd reads.
+const envPrefix = "LOCKER_"
+
+// envName is the environment variable for the flag name: LOCKER_ and the
+// name in upper case with _ for -, so --max-wait is LOCKER_MAX_WAIT.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets, from the environment, every flag not set on the command
+// line. A repeatable flag takes a comma-separated list. Set but empty
+// counts as set: LOCKER_METRICS_ADDR= turns the metrics endpoint off.
+// Variables that name no flag are ignored, since LOCKER_SERVER belongs to
+// lockerctl.
+func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+			return
+		}
+		env := envName(f.Name)
+		v, ok := lookup(env)
+		if !ok {
+			return
+		}
+		values := []string{v}
+		if _, repeatable := f.Value.(pflag.SliceValue); repeatable {
+			values = strings.Split(v, ",")
+		}
+		for _, v := range values {
+			if e := fs.Set(f.Name, strings.TrimSpace(v)); e != nil {
+				err = fmt.Errorf("%s: %v", env, e)
+				return
+			}
+		}
+	})
+	return err
+}
+
+// applyConfigFile sets, from path, every flag not set on the command line
+// or in the environment.
 func applyConfigFile(fs *pflag.FlagSet, path string) error {
 	entries, err := readConfigFile(path)
 	if err != nil {
