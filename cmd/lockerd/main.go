@@ -1,4 +1,3 @@
-// Command lockerd is the go/sorry rate-limiting server.
 package main
 
 import (

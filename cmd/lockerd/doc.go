@@ -1,0 +1,57 @@
+// Command lockerd is the go/sorry rate-limiting server.
+//
+// It answers ZeroMQ requests (`take KEY [N]`, `wait KEY [N] [MAX_MS]`,
+// `ping`, `status`, or anything else as `take default 1`) from
+// fixed-window counters, one per key; PROTOCOL.md specifies the wire
+// format. Run `lockerd --help` for the flags.
+//
+// # Keys
+//
+// A key is NAME=LIMIT/WINDOW, given with --key and repeatable:
+//
+//	lockerd --key github=5000/1h --key api=5/800ms
+//
+// The key "default" always exists. -n/--limit and -w/--window set it
+// (defaults 1 and 1s); --key default=... sets it too, but not together
+// with -n or -w: that is a usage error, since the two would disagree.
+//
+// # Config file
+//
+// -c FILE reads settings from FILE, one per line:
+//
+//	# /etc/lockerd.conf
+//	bind = tcp://*:7777
+//	key  = github=5000/1h
+//	key  = api=5/800ms
+//	max-wait = 10s
+//	id = "lockerd 1"
+//
+// Names are the long flag names (a leading -- is allowed). Blank lines
+// and lines whose first non-blank character is # are skipped; a value may
+// be double-quoted, with Go escapes. A repeatable flag (bind, key, peer)
+// repeats, and the file's list replaces the flag's default. config,
+// version and help cannot be set in a file; an unknown name is an error
+// that names the file and line.
+//
+// # Environment
+//
+// Every flag can also be set with LOCKER_ and its long name in upper case
+// with _ for -: LOCKER_LIMIT=5, LOCKER_MAX_WAIT=10s,
+// LOCKER_CONFIG=/etc/lockerd.conf. A repeatable flag takes a
+// comma-separated list (LOCKER_KEY=github=5000/1h,api=5/800ms). Set but
+// empty counts as set.
+//
+// # Precedence
+//
+// The command line wins over the environment, which wins over the config
+// file, which wins over the defaults. For a repeatable flag, values from a
+// higher source replace those from a lower one; they are not merged.
+//
+// # Exit status
+//
+// 0 after SIGINT or SIGTERM (held waits are answered sorry first) or for
+// --help and --version; 1 when lockerd cannot serve, e.g. an endpoint is
+// in use; 2 for a bad flag, key spec, environment variable or config
+// file, reported in one line on stderr before anything is bound. SIGHUP
+// re-reads the config file and applies the keys.
+package main
