@@ -21,6 +21,8 @@ import (
 
 	"github.com/lockerd/lockerd/locker"
 	"github.com/lockerd/lockerd/locker/lockertest"
+	zmq "github.com/pebbe/zmq4"
+	"go.uber.org/goleak"
 )
 
 var lockerdBin string
@@ -176,6 +178,7 @@ func TestBadFlagsExit2BeforeBinding(t *testing.T) {
 }
 
 func TestRunReturnsAfterCancel(t *testing.T) {
+	before := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
 	var errOut syncBuffer
@@ -200,6 +203,10 @@ func TestRunReturnsAfterCancel(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("run did not return within 2s of cancel")
 	}
+	c.Close()
+	// The signal package's receiver starts with the first Notify (for
+	// SIGHUP) and lives as long as the process; nothing else may remain.
+	goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("os/signal.signal_recv"))
 }
 
 func TestVersion(t *testing.T) {
@@ -655,5 +662,39 @@ func TestProbesWithASilentPeer(t *testing.T) {
 	waitFor(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
 	if el := time.Since(start); el < 3*time.Second {
 		t.Fatalf("/readyz ready after %v, before ten heartbeats of 300ms", el)
+	}
+}
+
+// TestREQStartedBeforeServer is the seed's situation: a plain REQ socket
+// connects and sends its one request while nothing listens, and lockerd
+// starts afterwards. ZeroMQ queues the request on the connecting side, so
+// that first request, sent once and never retried, gets its reply.
+func TestREQStartedBeforeServer(t *testing.T) {
+	ep := freeEndpoint(t)
+	req, err := zmq.NewSocket(zmq.REQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer req.Close()
+	req.SetLinger(0)
+	if err := req.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := req.Send("take default", 0); err != nil {
+		t.Fatalf("send before the server runs: %v", err)
+	}
+	startLockerd(t, "", "--bind", ep, "--metrics-addr", "")
+	poller := zmq.NewPoller()
+	poller.Add(req, zmq.POLLIN)
+	polled, err := poller.Poll(15 * time.Second)
+	if err != nil || len(polled) == 0 {
+		t.Fatalf("no reply within 15s of starting lockerd (err %v)", err)
+	}
+	reply, err := req.Recv(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := locker.ParseReply([]byte(reply)); err != nil || r.Kind != locker.ReplyGo || !r.Full {
+		t.Fatalf("reply %q (%+v, %v), want go for the first take of the key default", reply, r, err)
 	}
 }
