@@ -36,7 +36,7 @@ func newGlobals(stdout, stderr io.Writer) *globals {
 	}
 	fs := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	fs.StringSliceVarP(&g.servers, "server", "s", def, "server endpoint; repeat or separate with commas to fail over (env LOCKER_SERVER)")
-	fs.DurationVar(&g.timeout, "timeout", 2*time.Second, "how long to wait for an answer")
+	fs.DurationVar(&g.timeout, "timeout", 2*time.Second, "how long to wait for an answer (beyond the time the server holds a wait)")
 	fs.StringVar(&g.curveServer, "curve-server", "", "the server's CURVE public key, or a FILE holding it")
 	fs.StringVar(&g.curveSecret, "curve-secret", "", "this client's CURVE secret key FILE (see keygen)")
 	g.flags = fs
@@ -102,10 +102,13 @@ func (g *globals) security() (func(*zmq.Socket) error, error) {
 	return locker.CurveClient(sp, locker.CurveKeyPair{Secret: sec})
 }
 
-// noAnswer explains a timeout in terms of what the user asked for.
+// explain explains a timeout in terms of what the user asked for.
 func (g *globals) explain(err error) error {
 	if errors.Is(err, locker.ErrTimeout) {
-		return fmt.Errorf("no answer from %s within %s", strings.Join(g.servers, ", "), g.timeout)
+		return fmt.Errorf("no answer from %s within %s", g.serverList(), g.timeout)
 	}
 	return err
 }
+
+// serverList names the servers asked, for messages.
+func (g *globals) serverList() string { return strings.Join(g.servers, ", ") }

@@ -136,17 +136,7 @@ func TestKeygenAndCurve(t *testing.T) {
 // Python 3 only where the language requires) and probes it: it answers a
 // bare go or sorry to anything.
 func TestProbeSeedServer(t *testing.T) {
-	py := "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import zmq").Run(); err != nil {
-		t.Skipf("no python3-zmq (%v): apt-get install python3-zmq", err)
-	}
-	ep := freeEndpoint(t)
-	cmd := exec.Command(py, "testdata/seed_server.py", strings.Replace(ep, "127.0.0.1", "*", 1))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ep := startSeedServer(t)
 	// The server allows 1 request per 10 s: go, then sorry.
 	code, out, errOut := runCtl(t, t.Context(), "probe", "-s", ep, "--timeout", "5s")
 	if code != exitGo || strings.TrimSpace(out) != "go" {
@@ -155,6 +145,37 @@ func TestProbeSeedServer(t *testing.T) {
 	code, out, errOut = runCtl(t, t.Context(), "probe", "-s", ep, "--timeout", "5s")
 	if code != exitSorry || strings.TrimSpace(out) != "sorry" {
 		t.Fatalf("second probe: %d %q %q, want 1 and a bare sorry", code, out, errOut)
+	}
+}
+
+// startSeedServer starts testdata/seed_server.py with args after its
+// endpoint (LIMIT SECONDS; 1 per 10 s if none) and returns the endpoint.
+// It skips the test when /usr/bin/python3 has no zmq module.
+func startSeedServer(tb testing.TB, args ...string) string {
+	tb.Helper()
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import zmq").Run(); err != nil {
+		tb.Skipf("no python3-zmq for %s (%v): apt-get install python3-zmq", py, err)
+	}
+	ep := freeEndpoint(tb)
+	cmd := exec.Command(py, append([]string{"testdata/seed_server.py", strings.Replace(ep, "127.0.0.1", "*", 1)}, args...)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return ep
+}
+
+// TestWaitSeedServer waits on the seed's server, which answers at once
+// and bare: wait asks again until it says go, and prints a bare go.
+func TestWaitSeedServer(t *testing.T) {
+	ep := startSeedServer(t, "1", "0.5")
+	for i := range 2 {
+		code, out, errOut := runCtl(t, t.Context(), "wait", "-s", ep, "--timeout", "5s", "--max-wait", "5s")
+		if code != exitGo || out != "go\n" {
+			t.Fatalf("wait %d: %d %q %q, want 0 and a bare go", i, code, out, errOut)
+		}
 	}
 }
 
@@ -187,5 +208,107 @@ func TestBinaryExitCodes(t *testing.T) {
 		if code != tc.code {
 			t.Errorf("lockerctl %v: exit %d, want %d", tc.args, code, tc.code)
 		}
+	}
+}
+
+// waiters returns how many wait requests srv holds for key.
+func waiters(srv *lockertest.Server, key string) int64 {
+	for _, k := range srv.Stats().Keys {
+		if k.Name == key {
+			return k.Waiters
+		}
+	}
+	return 0
+}
+
+// TestWaitHeldPastTimeout checks that --timeout bounds how long an answer
+// takes beyond the time the server may hold the wait, not the wait itself:
+// a wait held for longer than --timeout ends in go or sorry, not "no
+// answer".
+func TestWaitHeldPastTimeout(t *testing.T) {
+	t.Setenv("LOCKER_SERVER", "")
+	const window = 2 * time.Second
+	srv := lockertest.NewServer(t, locker.Config{ID: "held", Keys: []locker.KeyConfig{
+		{Name: "hour", Limit: 1, Window: time.Hour},
+		{Name: "twosec", Limit: 1, Window: window},
+	}})
+	s := "--server=" + srv.Endpoint
+	if code, _, errOut := runCtl(t, t.Context(), "probe", s, "-k", "hour"); code != exitGo {
+		t.Fatalf("probe: %d %q", code, errOut)
+	}
+	t.Run("sorry after max-wait", func(t *testing.T) {
+		start := time.Now()
+		code, out, errOut := runCtl(t, t.Context(), "wait", s, "--timeout", "200ms", "-k", "hour", "--max-wait", "1500ms")
+		if code != exitSorry || !strings.HasPrefix(out, "sorry ") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 1 and sorry", code, out, errOut)
+		}
+		if el := time.Since(start); el < 1500*time.Millisecond || el > 5*time.Second {
+			t.Fatalf("took %v, want about the 1.5s max-wait", el)
+		}
+	})
+	t.Run("go in a window that opens after the timeout", func(t *testing.T) {
+		// Exhaust a window that has nearly all of its length left: the
+		// wait is granted by a wait at the window's start.
+		c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{srv.Endpoint}, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*window)
+		defer cancel()
+		if _, err := c.Take(ctx, "twosec", 1); err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Wait(ctx, "twosec", 1)
+		if err != nil || d.Reset < window/2 {
+			t.Fatalf("Wait = %+v, %v; want go with over %v left", d, err, window/2)
+		}
+		start := time.Now()
+		code, out, errOut := runCtl(t, t.Context(), "wait", s, "--timeout", "200ms", "-k", "twosec")
+		if code != exitGo || !strings.HasPrefix(out, "go 0 ") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and go", code, out, errOut)
+		}
+		if el := time.Since(start); el > 2*window {
+			t.Fatalf("took %v, want under %v", el, 2*window)
+		}
+	})
+}
+
+// TestWaitInterrupted checks that a wait with no --max-wait ends with
+// status 2 as soon as it is interrupted (ctx is what SIGINT cancels).
+func TestWaitInterrupted(t *testing.T) {
+	t.Setenv("LOCKER_SERVER", "")
+	srv := lockertest.NewServer(t, locker.Config{ID: "intr", Keys: []locker.KeyConfig{{Name: "hour", Limit: 1, Window: time.Hour}}})
+	s := "--server=" + srv.Endpoint
+	if code, _, errOut := runCtl(t, t.Context(), "probe", s, "-k", "hour"); code != exitGo {
+		t.Fatalf("probe: %d %q", code, errOut)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	type res struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan res, 1)
+	go func() {
+		code, out, errOut := runCtl(t, ctx, "wait", s, "-k", "hour")
+		done <- res{code, out, errOut}
+	}()
+	// Interrupt once the server holds the wait.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(5 * time.Second); waiters(srv, "hour") == 0; <-tick.C {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the server holds no wait after 5s; lockerctl: %+v", <-done)
+		}
+	}
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != exitError || r.out != "" || !strings.Contains(r.errOut, "interrupted") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 2, nothing printed, 'interrupted'", r.code, r.out, r.errOut)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("wait still running 2s after it was interrupted")
 	}
 }

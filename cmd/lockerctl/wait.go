@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
@@ -17,10 +17,16 @@ func (c *WaitCommand) Usage() string {
 	return "wait [-k KEY] [-n N] [--max-wait D] block until go (0); sorry (1) when max-wait passes"
 }
 
-// holdChunk is the longest one wait request asks to be held; servers cap
-// holds at their --max-wait (30s by default), so a longer wait is several
-// requests.
-const holdChunk = 25 * time.Second
+const (
+	// firstHold is the longest the first wait request may be held. A
+	// server that is not there is noticed after it plus --timeout, so
+	// wait fails as fast as probe does.
+	firstHold = 500 * time.Millisecond
+	// holdChunk is the longest any later wait request may be held: a
+	// server that dies while holding one is noticed within holdChunk plus
+	// --timeout. Servers cap holds at their --max-wait (30s by default).
+	holdChunk = 5 * time.Second
+)
 
 // Run implements command.
 func (c *WaitCommand) Run(ctx context.Context, args []string) error {
@@ -47,26 +53,36 @@ func (c *WaitCommand) Run(ctx context.Context, args []string) error {
 		deadline = time.Now().Add(*maxWait)
 	}
 	backoff := 20 * time.Millisecond
-	for {
-		hold := holdChunk
+	for chunk := firstHold; ; chunk = holdChunk {
+		hold := chunk
 		if !deadline.IsZero() {
 			hold = min(hold, time.Until(deadline))
 		}
 		hold = max(hold, 0).Truncate(time.Millisecond)
-		body := "wait " + *key + " " + strconv.FormatInt(*n, 10) + " " + strconv.FormatInt(hold.Milliseconds(), 10)
 		start := time.Now()
-		r, err := client.Do(ctx, []byte(body))
-		if err != nil {
-			return c.g.explain(err)
+		// WaitMax, unlike Do, gives the request hold plus --timeout to be
+		// answered.
+		d, err := client.WaitMax(ctx, *key, *n, hold)
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("interrupted while waiting: %w", ctx.Err())
+		case errors.Is(err, locker.ErrTimeout):
+			return fmt.Errorf("no answer from %s within %s", c.g.serverList(), hold+c.g.timeout)
+		case err != nil:
+			return err
+		case d.OK:
+			fmt.Fprintln(c.g.stdout, formatDecision(d))
+			return nil
+		case !deadline.IsZero() && !time.Now().Before(deadline):
+			fmt.Fprintln(c.g.stdout, formatDecision(d))
+			return errSorry
 		}
-		if r.Kind != locker.ReplySorry || !deadline.IsZero() && !time.Now().Before(deadline) {
-			return printDecision(c.g, r)
-		}
-		// A sorry before the hold ran out (a full queue, or a server
-		// that does not hold waits): wait for the hint, then ask again.
+		// A sorry before the hold ran out (a full queue, a server with a
+		// lower cap, or a seed server that does not hold waits): wait for
+		// the hint, or back off, then ask again.
 		if pause := time.Until(start.Add(hold)); pause > 0 {
-			if r.Full && r.Decision.RetryAfter > 0 {
-				pause = min(pause, r.Decision.RetryAfter)
+			if d.RetryAfter > 0 {
+				pause = min(pause, d.RetryAfter)
 			} else {
 				pause, backoff = min(pause, backoff), min(2*backoff, time.Second)
 			}
@@ -79,4 +95,12 @@ func (c *WaitCommand) Run(ctx context.Context, args []string) error {
 			}
 		}
 	}
+}
+
+// formatDecision writes d as the server sends it. A decision with no
+// fields but OK came as a bare go or sorry (the seed's server): a full
+// one always has a window index above 0.
+func formatDecision(d locker.Decision) string {
+	bare := d == locker.Decision{OK: d.OK}
+	return string(locker.AppendDecision(nil, d, bare))
 }
