@@ -2,7 +2,9 @@
 //
 //	lockerctl wait -k api && curl https://api.example.com/...
 //
-// Exit status: 0 go, 1 sorry, 2 error or no answer.
+// Exit status: 0 go, 1 sorry, 2 error, no answer, or interrupted (a wait
+// ended by SIGINT or SIGTERM exits 2, not 130, so that scripts need to
+// tell only three cases apart).
 package main
 
 import (
@@ -70,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for _, name := range order {
 			fmt.Fprintf(stderr, "  %s\n", commands[name].Usage())
 		}
-		fmt.Fprintf(stderr, "\nGlobal flags (also accepted after the command):\n%s\nExit status: 0 go, 1 sorry, 2 error or no answer.\n", g.flags.FlagUsages())
+		fmt.Fprintf(stderr, "\nGlobal flags (also accepted after the command):\n%s\nExit status: 0 go, 1 sorry, 2 error, no answer or interrupted.\n", g.flags.FlagUsages())
 	}
 	fs := pflag.NewFlagSet("lockerctl", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
