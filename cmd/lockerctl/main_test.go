@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,35 +181,105 @@ func TestWaitSeedServer(t *testing.T) {
 	}
 }
 
-// TestBinaryExitCodes builds the real binary and checks its exit status
-// against a dead endpoint and with bad flags.
-func TestBinaryExitCodes(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "lockerctl")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+// ctlBin is the lockerctl binary TestMain builds, version stamped as
+// scripts/build does.
+var ctlBin string
+
+const (
+	testVersion  = "v9.9.9-test"
+	testRevision = "0123abcd"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockerctl-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	ctlBin = filepath.Join(dir, "lockerctl")
+	ldflags := "-X main.Version=" + testVersion + " -X main.Revision=" + testRevision
+	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", ctlBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// exitCode returns the exit status of a finished command.
+func exitCode(tb testing.TB, err error) int {
+	tb.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return 0
+}
+
+// TestBinaryExitCodes checks the real binary's exit status against a dead
+// endpoint and with bad flags, and its version stamp.
+func TestBinaryExitCodes(t *testing.T) {
+	bin := ctlBin
 	ep := freeEndpoint(t)
 	for _, tc := range []struct {
-		args []string
-		code int
+		args   []string
+		code   int
+		stdout string
 	}{
-		{[]string{"probe", "-s", ep, "--timeout", "200ms"}, exitError},
-		{[]string{"ping", "-s", ep, "--timeout", "200ms"}, exitError},
-		{[]string{"probe", "--nope"}, exitError},
-		{[]string{"--version"}, exitGo},
+		{[]string{"probe", "-s", ep, "--timeout", "200ms"}, exitError, ""},
+		{[]string{"ping", "-s", ep, "--timeout", "200ms"}, exitError, ""},
+		{[]string{"wait", "-s", ep, "--timeout", "200ms"}, exitError, ""},
+		{[]string{"probe", "--nope"}, exitError, ""},
+		{[]string{"--version"}, exitGo, "lockerctl " + testVersion + " (revision " + testRevision + ")"},
 	} {
 		cmd := exec.Command(bin, tc.args...)
 		cmd.Env = append(os.Environ(), "LOCKER_SERVER=")
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
+		out, err := cmd.Output()
+		if code := exitCode(t, err); code != tc.code || !strings.Contains(string(out), tc.stdout) {
+			t.Errorf("lockerctl %v: exit %d, stdout %q; want %d, stdout with %q", tc.args, code, out, tc.code, tc.stdout)
 		}
-		if code != tc.code {
-			t.Errorf("lockerctl %v: exit %d, want %d", tc.args, code, tc.code)
+	}
+}
+
+// TestBinaryInterrupted sends SIGINT to a real lockerctl wait that the
+// server holds: it exits 2 at once.
+func TestBinaryInterrupted(t *testing.T) {
+	srv := lockertest.NewServer(t, locker.Config{ID: "sigint", Keys: []locker.KeyConfig{{Name: "hour", Limit: 1, Window: time.Hour}}})
+	if code, _, errOut := runCtl(t, t.Context(), "probe", "-s", srv.Endpoint, "-k", "hour"); code != exitGo {
+		t.Fatalf("probe: %d %q", code, errOut)
+	}
+	cmd := exec.Command(ctlBin, "wait", "-s", srv.Endpoint, "-k", "hour")
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); waiters(srv, "hour") == 0; <-tick.C {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server holds no wait after 10s; stderr %q", errOut.String())
 		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if code := exitCode(t, err); code != exitError || !strings.Contains(errOut.String(), "interrupted") {
+			t.Fatalf("exit %d, stderr %q; want 2 and 'interrupted'", code, errOut.String())
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("lockerctl wait still running 3s after SIGINT")
 	}
 }
 
