@@ -469,3 +469,51 @@ func sameKeys(a, b []locker.KeyConfig) bool {
 	}
 	return true
 }
+
+// TestStaleTimeDoesNotReopenWindow: callers that read the clock before
+// taking the counter's lock reach it out of order, so a take at the last
+// instant of window k can come after one in window k+1. Such a take must
+// not start window k's count again, which would grant its tokens twice.
+func TestStaleTimeDoesNotReopenWindow(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	c := mustCounter(t, locker.KeyConfig{Name: "api", Limit: 2, Window: w})
+	steps := []struct {
+		at   time.Time
+		want locker.Decision
+	}{
+		{at(k, w, 500*time.Millisecond), locker.Decision{OK: true, Remaining: 1, Reset: 500 * time.Millisecond, Window: k}},
+		{at(k, w, 600*time.Millisecond), locker.Decision{OK: true, Remaining: 0, Reset: 400 * time.Millisecond, Window: k}},
+		{at(k+1, w, 0), locker.Decision{OK: true, Remaining: 1, Reset: w, Window: k + 1}},
+		// Late arrivals from window k count in window k+1.
+		{at(k, w, w-1), locker.Decision{OK: true, Remaining: 0, Reset: w, Window: k + 1}},
+		{at(k, w, w-1), locker.Decision{Reset: w, RetryAfter: w, Window: k + 1}},
+		{at(k+1, w, 1), locker.Decision{Reset: w - 1, RetryAfter: w - 1, Window: k + 1}},
+	}
+	granted := map[int64]int64{}
+	for i, s := range steps {
+		d, err := c.TakeAt(s.at, "api", 1)
+		if err != nil || d != s.want {
+			t.Errorf("step %d: TakeAt(%d ns)=%+v, %v; want %+v", i, s.at.UnixNano(), d, err, s.want)
+		}
+		if d.OK {
+			granted[d.Window]++
+		}
+	}
+	for win, n := range granted {
+		if n > 2 {
+			t.Errorf("window %d granted %d, above the limit 2", win, n)
+		}
+	}
+	// A peek with a stale time does not move the counter back either.
+	c.TakeAt(at(k+2, w, 0), "api", 1)
+	for _, ks := range c.SnapshotAt(at(k+1, w, w-1)) {
+		if ks.Name == "api" && (ks.WindowIndex != k+2 || ks.Granted != 1) {
+			t.Errorf("stale snapshot: window %d granted %d, want window %d granted 1", ks.WindowIndex, ks.Granted, k+2)
+		}
+	}
+	// A clock set back by more than a window starts over where it lands.
+	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 2); !d.OK || d.Window != k-10 {
+		t.Errorf("after the clock went back 12 windows: %+v, want go in window %d", d, k-10)
+	}
+}
