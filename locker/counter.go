@@ -122,6 +122,9 @@ type FixedWindow struct {
 	window  int64 // nanoseconds
 	current int64 // window index the count belongs to
 	granted int64 // tokens granted in window current
+	// moved reports whether current has been set by a time (current
+	// starts at -1, which is also a window, just before the epoch).
+	moved bool
 	// extra counts tokens granted elsewhere in window current (by
 	// federated peers); it reduces what is left here.
 	extra int64
@@ -153,11 +156,20 @@ func (f *FixedWindow) roll(ns int64) (k, left int64) {
 	if ns < 0 && ns%f.window != 0 {
 		k--
 	}
+	if f.moved && k == f.current-1 {
+		// A time from the window just left: a caller that read the
+		// clock before another one moved the counter on. Count it in
+		// the current window; starting the old window's count again
+		// would grant its tokens twice. (A clock set back further
+		// starts over where it lands.)
+		k, ns = f.current, f.current*f.window
+	}
 	if k != f.current {
 		if f.fed != nil {
 			f.fed.leave(f, k)
 		}
 		f.current = k
+		f.moved = true
 		f.granted = 0
 		f.extra = 0
 		if f.fed != nil {

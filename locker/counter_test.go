@@ -215,3 +215,305 @@ func TestTakeAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowIndexAlignment(t *testing.T) {
+	tests := []struct {
+		name string
+		t    time.Time
+		w    time.Duration
+		want int64
+	}{
+		{"1ms, first ns", time.Unix(0, 5*int64(time.Millisecond)), time.Millisecond, 5},
+		{"1ms, last ns", time.Unix(0, 6*int64(time.Millisecond)-1), time.Millisecond, 5},
+		{"24h, epoch", time.Unix(0, 0), 24 * time.Hour, 0},
+		{"24h, a day in", time.Date(1970, 1, 2, 0, 0, 0, 0, time.UTC), 24 * time.Hour, 1},
+		{"24h, 2026-01-01 23:59:59.999999999", time.Date(2026, 1, 1, 23, 59, 59, 999_999_999, time.UTC), 24 * time.Hour, 20454},
+		{"24h, 2026-01-02", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), 24 * time.Hour, 20455},
+		{"24h, zone does not matter", time.Date(2026, 1, 2, 1, 0, 0, 0, time.FixedZone("X", 3600)), 24 * time.Hour, 20455},
+		{"24h, 1969-12-31 23:59:59", time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC), 24 * time.Hour, -1},
+		{"24h, 1969-12-31", time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), 24 * time.Hour, -1},
+		{"24h, 1969-12-30 23:59:59.999999999", time.Date(1969, 12, 30, 23, 59, 59, 999_999_999, time.UTC), 24 * time.Hour, -2},
+		{"1s, 1900", time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, -2208988800},
+		{"1s, 1900 plus 1ns", time.Date(1900, 1, 1, 0, 0, 0, 1, time.UTC), time.Second, -2208988800},
+		{"1s, 1900 less 1ns", time.Date(1899, 12, 31, 23, 59, 59, 999_999_999, time.UTC), time.Second, -2208988801},
+		{"800ms, a minute before the epoch", time.Unix(-60, 0), 800 * time.Millisecond, -75},
+		{"800ms, a minute before the epoch plus 1ns", time.Unix(-60, 1), 800 * time.Millisecond, -75},
+		{"800ms, a minute before the epoch less 1ns", time.Unix(-60, -1), 800 * time.Millisecond, -76},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := locker.WindowIndex(tc.t, tc.w)
+			if got != tc.want {
+				t.Fatalf("WindowIndex(%v, %v)=%d, want %d", tc.t, tc.w, got, tc.want)
+			}
+			// t lies in [k·w, (k+1)·w).
+			ns := tc.t.UnixNano()
+			if lo, hi := got*int64(tc.w), (got+1)*int64(tc.w); ns < lo || ns >= hi {
+				t.Fatalf("%d ns not in window %d = [%d, %d)", ns, got, lo, hi)
+			}
+		})
+	}
+}
+
+// TestCounterExactValues walks keys of several shapes through fixed
+// instants and checks every field of every decision.
+func TestCounterExactValues(t *testing.T) {
+	type step struct {
+		at   time.Time
+		n    int64
+		want locker.Decision
+		err  error
+	}
+	go_ := func(rem int64, reset time.Duration, k int64) locker.Decision {
+		return locker.Decision{OK: true, Remaining: rem, Reset: reset, Window: k}
+	}
+	sorry := func(retry time.Duration, k int64) locker.Decision {
+		return locker.Decision{Reset: retry, RetryAfter: retry, Window: k}
+	}
+	const ms, day = time.Millisecond, 24 * time.Hour
+	const kms = 1_800_000_000_000 // a millisecond in 2027
+	const kday = 20_833           // a day in 2027
+	tests := []struct {
+		name  string
+		key   locker.KeyConfig
+		steps []step
+	}{
+		{"1ms window", locker.KeyConfig{Name: "fast", Limit: 2, Window: ms}, []step{
+			{at(kms, ms, 0), 1, go_(1, ms, kms), nil},
+			{at(kms, ms, 500*time.Microsecond), 1, go_(0, 500*time.Microsecond, kms), nil},
+			{at(kms, ms, ms-1), 1, sorry(1, kms), nil},
+			{at(kms, ms, ms), 2, go_(0, ms, kms+1), nil},
+			{at(kms, ms, ms+1), 1, sorry(ms-1, kms+1), nil},
+			{at(kms, ms, 2*ms), 3, locker.Decision{}, locker.ErrBadCount},
+			{at(kms, ms, 2*ms), 2, go_(0, ms, kms+2), nil}, // the error took nothing
+		}},
+		{"24h window", locker.KeyConfig{Name: "daily", Limit: 3, Window: day}, []step{
+			{at(kday, day, 23*time.Hour), 1, go_(2, time.Hour, kday), nil},
+			{at(kday, day, 23*time.Hour+59*time.Minute), 2, go_(0, time.Minute, kday), nil},
+			{at(kday, day, day-time.Second), 1, sorry(time.Second, kday), nil},
+			{at(kday, day, day), 3, go_(0, day, kday+1), nil},
+			{at(kday, day, 2*day-1), 1, sorry(1, kday+1), nil},
+		}},
+		{"limit 1e9", locker.KeyConfig{Name: "huge", Limit: 1e9, Window: time.Second}, []step{
+			{at(5, time.Second, 0), 1e9 - 1, go_(1, time.Second, 5), nil},
+			{at(5, time.Second, 1), 2, sorry(time.Second-1, 5), nil}, // whole or nothing
+			{at(5, time.Second, 2), 1, go_(0, time.Second-2, 5), nil},
+			{at(5, time.Second, 3), 1, sorry(time.Second-3, 5), nil},
+			{at(6, time.Second, 0), 1e9, go_(0, time.Second, 6), nil},
+			{at(7, time.Second, 0), 1e9 + 1, locker.Decision{}, locker.ErrBadCount},
+		}},
+		{"N > 1 whole or not at all", locker.KeyConfig{Name: "api", Limit: 5, Window: 800 * ms}, []step{
+			{at(10, 800*ms, 0), 3, go_(2, 800*ms, 10), nil},
+			{at(10, 800*ms, 100*ms), 3, sorry(700*ms, 10), nil},
+			{at(10, 800*ms, 200*ms), 2, go_(0, 600*ms, 10), nil},
+			{at(10, 800*ms, 300*ms), 1, sorry(500*ms, 10), nil},
+			{at(10, 800*ms, 300*ms), 6, locker.Decision{}, locker.ErrBadCount},
+			{at(10, 800*ms, 300*ms), 0, locker.Decision{}, locker.ErrBadCount},
+		}},
+		{"before 1970", locker.KeyConfig{Name: "old", Limit: 2, Window: 800 * ms}, []step{
+			{at(-2, 800*ms, 0), 2, go_(0, 800*ms, -2), nil},
+			{at(-2, 800*ms, 800*ms-1), 1, sorry(1, -2), nil},
+			{at(-1, 800*ms, 0), 1, go_(1, 800*ms, -1), nil},
+			{at(-1, 800*ms, 799*ms), 1, go_(0, ms, -1), nil},
+			{time.Unix(0, -1), 1, sorry(1, -1), nil}, // the last ns before the epoch
+			{time.Unix(0, 0), 2, go_(0, 800*ms, 0), nil},
+		}},
+		{"skipping windows", locker.KeyConfig{Name: "api", Limit: 1, Window: time.Second}, []step{
+			{at(100, time.Second, 0), 1, go_(0, time.Second, 100), nil},
+			{at(1000, time.Second, 999*ms), 1, go_(0, ms, 1000), nil},
+			{at(1000, time.Second, 999*ms), 1, sorry(ms, 1000), nil},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustCounter(t, tc.key)
+			for i, s := range tc.steps {
+				got, err := c.TakeAt(s.at, tc.key.Name, s.n)
+				if !errors.Is(err, s.err) || got != s.want {
+					t.Fatalf("step %d: TakeAt(%d ns, %d)=%+v, %v; want %+v, %v", i, s.at.UnixNano(), s.n, got, err, s.want, s.err)
+				}
+			}
+		})
+	}
+}
+
+// TestKeysIndependentExact interleaves takes on keys with different limits
+// and windows and checks that each key's counts are its own.
+func TestKeysIndependentExact(t *testing.T) {
+	c := mustCounter(t,
+		locker.KeyConfig{Name: "a", Limit: 3, Window: time.Second},
+		locker.KeyConfig{Name: "b", Limit: 3, Window: time.Second},
+		locker.KeyConfig{Name: "c", Limit: 2, Window: 300 * time.Millisecond},
+	)
+	now := at(1_800_000_000, time.Second, 0)
+	want := map[string][]int64{ // Remaining after each take, -1 for sorry
+		"a": {2, 1, 0, -1},
+		"b": {2, 1, 0, -1},
+		"c": {1, 0, -1, -1},
+	}
+	for i := 0; i < 4; i++ {
+		for _, key := range []string{"a", "b", "c"} {
+			d, err := c.TakeAt(now, key, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := d.Remaining
+			if !d.OK {
+				got = -1
+			}
+			if got != want[key][i] {
+				t.Fatalf("take %d of %s: %+v, want remaining %d", i, key, d, want[key][i])
+			}
+		}
+	}
+	// Only c's window has turned 300 ms later.
+	later := now.Add(300 * time.Millisecond)
+	for key, ok := range map[string]bool{"a": false, "b": false, "c": true} {
+		if d, _ := c.TakeAt(later, key, 1); d.OK != ok {
+			t.Errorf("%s 300ms later: %+v, want OK=%v", key, d, ok)
+		}
+	}
+	if _, err := c.TakeAt(now, "d", 1); !errors.Is(err, locker.ErrUnknownKey) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := c.TakeAt(now, "", 1); !errors.Is(err, locker.ErrUnknownKey) {
+		t.Fatalf("empty key: %v", err)
+	}
+}
+
+// TestReconfigureCounts checks what a reload does to the counts of the
+// current window, key by key.
+func TestReconfigureCounts(t *testing.T) {
+	const w = time.Second
+	now := at(1_800_000_000, w, 200*time.Millisecond)
+	base := []locker.KeyConfig{
+		{Name: "same", Limit: 5, Window: w},
+		{Name: "raised", Limit: 5, Window: w},
+		{Name: "rewindowed", Limit: 5, Window: w},
+	}
+	c := mustCounter(t, base...)
+	for _, k := range base {
+		if d, err := c.TakeAt(now, k.Name, 3); err != nil || !d.OK {
+			t.Fatalf("take 3 of %s: %+v, %v", k.Name, d, err)
+		}
+	}
+	// Invalid configurations are refused and change nothing.
+	bad := [][]locker.KeyConfig{
+		{{Name: "same", Limit: 5, Window: w}, {Name: "same", Limit: 5, Window: w}},
+		{{Name: "same", Limit: 5, Window: 0}},
+		{{Name: "bad key", Limit: 5, Window: w}},
+		{{Name: "same", Limit: 1e9 + 1, Window: w}},
+		{{Name: "same", Limit: 5, Window: 1500 * time.Microsecond}},
+	}
+	for _, keys := range bad {
+		if err := c.Reconfigure(keys); err == nil {
+			t.Fatalf("Reconfigure(%v) accepted", keys)
+		}
+	}
+	if got, want := c.Keys(), append(base[:len(base):len(base)], locker.KeyConfig{Name: locker.DefaultKey, Limit: locker.DefaultLimit, Window: locker.DefaultWindow}); !sameKeys(got, want) {
+		t.Fatalf("after refused reloads keys=%v, want %v", got, want)
+	}
+	for _, ks := range c.SnapshotAt(now) {
+		if ks.Name != locker.DefaultKey && ks.Granted != 3 {
+			t.Fatalf("after refused reloads %s granted=%d, want 3", ks.Name, ks.Granted)
+		}
+	}
+	if err := c.Reconfigure([]locker.KeyConfig{
+		{Name: "same", Limit: 5, Window: w},
+		{Name: "raised", Limit: 10, Window: w},
+		{Name: "rewindowed", Limit: 5, Window: 2 * w},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		key  string
+		n    int64
+		want locker.Decision
+	}{
+		{"same", 2, locker.Decision{OK: true, Remaining: 0, Reset: 800 * time.Millisecond, Window: 1_800_000_000}},
+		{"same", 1, locker.Decision{Reset: 800 * time.Millisecond, RetryAfter: 800 * time.Millisecond, Window: 1_800_000_000}},
+		{"raised", 7, locker.Decision{OK: true, Remaining: 0, Reset: 800 * time.Millisecond, Window: 1_800_000_000}},
+		{"rewindowed", 5, locker.Decision{OK: true, Remaining: 0, Reset: 1800 * time.Millisecond, Window: 900_000_000}},
+	}
+	for _, tc := range tests {
+		if d, err := c.TakeAt(now, tc.key, tc.n); err != nil || d != tc.want {
+			t.Errorf("after reload, take %d of %s: %+v, %v; want %+v", tc.n, tc.key, d, err, tc.want)
+		}
+	}
+	// The kept counts belong to their window: the next one starts at 0.
+	if d, _ := c.TakeAt(now.Add(w), "same", 5); !d.OK {
+		t.Errorf("next window after reload: %+v, want go", d)
+	}
+	// Reloading the same configuration again keeps the counts too.
+	snap := c.SnapshotAt(now)
+	if err := c.Reconfigure(c.Keys()); err != nil {
+		t.Fatal(err)
+	}
+	if again := c.SnapshotAt(now); fmt.Sprint(again) != fmt.Sprint(snap) {
+		t.Fatalf("identical reload changed counts: %v, was %v", again, snap)
+	}
+}
+
+func sameKeys(a, b []locker.KeyConfig) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[locker.KeyConfig]bool{}
+	for _, k := range a {
+		m[k] = true
+	}
+	for _, k := range b {
+		if !m[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestStaleTimeDoesNotReopenWindow: callers that read the clock before
+// taking the counter's lock reach it out of order, so a take at the last
+// instant of window k can come after one in window k+1. Such a take must
+// not start window k's count again, which would grant its tokens twice.
+func TestStaleTimeDoesNotReopenWindow(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	c := mustCounter(t, locker.KeyConfig{Name: "api", Limit: 2, Window: w})
+	steps := []struct {
+		at   time.Time
+		want locker.Decision
+	}{
+		{at(k, w, 500*time.Millisecond), locker.Decision{OK: true, Remaining: 1, Reset: 500 * time.Millisecond, Window: k}},
+		{at(k, w, 600*time.Millisecond), locker.Decision{OK: true, Remaining: 0, Reset: 400 * time.Millisecond, Window: k}},
+		{at(k+1, w, 0), locker.Decision{OK: true, Remaining: 1, Reset: w, Window: k + 1}},
+		// Late arrivals from window k count in window k+1.
+		{at(k, w, w-1), locker.Decision{OK: true, Remaining: 0, Reset: w, Window: k + 1}},
+		{at(k, w, w-1), locker.Decision{Reset: w, RetryAfter: w, Window: k + 1}},
+		{at(k+1, w, 1), locker.Decision{Reset: w - 1, RetryAfter: w - 1, Window: k + 1}},
+	}
+	granted := map[int64]int64{}
+	for i, s := range steps {
+		d, err := c.TakeAt(s.at, "api", 1)
+		if err != nil || d != s.want {
+			t.Errorf("step %d: TakeAt(%d ns)=%+v, %v; want %+v", i, s.at.UnixNano(), d, err, s.want)
+		}
+		if d.OK {
+			granted[d.Window]++
+		}
+	}
+	for win, n := range granted {
+		if n > 2 {
+			t.Errorf("window %d granted %d, above the limit 2", win, n)
+		}
+	}
+	// A peek with a stale time does not move the counter back either.
+	c.TakeAt(at(k+2, w, 0), "api", 1)
+	for _, ks := range c.SnapshotAt(at(k+1, w, w-1)) {
+		if ks.Name == "api" && (ks.WindowIndex != k+2 || ks.Granted != 1) {
+			t.Errorf("stale snapshot: window %d granted %d, want window %d granted 1", ks.WindowIndex, ks.Granted, k+2)
+		}
+	}
+	// A clock set back by more than a window starts over where it lands.
+	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 2); !d.OK || d.Window != k-10 {
+		t.Errorf("after the clock went back 12 windows: %+v, want go in window %d", d, k-10)
+	}
+}

@@ -3,6 +3,7 @@ package locker_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,3 +191,243 @@ func FuzzParseReply(f *testing.F) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestParseRequestMore covers the forms TestParseRequest and
+// TestParseRequestEdges leave out: signs, bases and units in numbers,
+// spacing around every argument, line endings and non-ASCII keys.
+func TestParseRequestMore(t *testing.T) {
+	k128, k129 := strings.Repeat("K", 128), strings.Repeat("K", 129)
+	maxMS := 365 * 24 * time.Hour
+	tests := []struct {
+		body    string
+		verb    locker.Verb
+		key     string
+		n       int64
+		maxWait time.Duration
+		err     error
+	}{
+		{body: "take " + k128 + " 2", verb: locker.VerbTake, key: k128, n: 2, maxWait: -1},
+		{body: "wait " + k128 + " 1 5", verb: locker.VerbWait, key: k128, n: 1, maxWait: 5 * time.Millisecond},
+		{body: "wait " + k129 + " 1 5", err: locker.ErrBadKey},
+		{body: "wait api 1 00001500", verb: locker.VerbWait, key: "api", n: 1, maxWait: 1500 * time.Millisecond},
+		{body: "wait api 1 31536000000", verb: locker.VerbWait, key: "api", n: 1, maxWait: maxMS},
+		{body: "wait api 1 31536000001", verb: locker.VerbWait, key: "api", n: 1, maxWait: maxMS}, // capped
+		{body: "wait api 1000000000 0", verb: locker.VerbWait, key: "api", n: 1e9, maxWait: 0},
+		{body: "take api 1\r", verb: locker.VerbTake, key: "api", n: 1, maxWait: -1},
+		{body: "wait api\n", verb: locker.VerbWait, key: "api", n: 1, maxWait: -1},
+		{body: "take -", verb: locker.VerbTake, key: "-", n: 1, maxWait: -1},
+		{body: "take 5", verb: locker.VerbTake, key: "5", n: 1, maxWait: -1}, // a key may be all digits
+		// Not a known verb: legacy, whatever follows.
+		{body: " take api", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "take\tapi", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "Ping", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "pingpong", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "let me go\n", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "\n", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "\x00", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		{body: "go", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
+		// Spacing.
+		{body: "take api 1 ", err: locker.ErrExtraArgs},
+		{body: "take api\n ", err: locker.ErrBadKey}, // only a final line ending is dropped
+		{body: "take api \n", err: locker.ErrMalformed},
+		{body: "wait api 1  5", err: locker.ErrMalformed},
+		{body: "wait  api 1 5", err: locker.ErrMalformed},
+		{body: "wait api  ", err: locker.ErrMalformed},
+		{body: "wait ", err: locker.ErrMalformed},
+		{body: "ping ", err: locker.ErrExtraArgs},
+		{body: "status ", err: locker.ErrExtraArgs},
+		// Numbers.
+		{body: "take api +1", err: locker.ErrBadN},
+		{body: "take api 1e3", err: locker.ErrBadN},
+		{body: "take api 0x10", err: locker.ErrBadN},
+		{body: "take api 000", err: locker.ErrBadN},
+		{body: "take api \u0663", err: locker.ErrBadN}, // an Arabic-Indic digit
+		{body: "take api 1\x00", err: locker.ErrBadN},
+		{body: "wait api 0 5", err: locker.ErrBadN},
+		{body: "wait api -1 5", err: locker.ErrBadN},
+		{body: "wait api 1 +5", err: locker.ErrBadMaxWait},
+		{body: "wait api 1 1.5", err: locker.ErrBadMaxWait},
+		{body: "wait api 1 5ms", err: locker.ErrBadMaxWait},
+		{body: "wait api 1 -0", err: locker.ErrBadMaxWait},
+		// Keys.
+		{body: "take clé", err: locker.ErrBadKey},
+		{body: "take a\x00b", err: locker.ErrBadKey},
+		{body: "take api\t1", err: locker.ErrBadKey},
+		{body: "take a*", err: locker.ErrBadKey},
+		{body: "take a,b 1", err: locker.ErrBadKey},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Quote(tc.body), func(t *testing.T) {
+			r, err := locker.ParseRequest([]byte(tc.body))
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("ParseRequest(%q)=%+v, %v; want %v", tc.body, r, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseRequest(%q): %v", tc.body, err)
+			}
+			if r.Verb != tc.verb || string(r.Key) != tc.key || r.N != tc.n || r.MaxWait != tc.maxWait {
+				t.Fatalf("ParseRequest(%q)=%v %q N=%d MaxWait=%v, want %v %q %d %v", tc.body, r.Verb, r.Key, r.N, r.MaxWait, tc.verb, tc.key, tc.n, tc.maxWait)
+			}
+		})
+	}
+}
+
+// TestParseRequestKeyAliasesBody checks the documented aliasing: the key
+// is a slice of the body, not a copy.
+func TestParseRequestKeyAliasesBody(t *testing.T) {
+	body := []byte("take api 2")
+	r, err := locker.ParseRequest(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body[5] = 'A'
+	if string(r.Key) != "Api" {
+		t.Fatalf("Key=%q after changing the body, want it to alias the body", r.Key)
+	}
+}
+
+func TestDecisionReplies(t *testing.T) {
+	tests := []struct {
+		name string
+		d    locker.Decision
+		bare bool
+		text string
+		want locker.Decision // as parsed back
+	}{
+		{"go", locker.Decision{OK: true, Remaining: 4, Reset: 800 * time.Millisecond, Window: 42},
+			false, "go 4 800 42", locker.Decision{OK: true, Remaining: 4, Reset: 800 * time.Millisecond, Window: 42}},
+		{"go, 1ns left rounds up to 1ms", locker.Decision{OK: true, Remaining: 0, Reset: 1, Window: 1},
+			false, "go 0 1 1", locker.Decision{OK: true, Reset: time.Millisecond, Window: 1}},
+		{"go, 24h", locker.Decision{OK: true, Remaining: 999_999_999, Reset: 24 * time.Hour, Window: 20833},
+			false, "go 999999999 86400000 20833", locker.Decision{OK: true, Remaining: 999_999_999, Reset: 24 * time.Hour, Window: 20833}},
+		{"go, before 1970", locker.Decision{OK: true, Remaining: 1, Reset: time.Second, Window: -3},
+			false, "go 1 1000 -3", locker.Decision{OK: true, Remaining: 1, Reset: time.Second, Window: -3}},
+		{"sorry", locker.Decision{Reset: 250 * time.Millisecond, RetryAfter: 250 * time.Millisecond, Window: 7},
+			false, "sorry 250 7", locker.Decision{Reset: 250 * time.Millisecond, RetryAfter: 250 * time.Millisecond, Window: 7}},
+		{"sorry, retry rounded up", locker.Decision{RetryAfter: 1001 * time.Microsecond, Window: 7},
+			false, "sorry 2 7", locker.Decision{Reset: 2 * time.Millisecond, RetryAfter: 2 * time.Millisecond, Window: 7}},
+		{"sorry, nothing to wait", locker.Decision{Window: 7},
+			false, "sorry 0 7", locker.Decision{Window: 7}},
+		{"sorry, negative retry reads as 0", locker.Decision{RetryAfter: -time.Second, Window: 7},
+			false, "sorry 0 7", locker.Decision{Window: 7}},
+		{"bare go", locker.Decision{OK: true, Remaining: 4, Reset: time.Second, Window: 42},
+			true, "go", locker.Decision{OK: true}},
+		{"bare sorry", locker.Decision{Reset: time.Second, RetryAfter: time.Second, Window: 42},
+			true, "sorry", locker.Decision{}},
+	}
+	buf := make([]byte, 0, 8) // grown by AppendDecision as needed
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			buf = locker.AppendDecision(append(buf[:0], "junk"...)[:0], tc.d, tc.bare)
+			if string(buf) != tc.text {
+				t.Fatalf("AppendDecision(%+v, %v)=%q, want %q", tc.d, tc.bare, buf, tc.text)
+			}
+			r, err := locker.ParseReply(buf)
+			if err != nil {
+				t.Fatalf("ParseReply(%q): %v", buf, err)
+			}
+			kind := locker.ReplySorry
+			if tc.d.OK {
+				kind = locker.ReplyGo
+			}
+			if r.Kind != kind || r.Full == tc.bare || r.Decision != tc.want || r.Body != tc.text {
+				t.Fatalf("ParseReply(%q)=%+v, want kind %v full %v decision %+v", buf, r, kind, !tc.bare, tc.want)
+			}
+		})
+	}
+	// Appending keeps what the buffer held.
+	if got := string(locker.AppendDecision([]byte("x:"), locker.Decision{OK: true}, true)); got != "x:go" {
+		t.Fatalf("AppendDecision onto a prefix: %q", got)
+	}
+}
+
+func TestErrorReplies(t *testing.T) {
+	tests := []struct {
+		err  error
+		text string
+	}{
+		{locker.ErrBadN, "error N must be a positive integer up to 1000000000"},
+		{locker.ErrUnknownKey, "error unknown key"},
+		{fmt.Errorf("locker: unknown key %q", "x y"), `error unknown key "x y"`},
+		{errors.New("no prefix here"), "error no prefix here"},
+		{errors.New("locker:"), "error locker:"},
+	}
+	for _, tc := range tests {
+		b := locker.AppendError(nil, tc.err)
+		if string(b) != tc.text {
+			t.Errorf("AppendError(%v)=%q, want %q", tc.err, b, tc.text)
+			continue
+		}
+		r, err := locker.ParseReply(b)
+		if err != nil || r.Kind != locker.ReplyError || "error "+r.Text != tc.text {
+			t.Errorf("ParseReply(%q)=%+v, %v", b, r, err)
+		}
+	}
+}
+
+func TestParseReplyForms(t *testing.T) {
+	tests := []struct {
+		body string
+		kind locker.ReplyKind
+		text string
+		d    locker.Decision
+		full bool
+		bad  bool
+	}{
+		{body: "pong lockerd-1", kind: locker.ReplyPong, text: "lockerd-1"},
+		{body: "pong", kind: locker.ReplyPong},
+		{body: `{"id":"a","keys":[]}`, kind: locker.ReplyStatus, text: `{"id":"a","keys":[]}`},
+		{body: "error", kind: locker.ReplyError},
+		{body: "sorry 5 -3", kind: locker.ReplySorry, full: true, d: locker.Decision{Reset: 5 * time.Millisecond, RetryAfter: 5 * time.Millisecond, Window: -3}},
+		{body: "sorry 31536000000 1", kind: locker.ReplySorry, full: true, d: locker.Decision{Reset: 365 * 24 * time.Hour, RetryAfter: 365 * 24 * time.Hour, Window: 1}},
+		{body: "go 1 2 3 and more", kind: locker.ReplyGo, full: true, d: locker.Decision{OK: true, Remaining: 1, Reset: 2 * time.Millisecond, Window: 3}},
+		{body: "sorry 1 2 3", kind: locker.ReplySorry, full: true, d: locker.Decision{Reset: time.Millisecond, RetryAfter: time.Millisecond, Window: 2}},
+		{body: "sorry 31536000001 1", bad: true}, // would not fit a year
+		{body: "sorry -1 1", bad: true},
+		{body: "go 1 -1 2", bad: true},
+		{body: "go 9223372036854775808 1 2", bad: true},
+		{body: "go 1 2", bad: true},
+		{body: "go 1  2 3", bad: true},
+		{body: "go ", bad: true},
+		{body: "sorry ", bad: true},
+		{body: "Go", bad: true},
+		{body: "go\n", bad: true},
+		{body: "yes", bad: true},
+		{body: "\xff\xfe", bad: true},
+	}
+	for _, tc := range tests {
+		r, err := locker.ParseReply([]byte(tc.body))
+		if tc.bad {
+			if !errors.Is(err, locker.ErrBadReply) {
+				t.Errorf("ParseReply(%q)=%+v, %v; want ErrBadReply", tc.body, r, err)
+			}
+			continue
+		}
+		if err != nil || r.Kind != tc.kind || r.Text != tc.text || r.Decision != tc.d || r.Full != tc.full || r.Body != tc.body {
+			t.Errorf("ParseReply(%q)=%+v, %v; want kind %v text %q decision %+v full %v", tc.body, r, err, tc.kind, tc.text, tc.d, tc.full)
+		}
+	}
+}
+
+// TestParseRequestAllocsEveryForm extends TestProtocolAllocatesNothing
+// to every verb, the legacy form and the error paths.
+func TestParseRequestAllocsEveryForm(t *testing.T) {
+	for _, s := range []string{"take api", "take api 5", "wait api 2 1500", "ping", "status", "let me go", "", "\xff\x00",
+		"take  api", "take api 0", "wait api 1 -5", "take " + strings.Repeat("k", 129), "ping x", "take api 99999999999999999999\r\n"} {
+		body := []byte(s)
+		if a := testing.AllocsPerRun(200, func() { locker.ParseRequest(body) }); a != 0 {
+			t.Errorf("ParseRequest(%q) allocates %v times", s, a)
+		}
+	}
+	buf := make([]byte, 0, 64)
+	for _, bare := range []bool{false, true} {
+		for _, d := range []locker.Decision{{OK: true, Remaining: 1e9, Reset: 24 * time.Hour, Window: -1 << 62}, {RetryAfter: time.Hour, Window: 1 << 62}} {
+			if a := testing.AllocsPerRun(200, func() { buf = locker.AppendDecision(buf[:0], d, bare) }); a != 0 {
+				t.Errorf("AppendDecision(%+v, %v) allocates %v times", d, bare, a)
+			}
+		}
+	}
+}
