@@ -209,9 +209,18 @@ func (c *Client) noIncoming() bool {
 
 // Do sends body as one request and returns the parsed reply. It makes up
 // to ClientConfig.Attempts attempts, and returns ctx.Err() when ctx ends
-// first.
+// first. Each attempt waits ClientConfig.Timeout for its answer, plus, for
+// a wait request, the time the server may hold it: its MAX_MS, or
+// DefaultMaxWait when it gives none.
 func (c *Client) Do(ctx context.Context, body []byte) (Reply, error) {
-	b, err := c.do(ctx, body, 0, c.cfg.Attempts)
+	var hold time.Duration
+	if r, err := ParseRequest(body); err == nil && r.Verb == VerbWait {
+		hold = r.MaxWait
+		if hold < 0 {
+			hold = DefaultMaxWait
+		}
+	}
+	b, err := c.do(ctx, body, hold, c.cfg.Attempts)
 	if err != nil {
 		return Reply{}, err
 	}

@@ -338,3 +338,21 @@ func waitFor(tb testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestClientDoWaitOutlastsTimeout sends a raw wait whose hold is longer
+// than the client's timeout: the attempt waits for the hold.
+func TestClientDoWaitOutlastsTimeout(t *testing.T) {
+	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}}})
+	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 100 * time.Millisecond, Attempts: 1})
+	if _, err := c.Take(t.Context(), "api", 1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err := c.Do(t.Context(), []byte("wait api 1 400"))
+	if err != nil || r.Kind != locker.ReplySorry {
+		t.Fatalf("Do(wait 400ms)=%+v, %v; want sorry after the hold, not a timeout", r, err)
+	}
+	if el := time.Since(start); el < 400*time.Millisecond {
+		t.Fatalf("answered after %v, before the 400ms hold", el)
+	}
+}
