@@ -249,7 +249,12 @@ func (s *Server) Run(ctx context.Context) error {
 	poller := zmq.NewPoller()
 	poller.Add(sock, zmq.POLLIN)
 	for {
+		// Serve waiters before choosing how long to sleep: nextWake
+		// only looks ahead to the next window boundary, so a boundary
+		// crossed while the last batch was handled would otherwise
+		// leave the queue heads unserved for a whole poll interval.
 		now := s.now()
+		s.serveWaiters(now)
 		timeout := s.nextWake(now)
 		if _, err := poller.Poll(timeout); err != nil && !isRetryable(err) {
 			return fmt.Errorf("locker: poll: %w", err)
