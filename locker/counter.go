@@ -3,6 +3,7 @@ package locker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -105,7 +106,10 @@ type Decision struct {
 // them serialises access.
 type Algorithm interface {
 	// TakeAt grants n tokens at time now, or refuses them. n is in
-	// 1..Limit; the caller has checked that.
+	// 1..Limit; the caller has checked that. Callers on several
+	// goroutines read their clocks before they are serialised, so now
+	// may be a little before an earlier call's: an algorithm must not
+	// give back what it granted because of that.
 	TakeAt(now time.Time, n int64) Decision
 	// PeekAt returns how the key stands at now without taking anything:
 	// the window index and the tokens granted in it.
@@ -122,9 +126,6 @@ type FixedWindow struct {
 	window  int64 // nanoseconds
 	current int64 // window index the count belongs to
 	granted int64 // tokens granted in window current
-	// moved reports whether current has been set by a time (current
-	// starts at -1, which is also a window, just before the epoch).
-	moved bool
 	// extra counts tokens granted elsewhere in window current (by
 	// federated peers); it reduces what is left here.
 	extra int64
@@ -135,8 +136,12 @@ type FixedWindow struct {
 
 // NewFixedWindow returns a fixed-window counter for limit tokens per window.
 func NewFixedWindow(limit int64, window time.Duration) *FixedWindow {
-	return &FixedWindow{limit: limit, window: int64(window), current: -1}
+	return &FixedWindow{limit: limit, window: int64(window), current: noWindow}
 }
+
+// noWindow is the current window of a FixedWindow that has not decided
+// anything yet; no instant falls in it.
+const noWindow = math.MinInt64
 
 // WindowIndex returns the index k of the epoch-aligned window of length w
 // that contains t, so that t is in [k·w, (k+1)·w).
@@ -151,17 +156,20 @@ func WindowIndex(t time.Time, w time.Duration) int64 {
 
 // roll moves the counter to the window containing ns.
 // It returns the window index and the nanoseconds left in that window.
+//
+// The counter never moves back. An instant before its current window (a
+// clock read by another goroutine just before this one moved on, as a
+// status or metrics reader does, or a wall clock stepped back) counts in
+// the current window: going back would forget the window's grants and
+// hand its tokens out a second time when the clock moves on again.
 func (f *FixedWindow) roll(ns int64) (k, left int64) {
 	k = ns / f.window
 	if ns < 0 && ns%f.window != 0 {
 		k--
 	}
-	if f.moved && k == f.current-1 {
-		// A time from the window just left: a caller that read the
-		// clock before another one moved the counter on. Count it in
-		// the current window; starting the old window's count again
-		// would grant its tokens twice. (A clock set back further
-		// starts over where it lands.)
+	if k < f.current {
+		// Reset and RetryAfter are then at most a window: the caller's
+		// real now is at least the start of the current window.
 		k, ns = f.current, f.current*f.window
 	}
 	if k != f.current {
@@ -169,7 +177,6 @@ func (f *FixedWindow) roll(ns int64) (k, left int64) {
 			f.fed.leave(f, k)
 		}
 		f.current = k
-		f.moved = true
 		f.granted = 0
 		f.extra = 0
 		if f.fed != nil {

@@ -512,8 +512,68 @@ func TestStaleTimeDoesNotReopenWindow(t *testing.T) {
 			t.Errorf("stale snapshot: window %d granted %d, want window %d granted 1", ks.WindowIndex, ks.Granted, k+2)
 		}
 	}
-	// A clock set back by more than a window starts over where it lands.
-	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 2); !d.OK || d.Window != k-10 {
-		t.Errorf("after the clock went back 12 windows: %+v, want go in window %d", d, k-10)
+	// A clock set back by more than a window counts in the current
+	// window too: starting over where it lands would grant again, in
+	// real time, what window k+2 has granted.
+	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 2); d != (locker.Decision{Reset: w, RetryAfter: w, Window: k + 2}) {
+		t.Errorf("after the clock went back 12 windows: %+v, want sorry in window %d", d, k+2)
+	}
+}
+
+// TestCounterNeverGoesBack reads the counter at instants before the window
+// it is in, as a status or metrics reader whose clock was read just before
+// the server's does, or a clock stepped back. None of them may make the
+// counter forget the grants of its current window.
+func TestCounterNeverGoesBack(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	stale := at(k, w, -time.Microsecond) // the last µs of window k-1
+	sorry := locker.Decision{Reset: w, RetryAfter: w, Window: k}
+	tests := []struct {
+		name string
+		read func(t *testing.T, c *locker.Counter)
+	}{
+		{"SnapshotAt", func(t *testing.T, c *locker.Counter) { c.SnapshotAt(stale) }},
+		{"TakeAt", func(t *testing.T, c *locker.Counter) {
+			if d, err := c.TakeAt(stale, "api", 1); err != nil || d != sorry {
+				t.Errorf("TakeAt at a stale instant=%+v, %v; want %+v (counted in window %d)", d, err, sorry, k)
+			}
+		}},
+		{"TakeAt an hour back", func(t *testing.T, c *locker.Counter) {
+			d, err := c.TakeAt(stale.Add(-time.Hour), "api", 1)
+			if err != nil || d.OK || d.Window != k {
+				t.Errorf("TakeAt an hour back=%+v, %v; want sorry in window %d", d, err, k)
+			}
+		}},
+		{"SetExtraAt", func(t *testing.T, c *locker.Counter) { c.SetExtraAt(stale, "api", k-1, 0) }},
+		{"Reconfigure", func(t *testing.T, c *locker.Counter) {
+			if err := c.Reconfigure(c.Keys()); err != nil {
+				t.Fatal(err)
+			}
+			c.SnapshotAt(stale)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustCounter(t, locker.KeyConfig{Name: "api", Limit: 2, Window: w})
+			now := at(k, w, 0)
+			if d, err := c.TakeAt(now, "api", 2); err != nil || !d.OK {
+				t.Fatalf("take 2: %+v, %v", d, err)
+			}
+			tc.read(t, c)
+			if d, err := c.TakeAt(now, "api", 1); err != nil || d.OK {
+				t.Fatalf("window %d granted a third token of 2 after a read at a stale instant: %+v, %v", k, d, err)
+			}
+			snap := c.SnapshotAt(now)
+			for _, ks := range snap {
+				if ks.Name == "api" && (ks.WindowIndex != k || ks.Granted != 2) {
+					t.Fatalf("snapshot=%+v, want window %d granted 2", ks, k)
+				}
+			}
+			// Time going on still opens the next window.
+			if d, err := c.TakeAt(now.Add(w), "api", 2); err != nil || !d.OK || d.Window != k+1 {
+				t.Fatalf("next window: %+v, %v; want go in window %d", d, err, k+1)
+			}
+		})
 	}
 }

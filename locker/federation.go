@@ -106,7 +106,7 @@ func (c *Counter) attachFederation(m map[string]*keyState) {
 	for _, ks := range m {
 		if f, ok := ks.alg.(*FixedWindow); ok && f.fed == nil {
 			f.fed = &fedKey{cfg: c.fed, wins: make(map[int64]*fedWin)}
-			if f.current != -1 {
+			if f.current != noWindow {
 				f.fed.enter(f, f.current)
 			}
 		}
