@@ -3,6 +3,8 @@ package locker_test
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -575,5 +577,92 @@ func TestCounterNeverGoesBack(t *testing.T) {
 				t.Fatalf("next window: %+v, %v; want go in window %d", d, err, k+1)
 			}
 		})
+	}
+}
+
+// TestCounterConcurrentClocks has goroutines take tokens of one key at
+// instants that each reads from a shared clock, a little stale or not, as
+// concurrent callers do. Whatever the interleaving, no window grants more
+// than the limit.
+func TestCounterConcurrentClocks(t *testing.T) {
+	const (
+		w       = 10 * time.Millisecond
+		limit   = 3
+		workers = 8
+		steps   = 2000
+	)
+	c := mustCounter(t, locker.KeyConfig{Name: "api", Limit: limit, Window: w})
+	var clock atomic.Int64
+	clock.Store(int64(at(1_800_000_000, w, 0).UnixNano()))
+	var mu sync.Mutex
+	granted := map[int64]int64{}
+	var wg sync.WaitGroup
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := map[int64]int64{}
+			for i := 0; i < steps; i++ {
+				now := time.Unix(0, clock.Add(int64(50*time.Microsecond)))
+				if i%3 == g%3 {
+					now = now.Add(-time.Duration(i%7) * time.Millisecond) // read a while ago
+				}
+				d, err := c.TakeAt(now, "api", 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.OK {
+					local[d.Window]++
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for k, n := range local {
+				granted[k] += n
+			}
+		}()
+	}
+	wg.Wait()
+	if len(granted) < 10 {
+		t.Fatalf("grants in only %d windows: the clock did not move as intended", len(granted))
+	}
+	for k, n := range granted {
+		if n > limit {
+			t.Errorf("window %d granted %d tokens, limit %d", k, n, limit)
+		}
+	}
+}
+
+// TestCounterAllocsEveryPath extends TestTakeAllocatesNothing to sorry
+// decisions, refused counts, window changes and a many-key counter: no
+// request, for a known or an unknown key, costs memory.
+func TestCounterAllocsEveryPath(t *testing.T) {
+	keys := []locker.KeyConfig{{Name: "one", Limit: 1, Window: time.Millisecond}}
+	for i := 0; i < 100; i++ {
+		keys = append(keys, locker.KeyConfig{Name: fmt.Sprintf("k%d", i), Limit: 5, Window: time.Second})
+	}
+	c := mustCounter(t, keys...)
+	now := time.Unix(1_800_000_000, 0)
+	tick := 0
+	tests := []struct {
+		name string
+		f    func()
+	}{
+		{"sorry", func() { c.TakeAt(now, "one", 1) }},
+		{"N above the limit", func() { c.TakeAt(now, "one", 2) }},
+		{"N zero", func() { c.TakeAt(now, "one", 0) }},
+		{"unknown key", func() { c.TakeAt(now, "nope", 1) }},
+		{"unknown long key", func() { c.TakeAt(now, "nope-nope-nope-nope-nope-nope-nope-nope", 1) }},
+		{"a new window each time", func() {
+			tick++
+			c.TakeAt(now.Add(time.Duration(tick)*time.Millisecond), "one", 1)
+		}},
+		{"Key", func() { c.Key("k42") }},
+	}
+	for _, tc := range tests {
+		if a := testing.AllocsPerRun(1000, tc.f); a != 0 {
+			t.Errorf("%s: %v allocations per call", tc.name, a)
+		}
 	}
 }
