@@ -133,36 +133,64 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		orig := string(body)
 		r, err := locker.ParseRequest(body)
+		if string(body) != orig {
+			t.Fatalf("ParseRequest changed its input %q to %q", orig, body)
+		}
+		// The verb is the first space-separated token, less a final
+		// line ending.
+		verb, _, _ := strings.Cut(strings.TrimRight(orig, "\r\n"), " ")
+		known := verb == "take" || verb == "wait" || verb == "ping" || verb == "status"
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "locker: ") {
 				t.Fatalf("error without prefix: %v", err)
 			}
+			if !known {
+				t.Fatalf("%q: error %v for a body without a known verb (want legacy)", body, err)
+			}
 			return
+		}
+		if known == (r.Verb == locker.VerbLegacy) {
+			t.Fatalf("%q: verb %v, first token %q", body, r.Verb, verb)
 		}
 		switch r.Verb {
 		case locker.VerbPing, locker.VerbStatus:
-			return
-		case locker.VerbLegacy:
-			if string(r.Key) != locker.DefaultKey || r.N != 1 {
-				t.Fatalf("legacy request %q parsed as %q N=%d", body, r.Key, r.N)
+			if got := strings.TrimRight(orig, "\r\n"); got != r.Verb.String() {
+				t.Fatalf("%q parsed as %v", body, r.Verb)
 			}
 			return
+		case locker.VerbLegacy:
+			if string(r.Key) != locker.DefaultKey || r.N != 1 || r.MaxWait != -1 {
+				t.Fatalf("legacy request %q parsed as %q N=%d MaxWait=%v", body, r.Key, r.N, r.MaxWait)
+			}
+			return
+		case locker.VerbTake:
+			if r.MaxWait != -1 {
+				t.Fatalf("take %q with MaxWait %v", body, r.MaxWait)
+			}
 		}
 		if err := locker.ValidKeyName(string(r.Key)); err != nil {
 			t.Fatalf("%q: accepted key %q: %v", body, r.Key, err)
 		}
-		if r.N < 1 || r.N > locker.MaxLimit || r.MaxWait < -1 {
+		if r.N < 1 || r.N > locker.MaxLimit || r.MaxWait < -1 || r.MaxWait > 0 && r.MaxWait%time.Millisecond != 0 {
 			t.Fatalf("%q: N=%d MaxWait=%v out of range", body, r.N, r.MaxWait)
 		}
-		// Re-encoded, it parses the same.
-		again := r.Verb.String() + " " + string(r.Key) + " " + itoa(r.N)
+		// Re-encoded, in full and with the defaults left out, it parses
+		// the same.
+		full := r.Verb.String() + " " + string(r.Key) + " " + itoa(r.N)
+		short := r.Verb.String() + " " + string(r.Key)
 		if r.MaxWait >= 0 {
-			again += " " + itoa(r.MaxWait.Milliseconds())
+			full += " " + itoa(r.MaxWait.Milliseconds())
+			short = full
+		} else if r.N != 1 {
+			short = full
 		}
-		r2, err := locker.ParseRequest([]byte(again))
-		if err != nil || r2.Verb != r.Verb || !bytes.Equal(r2.Key, r.Key) || r2.N != r.N || r2.MaxWait != r.MaxWait {
-			t.Fatalf("%q re-encoded as %q parses to %+v, %v; want %+v", body, again, r2, err, r)
+		for _, again := range []string{full, short} {
+			r2, err := locker.ParseRequest([]byte(again))
+			if err != nil || r2.Verb != r.Verb || !bytes.Equal(r2.Key, r.Key) || r2.N != r.N || r2.MaxWait != r.MaxWait {
+				t.Fatalf("%q re-encoded as %q parses to %+v, %v; want %+v", body, again, r2, err, r)
+			}
 		}
 	})
 }
@@ -174,18 +202,56 @@ func FuzzParseReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := locker.ParseReply(body)
 		if err != nil {
+			if !errors.Is(err, locker.ErrBadReply) {
+				t.Fatalf("%q: error %v is not ErrBadReply", body, err)
+			}
 			return
 		}
-		if (r.Kind != locker.ReplyGo && r.Kind != locker.ReplySorry) || !r.Full {
+		if r.Body != string(body) {
+			t.Fatalf("%q: Body=%q", body, r.Body)
+		}
+		switch r.Kind {
+		case locker.ReplyGo, locker.ReplySorry:
+		case locker.ReplyError:
+			if !strings.HasPrefix(r.Body, "error") || !strings.HasSuffix(r.Body, r.Text) {
+				t.Fatalf("%q: error reply with text %q", body, r.Text)
+			}
+			return
+		case locker.ReplyPong:
+			if !strings.HasPrefix(r.Body, "pong") {
+				t.Fatalf("%q: pong reply", body)
+			}
+			return
+		case locker.ReplyStatus:
+			if r.Body[0] != '{' || r.Text != r.Body {
+				t.Fatalf("%q: status reply with text %q", body, r.Text)
+			}
+			return
+		default:
+			t.Fatalf("%q: kind %v", body, r.Kind)
+		}
+		if r.Decision.OK != (r.Kind == locker.ReplyGo) {
+			t.Fatalf("%q: kind %v with OK=%v", body, r.Kind, r.Decision.OK)
+		}
+		if !r.Full {
+			if r.Body != "go" && r.Body != "sorry" || r.Decision != (locker.Decision{OK: r.Decision.OK}) {
+				t.Fatalf("%q: a bare reply parsed as %+v", body, r)
+			}
 			return
 		}
-		if r.Decision.Reset < 0 || r.Decision.RetryAfter < 0 || r.Decision.Remaining < 0 {
-			return // nonsense numbers read back as given; nothing to re-encode
+		if r.Decision.Reset < 0 || r.Decision.RetryAfter < 0 || r.Decision.Reset > 365*24*time.Hour {
+			t.Fatalf("%q: durations out of range: %+v", body, r.Decision)
+		}
+		if r.Decision.Remaining < 0 {
+			return // read back as given; nothing this server would send
 		}
 		b := locker.AppendDecision(nil, r.Decision, false)
 		r2, err := locker.ParseReply(b)
 		if err != nil || r2.Decision != r.Decision {
 			t.Fatalf("%q re-encoded as %q parses to %+v, %v; want %+v", body, b, r2.Decision, err, r.Decision)
+		}
+		if bare := locker.AppendDecision(nil, r.Decision, true); string(bare) != strings.SplitN(r.Body, " ", 2)[0] {
+			t.Fatalf("%q: bare form %q", body, bare)
 		}
 	})
 }
