@@ -3,6 +3,7 @@ package locker_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -275,5 +276,375 @@ func TestWaitServedWhenWindowTurnsMidBatch(t *testing.T) {
 	// five is compared, so a scheduling hiccup cannot fail the test.
 	if lat[0] > 25*time.Millisecond {
 		t.Fatalf("held wait answered at best %v after its window opened, want at once", lat[0])
+	}
+}
+
+// mustREQ is dialREQ for the test goroutine; the socket is closed when the
+// test ends.
+func mustREQ(tb testing.TB, ep string) *zmq.Socket {
+	tb.Helper()
+	s, err := dialREQ(ep)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// roundTrip sends body on a REQ socket and returns the reply.
+func roundTrip(tb testing.TB, s *zmq.Socket, body string) string {
+	tb.Helper()
+	if _, err := s.Send(body, 0); err != nil {
+		tb.Fatalf("send %q: %v", body, err)
+	}
+	msg, err := s.RecvMessage(0)
+	if err != nil {
+		tb.Fatalf("no reply to %q: %v", body, err)
+	}
+	if len(msg) != 1 {
+		tb.Fatalf("reply to %q: %d frames %q, want 1", body, len(msg), msg)
+	}
+	return msg[0]
+}
+
+// statusDoc is the part of a status reply the tests read.
+type statusDoc struct {
+	ID       string `json:"id"`
+	Protocol int    `json:"protocol"`
+	Keys     []struct {
+		Name     string `json:"name"`
+		Limit    int64  `json:"limit"`
+		WindowMS int64  `json:"window_ms"`
+		Window   int64  `json:"window"`
+		Granted  int64  `json:"granted"`
+		Waiters  int64  `json:"waiters"`
+	} `json:"keys"`
+}
+
+// wireStatus asks for status over s and returns the document.
+func wireStatus(tb testing.TB, s *zmq.Socket) statusDoc {
+	tb.Helper()
+	r := roundTrip(tb, s, "status")
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(r), &doc); err != nil {
+		tb.Fatalf("status reply %q: %v", r, err)
+	}
+	return doc
+}
+
+// wireWaiters returns the waiters of key from a status request over s.
+func wireWaiters(tb testing.TB, s *zmq.Socket, key string) int64 {
+	tb.Helper()
+	for _, k := range wireStatus(tb, s).Keys {
+		if k.Name == key {
+			return k.Waiters
+		}
+	}
+	tb.Fatalf("no key %q in status", key)
+	return 0
+}
+
+// TestServerReplies sends every kind of request from a plain REQ socket,
+// the seed client's, to a server on a stopped clock, and checks each
+// reply exactly.
+func TestServerReplies(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	clock := &fakeClock{}
+	clock.Set(clock.window(k, w).Add(200 * time.Millisecond))
+	_, ep := newTestServer(t, locker.Config{ID: "srv-1", Now: clock.Now, Keys: []locker.KeyConfig{{Name: "api", Limit: 3, Window: w}}})
+	s := mustREQ(t, ep)
+	tests := []struct{ req, reply string }{
+		// The seed's client, and anything that is not a known verb: a
+		// bare go or sorry for one token of default (1 per second).
+		{"let me go", "go"},
+		{"let me go", "sorry"},
+		{"", "sorry"},
+		{"\x00\xff\xfe junk", "sorry"},
+		{"TAKE api", "sorry"},
+		{"take default", "sorry 800 1800000000"},
+		{"take api", "go 2 800 1800000000"},
+		{"take api 2", "go 0 800 1800000000"},
+		{"take api", "sorry 800 1800000000"},
+		{"wait api 1 0", "sorry 800 1800000000"},
+		{"take api 4", "error N 4 above the limit 3 of key api"},
+		{"wait api 4", "error N 4 above the limit 3 of key api"},
+		{"take nope", `error unknown key "nope"`},
+		{"wait nope 1 10", `error unknown key "nope"`},
+		{"take api 0", "error N must be a positive integer up to 1000000000"},
+		{"take api 99999999999999999999", "error N must be a positive integer up to 1000000000"},
+		{"wait api 1 -5", "error MAX_MS must be a non-negative integer"},
+		{"take", "error missing key"},
+		{"take ", "error malformed request: tokens must be separated by single spaces"},
+		{"take  api", "error malformed request: tokens must be separated by single spaces"},
+		{"take a$b", "error bad key name: 1 to 128 characters of A-Za-z0-9_.:/-"},
+		{"take api 1 2", "error too many arguments"},
+		{"ping", "pong srv-1"},
+		{"ping\n", "pong srv-1"},
+		{"ping x", "error too many arguments"},
+	}
+	for _, tc := range tests {
+		if got := roundTrip(t, s, tc.req); got != tc.reply {
+			t.Errorf("%q: reply %q, want %q", tc.req, got, tc.reply)
+		}
+	}
+	doc := wireStatus(t, s)
+	if doc.ID != "srv-1" || doc.Protocol != locker.ProtocolVersion || len(doc.Keys) != 2 {
+		t.Fatalf("status=%+v", doc)
+	}
+	for _, key := range doc.Keys {
+		want := map[string][3]int64{"api": {3, 1000, 3}, "default": {1, 1000, 1}}[key.Name] // limit, window_ms, granted
+		if [3]int64{key.Limit, key.WindowMS, key.Granted} != want || key.Window != k || key.Waiters != 0 {
+			t.Errorf("status key %+v, want limit, window_ms, granted %v in window %d", key, want, k)
+		}
+	}
+	// The next window.
+	clock.Set(clock.window(k+1, w))
+	for _, tc := range []struct{ req, reply string }{
+		{"take api 3", "go 0 1000 1800000001"},
+		{"let me go", "go"},
+		{"take default", "sorry 1000 1800000001"},
+	} {
+		if got := roundTrip(t, s, tc.req); got != tc.reply {
+			t.Errorf("next window, %q: reply %q, want %q", tc.req, got, tc.reply)
+		}
+	}
+}
+
+// TestServerDealerPipelining keeps hundreds of requests in flight on one
+// DEALER socket with request ids: every one is answered once, in order,
+// with its own id, and the key grants exactly its limit.
+func TestServerDealerPipelining(t *testing.T) {
+	const n, limit = 600, 100
+	clock := &fakeClock{}
+	clock.Set(time.Unix(1_800_000_000, 0))
+	_, ep := newTestServer(t, locker.Config{ID: "p", Now: clock.Now, Keys: []locker.KeyConfig{{Name: "api", Limit: limit, Window: time.Hour}}})
+	d := mustDealer(t, ep)
+	for i := uint64(0); i < n; i++ {
+		body := "take api"
+		if i%3 == 2 {
+			body = "ping"
+		}
+		send(t, d, i, body)
+	}
+	gos, remaining := 0, int64(limit)
+	for i := uint64(0); i < n; i++ {
+		id, r := recv(t, d)
+		if id != i {
+			t.Fatalf("reply %d carries id %d: replies out of order", i, id)
+		}
+		if i%3 == 2 {
+			if r != "pong p" {
+				t.Fatalf("ping %d: %q", i, r)
+			}
+			continue
+		}
+		dec, err := locker.ParseReply([]byte(r))
+		if err != nil || !dec.Full {
+			t.Fatalf("take %d: %q, %v", i, r, err)
+		}
+		if dec.Decision.OK {
+			gos++
+			remaining--
+			if dec.Decision.Remaining != remaining {
+				t.Fatalf("take %d: %q, want %d remaining", i, r, remaining)
+			}
+		}
+	}
+	if gos != limit {
+		t.Fatalf("%d go replies, want %d", gos, limit)
+	}
+}
+
+// TestServerMaxFrames sends messages of MaxFrames frames, which are
+// answered with their envelope, and of one frame more, which get an error
+// without it; the socket is served normally afterwards.
+func TestServerMaxFrames(t *testing.T) {
+	_, ep := newTestServer(t, locker.Config{ID: "f"})
+	d := mustDealer(t, ep)
+	frames := func(n int) []any {
+		parts := make([]any, n)
+		for i := range parts[:n-1] {
+			parts[i] = fmt.Sprintf("env-%d", i)
+		}
+		parts[n-1] = "ping"
+		return parts
+	}
+	tests := []struct {
+		name   string
+		frames int
+		want   func(env []any) []string
+	}{
+		{"MaxFrames", locker.MaxFrames, func(env []any) []string {
+			var out []string
+			for _, f := range env[:len(env)-1] {
+				out = append(out, f.(string))
+			}
+			return append(out, "pong f")
+		}},
+		{"MaxFrames+1", locker.MaxFrames + 1, func([]any) []string {
+			return []string{fmt.Sprintf("error more than %d frames", locker.MaxFrames)}
+		}},
+		{"1000 frames", 1000, func([]any) []string {
+			return []string{fmt.Sprintf("error more than %d frames", locker.MaxFrames)}
+		}},
+		{"one again", 1, func([]any) []string { return []string{"pong f"} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := frames(tc.frames)
+			if _, err := d.SendMessage(msg...); err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.RecvMessage(0)
+			if want := tc.want(msg); err != nil || !slices.Equal(got, want) {
+				t.Fatalf("reply %q, %v; want %q", got, err, want)
+			}
+		})
+	}
+}
+
+// TestServerOversizeFrame sets MaxMsgSize and sends a frame of exactly
+// that size, which is answered, and one byte more, which is not: ZeroMQ
+// drops that peer's connection. Another client is answered throughout
+// and the server stops cleanly at the end.
+func TestServerOversizeFrame(t *testing.T) {
+	const max = 256
+	_, ep := newTestServer(t, locker.Config{ID: "o", MaxMsgSize: max})
+	good := mustREQ(t, ep)
+	if r := roundTrip(t, good, "ping"); r != "pong o" {
+		t.Fatalf("ping: %q", r)
+	}
+	fits := mustDealer(t, ep)
+	if _, err := fits.SendMessage("", strings.Repeat("x", max)); err != nil { // legacy
+		t.Fatal(err)
+	}
+	if msg, err := fits.RecvMessage(0); err != nil || len(msg) != 2 || msg[1] != "go" && msg[1] != "sorry" {
+		t.Fatalf("frame of MaxMsgSize bytes: %q, %v; want a bare go or sorry", msg, err)
+	}
+	for _, tc := range []struct {
+		name string
+		msg  []any
+	}{
+		{"body one byte over", []any{"", strings.Repeat("x", max+1)}},
+		{"envelope frame over", []any{strings.Repeat("i", max+1), "", "ping"}},
+		{"1 MiB body", []any{"", strings.Repeat("x", 1<<20)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			big := mustDealer(t, ep)
+			big.SetRcvtimeo(300 * time.Millisecond) // the wait for a reply that must not come
+			if _, err := big.SendMessage(tc.msg...); err != nil {
+				t.Fatal(err)
+			}
+			if msg, err := big.RecvMessage(0); err == nil {
+				t.Fatalf("oversize message answered: %.80q", msg)
+			}
+			if r := roundTrip(t, good, "ping"); r != "pong o" {
+				t.Fatalf("ping after an oversize frame: %q", r)
+			}
+		})
+	}
+}
+
+// TestWaitFIFOMixedCounts queues waits for different token counts from
+// REQ sockets, one goroutine each, in a known order (each confirmed held
+// through status before the next is sent), then opens one window after
+// another on the server's clock. The waits are granted strictly in order:
+// a head that needs more than is left holds back the smaller ones behind
+// it, and a take does not jump the queue.
+func TestWaitFIFOMixedCounts(t *testing.T) {
+	const w = time.Second
+	const k0 = 1_800_000_000
+	clock := &fakeClock{}
+	clock.Set(clock.window(k0, w).Add(500 * time.Millisecond))
+	_, ep := newTestServer(t, locker.Config{Now: clock.Now, MaxWait: time.Hour, Keys: []locker.KeyConfig{{Name: "api", Limit: 2, Window: w}}})
+	ctl := mustREQ(t, ep)
+	if r := roundTrip(t, ctl, "take api 2"); r != "go 0 500 1800000000" {
+		t.Fatalf("take api 2: %q", r)
+	}
+	ns := []int64{1, 2, 1, 1, 2}
+	type result struct {
+		i     int
+		reply string
+		err   error
+	}
+	results := make(chan result, len(ns))
+	for i, n := range ns {
+		go func() {
+			s, err := dialREQ(ep)
+			if err != nil {
+				results <- result{i, "", err}
+				return
+			}
+			defer s.Close()
+			var r []string
+			if _, err = s.Send(fmt.Sprintf("wait api %d 3600000", n), 0); err == nil {
+				r, err = s.RecvMessage(0)
+			}
+			results <- result{i, strings.Join(r, "|"), err}
+		}()
+		waitFor(t, func() bool { return wireWaiters(t, ctl, "api") == int64(i+1) })
+	}
+	// Window by window: which waits are granted, and the reply each gets.
+	want := []map[int]string{
+		{0: "go 1 1000 1800000001"}, // 1 left, but wait 1 needs 2
+		{1: "go 0 1000 1800000002"},
+		{2: "go 1 1000 1800000003", 3: "go 0 1000 1800000003"},
+		{4: "go 0 1000 1800000004"},
+	}
+	held := len(ns)
+	for i, grants := range want {
+		k := int64(k0 + 1 + i)
+		clock.Set(clock.window(k, w))
+		for range grants {
+			select {
+			case r := <-results:
+				if r.err != nil || r.reply != grants[r.i] {
+					t.Fatalf("window %d: wait %d got %q, %v; want %q", k, r.i, r.reply, r.err, grants[r.i])
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("window %d: grants %v not all answered", k, grants)
+			}
+		}
+		held -= len(grants)
+		if got := wireWaiters(t, ctl, "api"); got != int64(held) {
+			t.Fatalf("window %d: %d waits held, want %d", k, got, held)
+		}
+		if k == k0+1 {
+			if r := roundTrip(t, ctl, "take api"); r != "sorry 1000 1800000001" {
+				t.Fatalf("take with 1 token left and waits queued: %q, want sorry", r)
+			}
+		}
+	}
+}
+
+// TestWaitMaxMSOnTheServerClock holds a wait with MAX_MS 1000 and moves
+// the server's clock: held at 999 ms, answered with sorry at 1000 ms.
+func TestWaitMaxMSOnTheServerClock(t *testing.T) {
+	const w = time.Hour
+	const k = 500_000
+	clock := &fakeClock{}
+	start := clock.window(k, w).Add(10 * time.Minute)
+	clock.Set(start)
+	_, ep := newTestServer(t, locker.Config{Now: clock.Now, Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: w}}})
+	ctl := mustREQ(t, ep)
+	if r := roundTrip(t, ctl, "take api"); r != "go 0 3000000 500000" {
+		t.Fatalf("take: %q", r)
+	}
+	d := mustDealer(t, ep)
+	send(t, d, 7, "wait api 1 1000")
+	waitFor(t, func() bool { return wireWaiters(t, ctl, "api") == 1 })
+	clock.Set(start.Add(999 * time.Millisecond))
+	// The loop serves waiters before it reads a request, so a status
+	// answered after the clock moved has seen the wait at 999 ms.
+	if n := wireWaiters(t, ctl, "api"); n != 1 {
+		t.Fatalf("at 999 ms: %d waits held, want 1", n)
+	}
+	clock.Set(start.Add(time.Second))
+	if id, r := recv(t, d); id != 7 || r != "sorry 2999000 500000" {
+		t.Fatalf("at 1000 ms: %d %q, want 7 \"sorry 2999000 500000\"", id, r)
+	}
+	if n := wireWaiters(t, ctl, "api"); n != 0 {
+		t.Fatalf("after the expiry: %d waits held", n)
 	}
 }
