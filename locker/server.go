@@ -121,6 +121,7 @@ type Server struct {
 	now     func() time.Time
 
 	ready     chan struct{}
+	ran       atomic.Bool // set by the first Run
 	mu        sync.Mutex
 	endpoints []string
 
@@ -227,12 +228,11 @@ func (s *Server) Stats() Stats {
 // Run binds the endpoints and answers requests until ctx is done. Then it
 // answers every held wait with sorry, closes the socket and returns
 // ErrServerClosed. It returns another error if the socket cannot be set
-// up, and at once if called a second time.
+// up, and at once if called a second time, even concurrently with the
+// first or after the first failed.
 func (s *Server) Run(ctx context.Context) error {
-	select {
-	case <-s.ready:
+	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("locker: server already ran")
-	default:
 	}
 	sock, err := s.listen()
 	if err != nil {

@@ -648,3 +648,45 @@ func TestWaitMaxMSOnTheServerClock(t *testing.T) {
 		t.Fatalf("after the expiry: %d waits held", n)
 	}
 }
+
+// TestRunOnce calls Run from several goroutines at once: one serves, the
+// others return an error at once, and the server stops cleanly.
+func TestRunOnce(t *testing.T) {
+	srv, err := locker.NewServer(locker.Config{ID: "once", Endpoints: []string{"tcp://127.0.0.1:*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const runs = 4
+	errs := make(chan error, runs)
+	start := make(chan struct{})
+	for range runs {
+		go func() {
+			<-start
+			errs <- srv.Run(ctx)
+		}()
+	}
+	close(start)
+	for range runs - 1 {
+		select {
+		case err := <-errs:
+			if err == nil || errors.Is(err, locker.ErrServerClosed) {
+				t.Fatalf("a second Run returned %v, want an error at once", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the extra Runs did not return")
+		}
+	}
+	<-srv.Ready()
+	if eps := srv.Endpoints(); len(eps) != 1 {
+		t.Fatalf("endpoints %v, want one", eps)
+	}
+	if r := roundTrip(t, mustREQ(t, srv.Endpoints()[0]), "ping"); r != "pong once" {
+		t.Fatalf("ping: %q", r)
+	}
+	cancel()
+	if err := <-errs; !errors.Is(err, locker.ErrServerClosed) {
+		t.Fatalf("Run=%v, want ErrServerClosed", err)
+	}
+}
