@@ -139,6 +139,11 @@ func NewFixedWindow(limit int64, window time.Duration) *FixedWindow {
 	return &FixedWindow{limit: limit, window: int64(window), current: noWindow}
 }
 
+// MaxStale is how far before a counter's current window an instant may
+// be and still count in it, as a stale clock reading rather than a clock
+// stepped back; see FixedWindow.
+const MaxStale = time.Second
+
 // noWindow is the current window of a FixedWindow that has not decided
 // anything yet; no instant falls in it.
 const noWindow = math.MinInt64
@@ -157,17 +162,21 @@ func WindowIndex(t time.Time, w time.Duration) int64 {
 // roll moves the counter to the window containing ns.
 // It returns the window index and the nanoseconds left in that window.
 //
-// The counter never moves back. An instant before its current window (a
-// clock read by another goroutine just before this one moved on, as a
-// status or metrics reader does, or a wall clock stepped back) counts in
-// the current window: going back would forget the window's grants and
-// hand its tokens out a second time when the clock moves on again.
+// An instant a little before the current window (a clock read by another
+// goroutine just before this one moved on, as a status or metrics reader
+// does) counts in the current window: going back would forget the
+// window's grants and hand its tokens out a second time when the clock
+// moves on again. "A little" is one window, or MaxStale for short
+// windows. An instant further back is a wall clock stepped back: the
+// counter starts over where it lands, since staying put would hold the
+// key to one window's tokens until the clock caught up (for a 1s key and
+// a clock set back an hour, one window's tokens for the whole hour).
 func (f *FixedWindow) roll(ns int64) (k, left int64) {
 	k = ns / f.window
 	if ns < 0 && ns%f.window != 0 {
 		k--
 	}
-	if k < f.current {
+	if k < f.current && (f.current-k == 1 || f.current-k <= int64(MaxStale)/f.window) {
 		// Reset and RetryAfter are then at most a window: the caller's
 		// real now is at least the start of the current window.
 		k, ns = f.current, f.current*f.window
