@@ -216,7 +216,7 @@ func parseConfigLine(line string) (configEntry, bool, error) {
 		return configEntry{}, false, nil
 	}
 	name, value, ok := strings.Cut(line, "=")
-	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	name, value = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), "--")), strings.TrimSpace(value)
 	if !ok || name == "" {
 		return configEntry{}, false, fmt.Errorf("want \"name = value\", got %q", line)
 	}
@@ -227,7 +227,7 @@ func parseConfigLine(line string) (configEntry, bool, error) {
 		}
 		value = uq
 	}
-	return configEntry{name: strings.TrimPrefix(name, "--"), value: value}, true, nil
+	return configEntry{name: name, value: value}, true, nil
 }
 
 // check validates o and derives its keys.
