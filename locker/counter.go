@@ -319,21 +319,6 @@ func (c *Counter) TakeAt(now time.Time, key string, n int64) (Decision, error) {
 	return ks.alg.TakeAt(now, n), nil
 }
 
-// takeBytes is TakeAt for a key held in a byte slice; the map lookup with
-// string(key) does not allocate.
-func (c *Counter) takeBytes(now time.Time, key []byte, n int64) (Decision, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ks := c.keys[string(key)]
-	if ks == nil {
-		return Decision{}, ErrUnknownKey
-	}
-	if n < 1 || n > ks.cfg.Limit {
-		return Decision{}, ErrBadCount
-	}
-	return ks.alg.TakeAt(now, n), nil
-}
-
 // Key returns the configuration of key and whether it exists.
 func (c *Counter) Key(key string) (KeyConfig, bool) {
 	c.mu.Lock()
@@ -345,14 +330,24 @@ func (c *Counter) Key(key string) (KeyConfig, bool) {
 	return ks.cfg, true
 }
 
-func (c *Counter) keyBytes(key []byte) (KeyConfig, bool) {
+// takeBytes looks key up and, if take is set, takes n tokens of it, under
+// one lock: the server's path for each request. The map lookup with
+// string(key) does not allocate. It returns ErrUnknownKey, or the key's
+// configuration with ErrBadCount for n outside 1..limit.
+func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (KeyConfig, Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ks := c.keys[string(key)]
 	if ks == nil {
-		return KeyConfig{}, false
+		return KeyConfig{}, Decision{}, ErrUnknownKey
 	}
-	return ks.cfg, true
+	if n < 1 || n > ks.cfg.Limit {
+		return ks.cfg, Decision{}, ErrBadCount
+	}
+	if !take {
+		return ks.cfg, Decision{}, nil
+	}
+	return ks.cfg, ks.alg.TakeAt(now, n), nil
 }
 
 // KeyStats is a snapshot of one key.

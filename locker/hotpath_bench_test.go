@@ -22,7 +22,7 @@ func BenchmarkHotPathDecision(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d, err := c.takeBytes(now, req.Key, req.N)
+		_, d, err := c.takeBytes(now, req.Key, req.N, true)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func TestHotPathAllocs(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	got := testing.AllocsPerRun(100, func() {
 		req, _ := ParseRequest(body)
-		d, _ := c.takeBytes(now, req.Key, req.N)
+		_, d, _ := c.takeBytes(now, req.Key, req.N, true)
 		buf = AppendDecision(buf[:0], d, false)
 	})
 	if got != 0 {

@@ -14,14 +14,7 @@ import (
 
 func TestParseRequest(t *testing.T) {
 	k128, k129 := strings.Repeat("k", 128), strings.Repeat("k", 129)
-	tests := []struct {
-		body    string
-		verb    locker.Verb
-		key     string
-		n       int64
-		maxWait time.Duration
-		err     error
-	}{
+	tests := []parseCase{
 		{body: "take api", verb: locker.VerbTake, key: "api", n: 1, maxWait: -1},
 		{body: "take api 5", verb: locker.VerbTake, key: "api", n: 5, maxWait: -1},
 		{body: "wait api", verb: locker.VerbWait, key: "api", n: 1, maxWait: -1},
@@ -58,12 +51,29 @@ func TestParseRequest(t *testing.T) {
 		{body: "ping x", err: locker.ErrExtraArgs},
 		{body: "status now", err: locker.ErrExtraArgs},
 	}
+	checkParseRequest(t, tests)
+}
+
+// parseCase is one request body and what ParseRequest must make of it:
+// either err, or the verb, key, N and MaxWait (N and MaxWait are not
+// checked for ping and status).
+type parseCase struct {
+	body    string
+	verb    locker.Verb
+	key     string
+	n       int64
+	maxWait time.Duration
+	err     error
+}
+
+func checkParseRequest(t *testing.T, tests []parseCase) {
+	t.Helper()
 	for _, tc := range tests {
-		t.Run(tc.body, func(t *testing.T) {
+		t.Run(strconv.Quote(tc.body), func(t *testing.T) {
 			r, err := locker.ParseRequest([]byte(tc.body))
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
-					t.Fatalf("ParseRequest(%q) err=%v, want %v", tc.body, err, tc.err)
+					t.Fatalf("ParseRequest(%q)=%+v, %v; want %v", tc.body, r, err, tc.err)
 				}
 				return
 			}
@@ -264,14 +274,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func TestParseRequestMore(t *testing.T) {
 	k128, k129 := strings.Repeat("K", 128), strings.Repeat("K", 129)
 	maxMS := 365 * 24 * time.Hour
-	tests := []struct {
-		body    string
-		verb    locker.Verb
-		key     string
-		n       int64
-		maxWait time.Duration
-		err     error
-	}{
+	tests := []parseCase{
 		{body: "take " + k128 + " 2", verb: locker.VerbTake, key: k128, n: 2, maxWait: -1},
 		{body: "wait " + k128 + " 1 5", verb: locker.VerbWait, key: k128, n: 1, maxWait: 5 * time.Millisecond},
 		{body: "wait " + k129 + " 1 5", err: locker.ErrBadKey},
@@ -322,23 +325,7 @@ func TestParseRequestMore(t *testing.T) {
 		{body: "take a*", err: locker.ErrBadKey},
 		{body: "take a,b 1", err: locker.ErrBadKey},
 	}
-	for _, tc := range tests {
-		t.Run(strconv.Quote(tc.body), func(t *testing.T) {
-			r, err := locker.ParseRequest([]byte(tc.body))
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("ParseRequest(%q)=%+v, %v; want %v", tc.body, r, err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("ParseRequest(%q): %v", tc.body, err)
-			}
-			if r.Verb != tc.verb || string(r.Key) != tc.key || r.N != tc.n || r.MaxWait != tc.maxWait {
-				t.Fatalf("ParseRequest(%q)=%v %q N=%d MaxWait=%v, want %v %q %d %v", tc.body, r.Verb, r.Key, r.N, r.MaxWait, tc.verb, tc.key, tc.n, tc.maxWait)
-			}
-		})
-	}
+	checkParseRequest(t, tests)
 }
 
 // TestParseRequestKeyAliasesBody checks the documented aliasing: the key
@@ -496,4 +483,19 @@ func TestParseRequestAllocsEveryForm(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestParseRequestEdges covers the edges found while writing PROTOCOL.md.
+func TestParseRequestEdges(t *testing.T) {
+	checkParseRequest(t, []parseCase{
+		{body: "take api 1000000000", verb: locker.VerbTake, key: "api", n: 1e9, maxWait: -1},
+		{body: "take api 01000000000", verb: locker.VerbTake, key: "api", n: 1e9, maxWait: -1},
+		{body: "take api 1000000001", err: locker.ErrBadN},
+		{body: "take api 5000000000", err: locker.ErrBadN},
+		{body: "take api 99999999999999999999999", err: locker.ErrBadN},
+		{body: "wait api 1 99999999999999999999999", verb: locker.VerbWait, key: "api", n: 1, maxWait: 365 * 24 * time.Hour},
+		{body: "ping\n", verb: locker.VerbPing},
+		{body: "status\r\n", verb: locker.VerbStatus},
+		{body: "take api 2\n", verb: locker.VerbTake, key: "api", n: 2, maxWait: -1},
+	})
 }

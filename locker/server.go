@@ -404,33 +404,23 @@ func (s *Server) handle(msg [][]byte) {
 		return
 	}
 	now := s.now()
-	cfg, ok := s.counter.keyBytes(req.Key)
-	if !ok {
+	// Held waits are served first come, first served: a take or a new
+	// wait does not jump the queue, so nothing is taken while one is held.
+	q := s.waiters[string(req.Key)]
+	queued := q != nil && q.len() > 0
+	cfg, d, err := s.counter.takeBytes(now, req.Key, req.N, !queued)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
 		s.reply(env, AppendError(s.buf[:0], fmt.Errorf("unknown key %q", req.Key)))
 		s.observe("", OutcomeError, start)
 		return
-	}
-	if req.N > cfg.Limit {
+	case err != nil:
 		s.reply(env, AppendError(s.buf[:0], fmt.Errorf("N %d above the limit %d of key %s", req.N, cfg.Limit, cfg.Name)))
 		s.observe(cfg.Name, OutcomeError, start)
 		return
 	}
-	q := s.waiters[cfg.Name]
-	queued := q != nil && q.len() > 0
-	var d Decision
 	if queued {
-		// Held waits are served first come, first served: a take or a
-		// new wait does not jump the queue.
-		k := WindowIndex(now, cfg.Window)
-		left := time.Duration((k+1)*int64(cfg.Window) - now.UnixNano())
-		d = Decision{Reset: left, RetryAfter: left, Window: k}
-	} else {
-		d, err = s.counter.TakeAt(now, cfg.Name, req.N)
-		if err != nil { // reconfigured between the two lookups
-			s.reply(env, AppendError(s.buf[:0], err))
-			s.observe(cfg.Name, OutcomeError, start)
-			return
-		}
+		d = sorryAt(now, cfg.Window)
 	}
 	if !d.OK && req.Verb == VerbWait {
 		maxWait := s.cfg.MaxWait
