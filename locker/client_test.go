@@ -327,17 +327,7 @@ func TestClientClose(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 10s.
-func waitFor(tb testing.TB, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var waitFor = lockertest.WaitFor
 
 // TestClientDoWaitOutlastsTimeout sends a raw wait whose hold is longer
 // than the client's timeout: the attempt waits for the hold.

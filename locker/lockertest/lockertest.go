@@ -84,3 +84,17 @@ func FreeEndpoint(tb testing.TB) string {
 	defer l.Close()
 	return "tcp://127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
+
+// WaitFor polls cond every few milliseconds until it holds, and fails the
+// test if it does not within 10 seconds. It is for conditions that no
+// event announces, such as a server's waiter count seen through Stats.
+func WaitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("lockertest: condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
