@@ -514,12 +514,14 @@ func TestStaleTimeDoesNotReopenWindow(t *testing.T) {
 			t.Errorf("stale snapshot: window %d granted %d, want window %d granted 1", ks.WindowIndex, ks.Granted, k+2)
 		}
 	}
-	// A clock set back by more than MaxStale and a window is a clock
-	// stepped back, not a stale reading: the counter starts over where it
-	// lands rather than holding the key to one window's tokens until the
-	// clock catches up.
-	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 2); !d.OK || d.Window != k-10 {
-		t.Errorf("after the clock went back 12 windows: %+v, want go in window %d", d, k-10)
+	// A clock set back by 12 windows, a stale reading or a clock stepped
+	// back, counts in the current window too: a window never goes back,
+	// or it would grant its tokens a second time when the clock caught up.
+	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 2); d.OK || d.Window != k+2 {
+		t.Errorf("after the clock went back 12 windows: %+v, want sorry in window %d", d, k+2)
+	}
+	if d, _ := c.TakeAt(at(k-10, w, 0), "api", 1); !d.OK || d.Window != k+2 || d.Reset != w {
+		t.Errorf("after the clock went back 12 windows: %+v, want go in window %d, reset %v", d, k+2, w)
 	}
 }
 
@@ -542,10 +544,16 @@ func TestCounterNeverGoesBack(t *testing.T) {
 				t.Errorf("TakeAt at a stale instant=%+v, %v; want %+v (counted in window %d)", d, err, sorry, k)
 			}
 		}},
-		{"SnapshotAt within MaxStale", func(t *testing.T, c *locker.Counter) {
-			c.SnapshotAt(at(k, w, -locker.MaxStale))
+		{"SnapshotAt an hour before", func(t *testing.T, c *locker.Counter) {
+			c.SnapshotAt(at(k, w, -time.Hour))
 		}},
-		{"SetExtraAt", func(t *testing.T, c *locker.Counter) { c.SetExtraAt(stale, "api", k-1, 0) }},
+		{"SetRemoteAt", func(t *testing.T, c *locker.Counter) {
+			fc := locker.FederationConfig{Strict: true, Members: 1, Fence: at(k-100, w, 0)}
+			if err := c.EnableFederation(fc); err != nil {
+				t.Fatal(err)
+			}
+			c.SetRemoteAt(stale, "api", k-1, 0)
+		}},
 		{"Reconfigure", func(t *testing.T, c *locker.Counter) {
 			if err := c.Reconfigure(c.Keys()); err != nil {
 				t.Fatal(err)
@@ -661,6 +669,78 @@ func TestCounterAllocsEveryPath(t *testing.T) {
 	for _, tc := range tests {
 		if a := testing.AllocsPerRun(1000, tc.f); a != 0 {
 			t.Errorf("%s: %v allocations per call", tc.name, a)
+		}
+	}
+}
+
+// TestStaleReadNeverMovesWindow reads the counter, through every read-only
+// path, at an instant long before its current window (a status, metrics or
+// federation reader whose clock was read seconds before it got the lock),
+// then takes at the current instant. A read must not move the window, so
+// the takes still count in the full window and get sorry: a read that
+// rolled the counter back made the next take start a fresh count and grant
+// the window's tokens twice.
+func TestStaleReadNeverMovesWindow(t *testing.T) {
+	const w = 100 * time.Millisecond
+	const k = 18_000_000_000
+	const limit = 5
+	now := at(k, w, 50*time.Millisecond)
+	for _, back := range []time.Duration{2 * time.Second, time.Hour} {
+		stale := now.Add(-back)
+		tests := []struct {
+			name string
+			fed  bool
+			read func(t *testing.T, c *locker.Counter)
+		}{
+			{"SnapshotAt", false, func(t *testing.T, c *locker.Counter) { c.SnapshotAt(stale) }},
+			{"TakeAt", false, func(t *testing.T, c *locker.Counter) {
+				if d, err := c.TakeAt(stale, "api", 1); err != nil || d.OK || d.Window != k {
+					t.Errorf("TakeAt(-%v)=%+v, %v; want sorry in window %d", back, d, err, k)
+				}
+			}},
+			{"SnapshotAt federated", true, func(t *testing.T, c *locker.Counter) { c.SnapshotAt(stale) }},
+			{"LocalAt", true, func(t *testing.T, c *locker.Counter) { c.LocalAt(stale) }},
+			{"SetRemoteAt", true, func(t *testing.T, c *locker.Counter) {
+				c.SetRemoteAt(stale, "api", locker.WindowIndex(stale, w), 0)
+			}},
+			{"SetReserveAt", true, func(t *testing.T, c *locker.Counter) {
+				c.SetReserveAt(stale, "api", locker.WindowIndex(stale, w), 0)
+			}},
+			{"GiveAt", true, func(t *testing.T, c *locker.Counter) { c.GiveAt(stale, "api", locker.WindowIndex(stale, w), 1) }},
+			{"SetReceivedAt", true, func(t *testing.T, c *locker.Counter) {
+				c.SetReceivedAt(stale, "api", locker.WindowIndex(stale, w), 0)
+			}},
+		}
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s %v back", tc.name, back), func(t *testing.T) {
+				c := mustCounter(t, locker.KeyConfig{Name: "api", Limit: limit, Window: w})
+				if tc.fed {
+					// A federation of one: its share is the whole limit.
+					fc := locker.FederationConfig{Strict: true, Members: 1, Fence: at(k-100, w, 0)}
+					if err := c.EnableFederation(fc); err != nil {
+						t.Fatal(err)
+					}
+				}
+				granted := 0
+				for i := 0; i < 2*limit; i++ {
+					if i == limit {
+						tc.read(t, c)
+					}
+					d, err := c.TakeAt(now, "api", 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d.OK {
+						granted++
+						if d.Window != k {
+							t.Fatalf("take %d counted in window %d, want %d", i, d.Window, k)
+						}
+					}
+				}
+				if granted != limit {
+					t.Fatalf("window %d granted %d tokens with a read at -%v between takes, want the limit %d", k, granted, back, limit)
+				}
+			})
 		}
 	}
 }
