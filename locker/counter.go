@@ -37,17 +37,26 @@ func (k KeyConfig) String() string {
 
 // Validate reports why k is not a usable key configuration, or nil.
 func (k KeyConfig) Validate() error {
-	if err := ValidKeyName(k.Name); err != nil {
+	if err := k.validate(); err != nil {
+		return fmt.Errorf("locker: %w", err)
+	}
+	return nil
+}
+
+// validate is Validate without the package prefix, for errors that nest
+// it.
+func (k KeyConfig) validate() error {
+	if err := validKeyName(k.Name); err != nil {
 		return err
 	}
 	if k.Limit < 1 || k.Limit > MaxLimit {
-		return fmt.Errorf("locker: key %q: limit %d out of range 1..%d", k.Name, k.Limit, MaxLimit)
+		return fmt.Errorf("key %q: limit %d out of range 1..%d", k.Name, k.Limit, MaxLimit)
 	}
 	if k.Window < MinWindow || k.Window > MaxWindow {
-		return fmt.Errorf("locker: key %q: window %s out of range %s..%s", k.Name, k.Window, MinWindow, MaxWindow)
+		return fmt.Errorf("key %q: window %s out of range %s..%s", k.Name, k.Window, MinWindow, MaxWindow)
 	}
 	if k.Window%time.Millisecond != 0 {
-		return fmt.Errorf("locker: key %q: window %s is not a whole number of milliseconds", k.Name, k.Window)
+		return fmt.Errorf("key %q: window %s is not a whole number of milliseconds", k.Name, k.Window)
 	}
 	return nil
 }
@@ -55,15 +64,24 @@ func (k KeyConfig) Validate() error {
 // ValidKeyName reports why name is not a valid key name, or nil. A key name
 // is 1 to MaxKeyLen characters of A-Z a-z 0-9 and _ . : / -.
 func ValidKeyName(name string) error {
+	if err := validKeyName(name); err != nil {
+		return fmt.Errorf("locker: %w", err)
+	}
+	return nil
+}
+
+// validKeyName is ValidKeyName without the package prefix, for errors
+// that nest it.
+func validKeyName(name string) error {
 	if len(name) == 0 {
-		return fmt.Errorf("locker: empty key name")
+		return errors.New("empty key name")
 	}
 	if len(name) > MaxKeyLen {
-		return fmt.Errorf("locker: key name longer than %d characters", MaxKeyLen)
+		return fmt.Errorf("key name longer than %d characters", MaxKeyLen)
 	}
 	for i := 0; i < len(name); i++ {
 		if !keyChar(name[i]) {
-			return fmt.Errorf("locker: key name %q: character %q not allowed (use A-Za-z0-9_.:/-)", name, name[i])
+			return fmt.Errorf("key name %q: character %q not allowed (use A-Za-z0-9_.:/-)", name, name[i])
 		}
 	}
 	return nil
