@@ -744,3 +744,48 @@ func TestStaleReadNeverMovesWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestLowerLimitRemaining lowers a key's limit mid-window on one server:
+// the grants made stay, and the window grants at most
+// max(0, new limit - granted) more, with Remaining counting down to 0.
+func TestLowerLimitRemaining(t *testing.T) {
+	const w = time.Second
+	now := at(1_800_000_000, w, 300*time.Millisecond)
+	tests := []struct {
+		name          string
+		granted, newL int64
+		want          []int64 // Remaining after each go that follows
+	}{
+		{"room left", 3, 6, []int64{2, 1, 0}},
+		{"exactly used", 3, 3, nil},
+		{"below what was granted", 8, 3, nil},
+		{"raised", 3, 12, []int64{8, 7, 6, 5, 4, 3, 2, 1, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustCounter(t, locker.KeyConfig{Name: "api", Limit: 10, Window: w})
+			if d, err := c.TakeAt(now, "api", tc.granted); err != nil || !d.OK {
+				t.Fatalf("take %d: %+v, %v", tc.granted, d, err)
+			}
+			if err := c.Reconfigure([]locker.KeyConfig{{Name: "api", Limit: tc.newL, Window: w}}); err != nil {
+				t.Fatal(err)
+			}
+			var got []int64
+			for i := 0; i < 20; i++ {
+				if d, err := c.TakeAt(now, "api", 1); err != nil {
+					t.Fatal(err)
+				} else if d.OK {
+					got = append(got, d.Remaining)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("remaining after each go: %v, want %v", got, tc.want)
+			}
+			for _, ks := range c.SnapshotAt(now) {
+				if want := max(tc.granted, tc.newL); ks.Name == "api" && ks.Granted != want {
+					t.Fatalf("snapshot granted %d, want %d", ks.Granted, want)
+				}
+			}
+		})
+	}
+}

@@ -231,3 +231,43 @@ func TestLowerLimitMidWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestReceivedAfterLowering: once a key's limit is lowered, tokens received
+// for the windows under way no longer count in a strict budget (they may
+// have been given under the higher limit); tokens received for later
+// windows do.
+func TestReceivedAfterLowering(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	start := time.Unix(0, k*int64(w))
+	c, err := NewCounter([]KeyConfig{{Name: "api", Limit: 100, Window: w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableFederation(FederationConfig{Strict: true, Members: 2, Rank: 0, Fence: start.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c.TakeAt(start, "api", 1)
+	if err := c.Reconfigure([]KeyConfig{{Name: "api", Limit: 10, Window: w}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		window int64
+		want   int64 // budget: share 5, plus 3 received unless ignored
+	}{
+		{k, 5}, {k + 1, 5}, {k + 2, 5}, {k + 3, 8},
+	}
+	for _, tc := range tests {
+		now := time.Unix(0, tc.window*int64(w))
+		c.SetReceivedAt(now, "api", tc.window, 3)
+		var got int64 = -1
+		for _, lc := range c.LocalAt(now) {
+			if lc.Name == "api" {
+				got = lc.Budget
+			}
+		}
+		if got != tc.want {
+			t.Errorf("window k+%d: budget %d, want %d", tc.window-k, got, tc.want)
+		}
+	}
+}
