@@ -257,8 +257,9 @@ func decide(ks *keyState, now time.Time, n int64, take bool) (KeyConfig, Decisio
 	return ks.cfg, ks.take(now, n), nil
 }
 
-// KeyStats is a snapshot of one key.
-type KeyStats struct {
+// KeyUsage is how much of one key's current window is used: its
+// configuration, the window and the tokens granted in it.
+type KeyUsage struct {
 	KeyConfig
 	// WindowIndex is the index of the window a take at the snapshot's
 	// instant would count in.
@@ -271,14 +272,14 @@ type KeyStats struct {
 // SnapshotAt returns every key's state at now, sorted by name. It moves no
 // key's window: an instant before a key's current window reports that
 // window (see Algorithm).
-func (c *Counter) SnapshotAt(now time.Time) []KeyStats {
+func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]KeyStats, 0, len(c.names))
+	out := make([]KeyUsage, 0, len(c.names))
 	for _, n := range c.names {
 		ks := c.keys[n]
 		k, g := ks.peek(now)
-		out = append(out, KeyStats{KeyConfig: ks.cfg, WindowIndex: k, Granted: g})
+		out = append(out, KeyUsage{KeyConfig: ks.cfg, WindowIndex: k, Granted: g})
 	}
 	return out
 }
