@@ -8,9 +8,25 @@ import (
 // This file holds what a federation layer (package peer) needs from a
 // Counter: the tokens granted here per key and window, the tokens others
 // granted, and, in strict mode, a per-window budget that local grants never
-// exceed. A Counter that is not federated pays one nil check per take.
+// exceed. It reaches each key's counter only through the Algorithm
+// interface, running it on this member's capacity. A Counter that is not
+// federated pays one nil check per take.
 
 // FederationConfig turns a Counter into one member of a federation.
+//
+// A reload that changes a key's limit (Counter.Reconfigure) takes effect
+// at once, in the window under way too. Tokens granted stay granted. In
+// shared mode a member grants at most the new limit less what others
+// granted and reserved. In strict mode a member's budget of a window is
+// its share of the limit in force, minus the tokens it gave away, plus the
+// tokens it received, and at least 0. After the limit is lowered, tokens
+// received for the windows under way (up to two windows past the
+// latest one the member has seen) no longer count: their giver's budget
+// under the new limit cannot go below 0 to pay for them, so counting them
+// could sum the budgets above the new limit. Once every member has
+// reloaded, the budgets of a window sum to at most the new limit, and the
+// window under way ends with at most the new limit plus what members had
+// granted beyond their new shares before the reload.
 type FederationConfig struct {
 	// Strict bounds the tokens this counter grants in each window by its
 	// budget: its static Share of the limit, minus tokens given to other
@@ -49,21 +65,27 @@ type fedConfig struct {
 }
 
 // fedKey is the federation state of one key. It is guarded by the
-// Counter's mutex, like the FixedWindow that points to it.
+// Counter's mutex. Its current window follows the algorithm's: it moves
+// only when a take moves it, and only forward.
 type fedKey struct {
-	cfg *fedConfig
-	// asked counts the tokens requested in the current window, granted
-	// or not: the demand that strict shares follow.
-	asked int64
-	// budget is the strict budget of the current window.
-	budget int64
-	// reserve is, in shared mode, the tokens of the current window kept
-	// for other members.
-	reserve int64
-	// prev* describe the window before the current one.
-	prevWindow, prevGranted, prevAsked int64
-	// wins holds what is known about the current and the next windows.
-	wins map[int64]*fedWin
+	cfg    *fedConfig
+	window int64 // the key's window in ns
+	// current is the window of the last take; granted and asked count
+	// the tokens granted here and requested here (granted or not) in
+	// it: asked is the demand that strict shares follow.
+	current, granted, asked int64
+	// prevGranted and prevAsked are the same for window current-1.
+	prevGranted, prevAsked int64
+	// wins holds what is known about windows from floor on: the current
+	// one and those peers reported ahead of it. A take that counts in a
+	// window below floor, whose state was dropped, is refused.
+	wins  map[int64]*fedWin
+	floor int64
+	// seen is the latest window a take or a peer's report was made in.
+	seen int64
+	// noReceived is the last window whose tokens received from others
+	// no longer count: they may have been given under a higher limit.
+	noReceived int64
 }
 
 // fedWin is what a key knows about one window besides its own grants.
@@ -81,7 +103,8 @@ const maxAhead = 2
 
 // EnableFederation makes c a member of a federation: from now on, and for
 // keys added by Reconfigure, it tracks demand and, in strict mode, budgets.
-// It may be called once.
+// It may be called once, before c takes anything: tokens granted before it
+// are not reported to the other members.
 func (c *Counter) EnableFederation(fc FederationConfig) error {
 	if fc.Members < 1 || fc.Rank < 0 || fc.Rank >= fc.Members {
 		return fmt.Errorf("locker: federation rank %d of %d members out of range", fc.Rank, fc.Members)
@@ -96,19 +119,16 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 	return nil
 }
 
-// attachFederation gives every fixed-window key of m that has none a
-// federation state. It requires that c.mu is held, or that m is not yet
-// shared.
+// attachFederation gives every key of m that has none a federation state.
+// It requires that c.mu is held, or that m is not yet shared.
 func (c *Counter) attachFederation(m map[string]*keyState) {
 	if c.fed == nil {
 		return
 	}
 	for _, ks := range m {
-		if f, ok := ks.alg.(*FixedWindow); ok && f.fed == nil {
-			f.fed = &fedKey{cfg: c.fed, wins: make(map[int64]*fedWin)}
-			if f.current != noWindow {
-				f.fed.enter(f, f.current)
-			}
+		if ks.fed == nil {
+			ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
+				current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow}
 		}
 	}
 }
@@ -123,80 +143,139 @@ func (fk *fedKey) win(k int64) *fedWin {
 	return w
 }
 
-// budgetFor returns the strict budget of window k of f.
-func (fk *fedKey) budgetFor(f *FixedWindow, k int64) int64 {
-	if !fk.cfg.Strict {
-		return f.limit
+// drop forgets the windows before k.
+func (fk *fedKey) drop(k int64) {
+	if k <= fk.floor {
+		return
 	}
-	if fk.cfg.fence != 0 && k <= fk.cfg.fence/f.window+1 {
-		return 0
-	}
-	b := Share(f.limit, fk.cfg.Members, fk.cfg.Rank)
-	if w := fk.wins[k]; w != nil {
-		b += w.received - w.given
-	}
-	if b < 0 {
-		b = 0
-	}
-	return b
-}
-
-// leave is called before f moves from its current window to window k.
-func (fk *fedKey) leave(f *FixedWindow, k int64) {
-	if f.current == k-1 {
-		fk.prevWindow, fk.prevGranted, fk.prevAsked = f.current, f.granted, fk.asked
-	} else {
-		fk.prevWindow, fk.prevGranted, fk.prevAsked = k-1, 0, 0
-	}
-	fk.asked = 0
-}
-
-// enter is called after f moved to window k.
-func (fk *fedKey) enter(f *FixedWindow, k int64) {
 	for w := range fk.wins {
 		if w < k {
 			delete(fk.wins, w)
 		}
 	}
-	fk.reserve = 0
+	fk.floor = k
+}
+
+// see records that a take or a peer's report was made in window k.
+func (fk *fedKey) see(k int64) { fk.seen = max(fk.seen, k) }
+
+// budget returns the strict budget of window k for limit: this member's
+// share, minus the tokens it gave away, plus those it received (unless
+// the limit was lowered since they may have been given), and 0 in the
+// windows of the fence. In shared mode it is the limit.
+func (fk *fedKey) budget(limit, k int64) int64 {
+	if !fk.cfg.Strict {
+		return limit
+	}
+	if fk.cfg.fence != 0 && k <= windowOf(fk.cfg.fence, fk.window)+1 {
+		return 0
+	}
+	b := Share(limit, fk.cfg.Members, fk.cfg.Rank)
 	if w := fk.wins[k]; w != nil {
-		f.extra, fk.reserve = w.extra, w.reserve
-	}
-	fk.budget = fk.budgetFor(f, k)
-}
-
-// take is FixedWindow.TakeAt for a federated key; f is in window k with
-// left nanoseconds to go.
-func (fk *fedKey) take(f *FixedWindow, k, left, n int64) Decision {
-	fk.asked += n
-	rem := f.limit - f.granted - f.extra
-	if fk.cfg.Strict {
-		if b := fk.budget - f.granted; b < rem {
-			rem = b
+		if k > fk.noReceived {
+			b += w.received
 		}
-	} else {
-		rem -= fk.reserve
+		b -= w.given
 	}
-	if n <= rem {
-		f.granted += n
-		return Decision{OK: true, Remaining: rem - n, Reset: time.Duration(left), Window: k}
-	}
-	return Decision{Reset: time.Duration(left), RetryAfter: time.Duration(left), Window: k}
+	return max(b, 0)
 }
 
-// fedKeyAt rolls key to now and returns its window and federation state,
-// or nil. It requires that c.mu is held.
-func (c *Counter) fedKeyAt(now time.Time, key string) (*FixedWindow, *fedKey, int64) {
+// capacity returns the tokens this member may grant in window k in all:
+// the limit less what others granted, and at most the strict budget, or
+// less the tokens reserved for others in shared mode.
+func (fk *fedKey) capacity(limit, k int64) int64 {
+	if k < fk.floor {
+		return 0
+	}
+	var w fedWin
+	if p := fk.wins[k]; p != nil {
+		w = *p
+	}
+	c := limit - w.extra
+	if fk.cfg.Strict {
+		c = min(c, fk.budget(limit, k))
+	} else {
+		c -= w.reserve
+	}
+	return max(c, 0)
+}
+
+// lowered is called when the key's limit was lowered. Tokens others gave
+// this member under the higher limit no longer count, in the windows for
+// which they may have been given: a giver's budget under the new limit
+// cannot go below 0 to pay for them. Up to maxAhead windows past the
+// latest one seen, then, this member grants at most its new share less
+// what it gave away.
+func (fk *fedKey) lowered() {
+	fk.noReceived = max(fk.current, fk.seen) + maxAhead
+}
+
+// take is keyState.take for a federated key: it runs the algorithm on this
+// member's capacity in the window the take counts in.
+func (fk *fedKey) take(ks *keyState, now time.Time, n int64) Decision {
+	k, _ := ks.alg.PeekAt(now)
+	if k != fk.current {
+		fk.enter(k)
+	}
+	fk.asked += n
+	ks.alg.SetLimit(fk.capacity(ks.cfg.Limit, k))
+	d := ks.alg.TakeAt(now, n)
+	if d.OK {
+		fk.granted += n
+	}
+	return d
+}
+
+// enter moves the key's state to window k, a later one.
+func (fk *fedKey) enter(k int64) {
+	fk.prevGranted, fk.prevAsked = fk.countsOf(k - 1)
+	fk.current, fk.granted, fk.asked = k, 0, 0
+	fk.see(k)
+	fk.drop(k)
+}
+
+// countsOf returns the tokens granted and asked here in window k.
+func (fk *fedKey) countsOf(k int64) (granted, asked int64) {
+	switch k {
+	case fk.current:
+		return fk.granted, fk.asked
+	case fk.current - 1:
+		return fk.prevGranted, fk.prevAsked
+	}
+	return 0, 0
+}
+
+// remote returns the tokens others granted in window k, as last reported.
+func (fk *fedKey) remote(k int64) int64 {
+	if w := fk.wins[k]; w != nil {
+		return w.extra
+	}
+	return 0
+}
+
+// fedKeyAt returns the state of key and the window a take at now would
+// count in, or nil for a key that is unknown or not federated. It moves
+// no window. It requires that c.mu is held.
+func (c *Counter) fedKeyAt(now time.Time, key string) (*keyState, *fedKey, int64) {
 	ks := c.keys[key]
-	if ks == nil {
+	if ks == nil || ks.fed == nil {
 		return nil, nil, 0
 	}
-	f, ok := ks.alg.(*FixedWindow)
-	if !ok || f.fed == nil {
-		return nil, nil, 0
+	k, _ := ks.alg.PeekAt(now)
+	return ks, ks.fed, k
+}
+
+// reportAt is fedKeyAt for a peer's report about window k: it returns nil
+// unless k is the window a take at now would count in or one of the
+// maxAhead after it, and forgets the windows more than one before it.
+func (c *Counter) reportAt(now time.Time, key string, k int64) (*keyState, *fedKey) {
+	ks, fk, cur := c.fedKeyAt(now, key)
+	if fk == nil || k < cur || k > cur+maxAhead {
+		return nil, nil
 	}
-	k, _ := f.roll(now.UnixNano())
-	return f, f.fed, k
+	fk.see(cur)
+	fk.drop(cur - 1)
+	return ks, fk
 }
 
 // LocalCount is what one key of a federated counter has done itself.
@@ -214,41 +293,34 @@ type LocalCount struct {
 }
 
 // LocalAt returns, for every federated key sorted by name, the tokens
-// granted and asked here in the window that contains now and the one
-// before it.
+// granted and asked here in the window that a take at now would count in
+// and the one before it. It moves no window.
 func (c *Counter) LocalAt(now time.Time) []LocalCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]LocalCount, 0, len(c.names))
 	for _, name := range c.names {
-		f, fk, k := c.fedKeyAt(now, name)
-		if f == nil {
+		ks, fk, k := c.fedKeyAt(now, name)
+		if fk == nil {
 			continue
 		}
-		lc := LocalCount{KeyConfig: c.keys[name].cfg, Index: k, Granted: f.granted, Asked: fk.asked,
-			Budget: fk.budget, Remote: f.extra}
-		if fk.prevWindow == k-1 {
-			lc.PrevGranted, lc.PrevAsked = fk.prevGranted, fk.prevAsked
-		}
+		lc := LocalCount{KeyConfig: ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
+		lc.Granted, lc.Asked = fk.countsOf(k)
+		lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
 		out = append(out, lc)
 	}
 	return out
 }
 
-// SetRemoteAt records that others granted extra tokens of key in window k.
-// Unlike SetExtraAt it also accepts the next windows, for a peer whose
-// clock is a little ahead. It does nothing for a key that is not federated
-// or a window in the past.
+// SetRemoteAt records that others granted extra tokens of key in window k:
+// the window a take at now would count in, or one of the next ones, for a
+// peer whose clock is a little ahead. It does nothing for a key that is
+// not federated or another window.
 func (c *Counter) SetRemoteAt(now time.Time, key string, k, extra int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, fk, cur := c.fedKeyAt(now, key)
-	if f == nil || k < cur || k > cur+maxAhead || extra < 0 {
-		return
-	}
-	fk.win(k).extra = extra
-	if k == cur {
-		f.extra = extra
+	if _, fk := c.reportAt(now, key, k); fk != nil && extra >= 0 {
+		fk.win(k).extra = extra
 	}
 }
 
@@ -258,13 +330,8 @@ func (c *Counter) SetRemoteAt(now time.Time, key string, k, extra int64) {
 func (c *Counter) SetReserveAt(now time.Time, key string, k, reserve int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, fk, cur := c.fedKeyAt(now, key)
-	if f == nil || fk.cfg.Strict || k < cur || k > cur+maxAhead || reserve < 0 {
-		return
-	}
-	fk.win(k).reserve = reserve
-	if k == cur {
-		fk.reserve = reserve
+	if _, fk := c.reportAt(now, key, k); fk != nil && !fk.cfg.Strict && reserve >= 0 {
+		fk.win(k).reserve = reserve
 	}
 }
 
@@ -277,43 +344,31 @@ func (c *Counter) SetReserveAt(now time.Time, key string, k, reserve int64) {
 func (c *Counter) GiveAt(now time.Time, key string, k, n int64) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, fk, cur := c.fedKeyAt(now, key)
-	if f == nil || !fk.cfg.Strict || n <= 0 || k < cur || k > cur+1 {
+	ks, fk, cur := c.fedKeyAt(now, key)
+	if fk == nil || !fk.cfg.Strict || n <= 0 || k < cur || k > cur+1 {
 		return 0
 	}
-	avail := fk.budgetFor(f, k)
-	if k == cur {
-		avail -= f.granted
-	}
-	if n > avail {
-		n = avail
-	}
+	granted, _ := fk.countsOf(k)
+	n = min(n, fk.budget(ks.cfg.Limit, k)-granted)
 	if n <= 0 {
 		return 0
 	}
+	fk.see(cur)
+	fk.drop(cur - 1)
 	fk.win(k).given += n
-	if k == cur {
-		fk.budget = fk.budgetFor(f, k)
-	}
 	return n
 }
 
 // SetReceivedAt records that other members have handed this one total
 // tokens of key for window k in all (a cumulative figure: a smaller total
-// than one already recorded is ignored).
+// than one already recorded is ignored). Tokens received for a window
+// that was under way when the key's limit was lowered do not count (see
+// FederationConfig).
 func (c *Counter) SetReceivedAt(now time.Time, key string, k, total int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, fk, cur := c.fedKeyAt(now, key)
-	if f == nil || !fk.cfg.Strict || k < cur || k > cur+maxAhead {
-		return
-	}
-	w := fk.win(k)
-	if total <= w.received {
-		return
-	}
-	w.received = total
-	if k == cur {
-		fk.budget = fk.budgetFor(f, k)
+	if _, fk := c.reportAt(now, key, k); fk != nil && fk.cfg.Strict {
+		w := fk.win(k)
+		w.received = max(w.received, total)
 	}
 }

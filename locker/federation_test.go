@@ -123,3 +123,151 @@ func TestSharedRemote(t *testing.T) {
 		t.Fatalf("LocalAt after reconfigure has %d keys, want 3", got)
 	}
 }
+
+// TestLowerLimitMidWindow lowers a key's limit 300 ms into a window and
+// counts what the window grants in all, on one server and on two strict
+// members whose counts and transfers reach each other only through the
+// Counter's federation API (no exchange happens after the reload: the
+// reports of a real federation lag). From the reload on, no window may
+// grant more than the new limit: grants made before it stay, and nothing
+// is granted beyond the new limit on top of them.
+func TestLowerLimitMidWindow(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	start := time.Unix(0, k*int64(w))
+	mid := start.Add(300 * time.Millisecond)
+	key := func(limit int64) []KeyConfig { return []KeyConfig{{Name: "api", Limit: limit, Window: w}} }
+	tests := []struct {
+		name    string
+		members int
+		strict  bool
+		before  int64 // tokens each member grants before the reload
+		give    int64 // tokens member 1 gives member 0 for the window before the reload
+		after   bool  // member 0 gives member 1 a token after the reload
+		newLim  int64
+		want    int64 // most the window may grant in all
+	}{
+		{"single server", 1, false, 3, 0, false, 10, 10},
+		{"single server below what was granted", 1, false, 30, 0, false, 10, 30},
+		{"strict", 2, true, 2, 0, false, 10, 10},
+		{"strict with a transfer before", 2, true, 2, 20, false, 10, 10},
+		{"strict with transfers before and after", 2, true, 2, 20, true, 10, 10},
+		{"strict, a member over its new share", 2, true, 7, 0, false, 10, 14},
+		{"shared", 2, false, 2, 0, false, 10, 2 * 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := make([]*Counter, tc.members)
+			for i := range cs {
+				c, err := NewCounter(key(100))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.members > 1 {
+					fc := FederationConfig{Strict: tc.strict, Members: tc.members, Rank: i, Fence: start.Add(-time.Hour)}
+					if err := c.EnableFederation(fc); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cs[i] = c
+			}
+			var total int64
+			take := func(c *Counter, now time.Time, n int) {
+				for i := 0; i < n; i++ {
+					d, err := c.TakeAt(now, "api", 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d.OK {
+						if d.Window != k {
+							t.Fatalf("granted in window %d, want %d", d.Window, k)
+						}
+						if d.Remaining < 0 {
+							t.Fatalf("go with %d remaining", d.Remaining)
+						}
+						total++
+					}
+				}
+			}
+			for _, c := range cs {
+				take(c, start.Add(100*time.Millisecond), int(tc.before))
+			}
+			if tc.give > 0 {
+				if got := cs[1].GiveAt(start, "api", k, tc.give); got != tc.give {
+					t.Fatalf("GiveAt=%d, want %d", got, tc.give)
+				}
+				cs[0].SetReceivedAt(start, "api", k, tc.give)
+			}
+			for _, c := range cs {
+				if err := c.Reconfigure(key(tc.newLim)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A transfer after the reload, made from the new shares.
+			if tc.after {
+				if got := cs[0].GiveAt(mid, "api", k, 1); got > 0 {
+					cs[1].SetReceivedAt(mid, "api", k, got)
+				}
+			}
+			for _, c := range cs {
+				take(c, mid, 200)
+			}
+			if total > tc.want {
+				t.Fatalf("window granted %d after lowering the limit to %d, want at most %d", total, tc.newLim, tc.want)
+			}
+			// The next window grants the new limit, no more, in all.
+			next := start.Add(w)
+			total = 0
+			for _, c := range cs {
+				for i := 0; i < 200; i++ {
+					if d, _ := c.TakeAt(next, "api", 1); d.OK {
+						total++
+					}
+				}
+			}
+			if want := tc.newLim * map[bool]int64{true: 1, false: int64(tc.members)}[tc.strict || tc.members == 1]; total != want {
+				t.Fatalf("next window granted %d, want %d", total, want)
+			}
+		})
+	}
+}
+
+// TestReceivedAfterLowering: once a key's limit is lowered, tokens received
+// for the windows under way no longer count in a strict budget (they may
+// have been given under the higher limit); tokens received for later
+// windows do.
+func TestReceivedAfterLowering(t *testing.T) {
+	const w = time.Second
+	const k = 1_800_000_000
+	start := time.Unix(0, k*int64(w))
+	c, err := NewCounter([]KeyConfig{{Name: "api", Limit: 100, Window: w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableFederation(FederationConfig{Strict: true, Members: 2, Rank: 0, Fence: start.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c.TakeAt(start, "api", 1)
+	if err := c.Reconfigure([]KeyConfig{{Name: "api", Limit: 10, Window: w}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		window int64
+		want   int64 // budget: share 5, plus 3 received unless ignored
+	}{
+		{k, 5}, {k + 1, 5}, {k + 2, 5}, {k + 3, 8},
+	}
+	for _, tc := range tests {
+		now := time.Unix(0, tc.window*int64(w))
+		c.SetReceivedAt(now, "api", tc.window, 3)
+		var got int64 = -1
+		for _, lc := range c.LocalAt(now) {
+			if lc.Name == "api" {
+				got = lc.Budget
+			}
+		}
+		if got != tc.want {
+			t.Errorf("window k+%d: budget %d, want %d", tc.window-k, got, tc.want)
+		}
+	}
+}

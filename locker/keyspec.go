@@ -17,8 +17,8 @@ func ParseKeySpec(spec string) (KeyConfig, error) {
 	if !ok {
 		return KeyConfig{}, fmt.Errorf("locker: key spec %q: want NAME=LIMIT/WINDOW, e.g. api=5/800ms", spec)
 	}
-	if err := ValidKeyName(name); err != nil {
-		return KeyConfig{}, fmt.Errorf("locker: key spec %q: %w", spec, unwrapPrefix(err))
+	if err := validKeyName(name); err != nil {
+		return KeyConfig{}, fmt.Errorf("locker: key spec %q: %w", spec, err)
 	}
 	limitText, windowText, ok := strings.Cut(rest, "/")
 	if !ok {
@@ -33,13 +33,8 @@ func ParseKeySpec(spec string) (KeyConfig, error) {
 		return KeyConfig{}, fmt.Errorf("locker: key spec %q: window %q is not a duration like 800ms or 1h", spec, windowText)
 	}
 	k := KeyConfig{Name: name, Limit: limit, Window: window}
-	if err := k.Validate(); err != nil {
-		return KeyConfig{}, fmt.Errorf("locker: key spec %q: %w", spec, unwrapPrefix(err))
+	if err := k.validate(); err != nil {
+		return KeyConfig{}, fmt.Errorf("locker: key spec %q: %w", spec, err)
 	}
 	return k, nil
-}
-
-// unwrapPrefix drops the package prefix of err's text, for nesting.
-func unwrapPrefix(err error) error {
-	return fmt.Errorf("%s", trimPrefix(err.Error(), "locker: "))
 }

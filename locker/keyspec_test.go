@@ -74,3 +74,32 @@ func FuzzParseKeySpec(f *testing.F) {
 		}
 	})
 }
+
+// TestKeyErrorText pins the whole text of key errors as users see them:
+// one package prefix, and the nested reason after the spec.
+func TestKeyErrorText(t *testing.T) {
+	tests := []struct {
+		name string
+		err  func() error
+		want string
+	}{
+		{"ParseKeySpec bad name", func() error { _, err := locker.ParseKeySpec("a b=5/1s"); return err },
+			`locker: key spec "a b=5/1s": key name "a b": character ' ' not allowed (use A-Za-z0-9_.:/-)`},
+		{"ParseKeySpec empty name", func() error { _, err := locker.ParseKeySpec("=5/1s"); return err },
+			`locker: key spec "=5/1s": empty key name`},
+		{"ParseKeySpec window", func() error { _, err := locker.ParseKeySpec("api=5/25h"); return err },
+			`locker: key spec "api=5/25h": key "api": window 25h0m0s out of range 1ms..24h0m0s`},
+		{"ValidKeyName", func() error { return locker.ValidKeyName("") }, `locker: empty key name`},
+		{"Validate limit", func() error { return locker.KeyConfig{Name: "api", Window: time.Second}.Validate() },
+			`locker: key "api": limit 0 out of range 1..1000000000`},
+		{"Validate name", func() error { return locker.KeyConfig{Name: "a b", Limit: 1, Window: time.Second}.Validate() },
+			`locker: key name "a b": character ' ' not allowed (use A-Za-z0-9_.:/-)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.err(); err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -207,7 +207,7 @@ type Stats struct {
 
 // KeyStat is a snapshot of one key of a server.
 type KeyStat struct {
-	KeyStats
+	KeyUsage
 	// Waiters is the number of wait requests held for the key.
 	Waiters int64
 }
@@ -217,7 +217,7 @@ func (s *Server) Stats() Stats {
 	snap := s.counter.SnapshotAt(s.now())
 	st := Stats{ID: s.cfg.ID, Keys: make([]KeyStat, len(snap))}
 	for i, k := range snap {
-		st.Keys[i].KeyStats = k
+		st.Keys[i].KeyUsage = k
 		if v, ok := s.waitCount.Load(k.Name); ok {
 			st.Keys[i].Waiters = v.(*atomic.Int64).Load()
 		}

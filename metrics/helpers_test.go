@@ -35,7 +35,7 @@ func (f *fakeStats) set(keys ...locker.KeyStat) {
 // keyStat builds a KeyStat.
 func keyStat(name string, limit int64, window time.Duration, granted, waiters int64) locker.KeyStat {
 	return locker.KeyStat{
-		KeyStats: locker.KeyStats{
+		KeyUsage: locker.KeyUsage{
 			KeyConfig: locker.KeyConfig{Name: name, Limit: limit, Window: window},
 			Granted:   granted,
 		},
