@@ -6,9 +6,10 @@
 //
 //	netnsclient ready -server EP -metrics HOST:PORT -peers N -timeout D
 //
-// waits until the server answers a ping, /readyz answers 200 and the
-// server's status counts at least N peers up; it prints "ready" and exits
-// 0, or exits 1 with the last reason when the timeout passes first.
+// waits until the server answers, /readyz answers 200 (when -metrics is
+// given) and the server's status counts at least N peers up (exactly N
+// with -exact); it prints "ready" and exits 0, or exits 1 with the last
+// reason when the timeout passes first.
 //
 //	netnsclient hammer -server EP -key NAME -workers N [-key ... -workers ...]
 //
@@ -91,6 +92,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	server := fs.String("server", "", "lockerd endpoint")
 	metricsAddr := fs.String("metrics", "", "ready: lockerd's metrics HOST:PORT")
 	peers := fs.Int("peers", 0, "ready: peers that must be up")
+	exact := fs.Bool("exact", false, "ready: exactly -peers peers up, no more")
 	timeout := fs.Duration("timeout", 10*time.Second, "ready: how long to wait; hammer: how long one request may wait for its answer")
 	var keys keyLoads
 	fs.Var(&keys, "key", "hammer: key to take from (repeatable)")
@@ -105,7 +107,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "ready":
-		err = ready(*server, *metricsAddr, *peers, *timeout)
+		err = ready(*server, *metricsAddr, *peers, *exact, *timeout)
 		if err == nil {
 			fmt.Fprintln(stdout, "ready")
 		}
@@ -127,7 +129,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // ready polls the server until it is ready or the timeout passes.
-func ready(server, metricsAddr string, peers int, timeout time.Duration) error {
+func ready(server, metricsAddr string, peers int, exact bool, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{server}, Timeout: 200 * time.Millisecond, Attempts: 1})
@@ -149,8 +151,8 @@ func ready(server, metricsAddr string, peers int, timeout time.Duration) error {
 		if err := json.Unmarshal(st.Raw, &doc); err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
-		if doc.Federation.PeersUp < peers {
-			return fmt.Errorf("%d peers up, want %d", doc.Federation.PeersUp, peers)
+		if up := doc.Federation.PeersUp; up < peers || exact && up != peers {
+			return fmt.Errorf("%d peers up, want %d", up, peers)
 		}
 		if metricsAddr == "" {
 			return nil
