@@ -103,7 +103,7 @@ var netnsFaults = []struct {
 		c.start(t, v, fmt.Sprintf("m%d-restarted", v))
 		// Requests in flight to the killed process are lost: its clients
 		// wait netnsTimeout for them before they send again.
-		return killed.Add(netnsTimeout + netnsSteady/2)
+		return killed.Add(netnsTimeout + netnsSteady)
 	}},
 }
 
