@@ -551,7 +551,7 @@ func runNetnsFault(t *testing.T, nw *netnsNet, bins netnsBins, mode string, port
 	faultEnd := time.Now()
 	c.awaitReady(t)
 	healed := time.Now()
-	loadUntil = later(loadUntil, healed.Add(netnsSteady))
+	loadUntil = netnsLater(loadUntil, healed.Add(netnsSteady))
 	time.Sleep(time.Until(loadUntil)) // load after the fault
 	reports := make([]netnsReport, len(hammers))
 	for i, h := range hammers {
@@ -569,7 +569,8 @@ func runNetnsFault(t *testing.T, nw *netnsNet, bins netnsBins, mode string, port
 	}
 }
 
-func later(a, b time.Time) time.Time {
+// netnsLater returns the later of a and b.
+func netnsLater(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
 	}
