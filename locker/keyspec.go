@@ -41,5 +41,5 @@ func ParseKeySpec(spec string) (KeyConfig, error) {
 
 // unwrapPrefix drops the package prefix of err's text, for nesting.
 func unwrapPrefix(err error) error {
-	return fmt.Errorf("%s", trimPrefix(err.Error(), "locker: "))
+	return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "locker: "))
 }

@@ -50,6 +50,15 @@ func TestParseRequest(t *testing.T) {
 		{body: "wait api 1 5 x", err: locker.ErrExtraArgs},
 		{body: "ping x", err: locker.ErrExtraArgs},
 		{body: "status now", err: locker.ErrExtraArgs},
+		// cancel KEY, and nothing more.
+		{body: "cancel api", verb: locker.VerbCancel, key: "api", n: 1, maxWait: -1},
+		{body: "cancel api\n", verb: locker.VerbCancel, key: "api", n: 1, maxWait: -1},
+		{body: "cancel", err: locker.ErrMissingKey},
+		{body: "cancel ", err: locker.ErrMalformed},
+		{body: "cancel a$b", err: locker.ErrBadKey},
+		{body: "cancel api 1", err: locker.ErrExtraArgs},
+		{body: "cancel api ", err: locker.ErrExtraArgs},
+		{body: "Cancel api", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
 	}
 	checkParseRequest(t, tests)
 }
@@ -139,7 +148,8 @@ func TestProtocolAllocatesNothing(t *testing.T) {
 }
 
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{"take api", "take api 5", "wait api 2 1500", "ping", "status", "let me go", "", "take  api", "wait a 1 99999999999999999999", "take api 1000000001\n"} {
+	for _, s := range []string{"take api", "take api 5", "wait api 2 1500", "ping", "status", "let me go", "", "take  api", "wait a 1 99999999999999999999", "take api 1000000001\n",
+		"cancel api", "cancel api 1", "cancel", "cancel "} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -151,7 +161,7 @@ func FuzzParseRequest(f *testing.F) {
 		// The verb is the first space-separated token, less a final
 		// line ending.
 		verb, _, _ := strings.Cut(strings.TrimRight(orig, "\r\n"), " ")
-		known := verb == "take" || verb == "wait" || verb == "ping" || verb == "status"
+		known := verb == "take" || verb == "wait" || verb == "ping" || verb == "status" || verb == "cancel"
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "locker: ") {
 				t.Fatalf("error without prefix: %v", err)
@@ -179,6 +189,11 @@ func FuzzParseRequest(f *testing.F) {
 			if r.MaxWait != -1 {
 				t.Fatalf("take %q with MaxWait %v", body, r.MaxWait)
 			}
+		case locker.VerbCancel:
+			if r.N != 1 || r.MaxWait != -1 || strings.TrimRight(orig, "\r\n") != "cancel "+string(r.Key) {
+				t.Fatalf("cancel %q parsed as %q N=%d MaxWait=%v", body, r.Key, r.N, r.MaxWait)
+			}
+			return
 		}
 		if err := locker.ValidKeyName(string(r.Key)); err != nil {
 			t.Fatalf("%q: accepted key %q: %v", body, r.Key, err)
@@ -206,7 +221,7 @@ func FuzzParseRequest(f *testing.F) {
 }
 
 func FuzzParseReply(f *testing.F) {
-	for _, s := range []string{"go 4 512 2244384793", "sorry 300 9", "go", "sorry", "error unknown key", "pong id", `{"id":"x"}`, "go 1 2 3 4"} {
+	for _, s := range []string{"go 4 512 2244384793", "sorry 300 9", "go", "sorry", "error unknown key", "pong id", `{"id":"x"}`, "go 1 2 3 4", "cancelled 1"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -230,6 +245,11 @@ func FuzzParseReply(f *testing.F) {
 		case locker.ReplyPong:
 			if !strings.HasPrefix(r.Body, "pong") {
 				t.Fatalf("%q: pong reply", body)
+			}
+			return
+		case locker.ReplyCancelled:
+			if r.Body != "cancelled "+r.Text {
+				t.Fatalf("%q: cancelled reply with text %q", body, r.Text)
 			}
 			return
 		case locker.ReplyStatus:
@@ -434,6 +454,10 @@ func TestParseReplyForms(t *testing.T) {
 		{body: "pong", kind: locker.ReplyPong},
 		{body: `{"id":"a","keys":[]}`, kind: locker.ReplyStatus, text: `{"id":"a","keys":[]}`},
 		{body: "error", kind: locker.ReplyError},
+		{body: "cancelled 1", kind: locker.ReplyCancelled, text: "1"},
+		{body: "cancelled 0", kind: locker.ReplyCancelled, text: "0"},
+		{body: "cancelled", bad: true},
+		{body: "cancelled x", bad: true},
 		{body: "sorry 5 -3", kind: locker.ReplySorry, full: true, d: locker.Decision{Reset: 5 * time.Millisecond, RetryAfter: 5 * time.Millisecond, Window: -3}},
 		{body: "sorry 31536000000 1", kind: locker.ReplySorry, full: true, d: locker.Decision{Reset: 365 * 24 * time.Hour, RetryAfter: 365 * 24 * time.Hour, Window: 1}},
 		{body: "go 1 2 3 and more", kind: locker.ReplyGo, full: true, d: locker.Decision{OK: true, Remaining: 1, Reset: 2 * time.Millisecond, Window: 3}},
@@ -469,7 +493,7 @@ func TestParseReplyForms(t *testing.T) {
 // to every verb, the legacy form and the error paths.
 func TestParseRequestAllocsEveryForm(t *testing.T) {
 	for _, s := range []string{"take api", "take api 5", "wait api 2 1500", "ping", "status", "let me go", "", "\xff\x00",
-		"take  api", "take api 0", "wait api 1 -5", "take " + strings.Repeat("k", 129), "ping x", "take api 99999999999999999999\r\n"} {
+		"cancel api", "cancel api 1", "take  api", "take api 0", "wait api 1 -5", "take " + strings.Repeat("k", 129), "ping x", "take api 99999999999999999999\r\n"} {
 		body := []byte(s)
 		if a := testing.AllocsPerRun(200, func() { locker.ParseRequest(body) }); a != 0 {
 			t.Errorf("ParseRequest(%q) allocates %v times", s, a)
