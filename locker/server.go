@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -32,6 +33,10 @@ const (
 	// MaxFrames is the most frames a request may have; a longer one is
 	// answered with an error carrying only the first frame as envelope.
 	MaxFrames = 32
+	// MaxHeldBytes bounds what a held wait keeps: the sizes of all the
+	// frames of a wait request (routing id, envelope and body) added up.
+	// A wait above it is answered at once with an error, never held.
+	MaxHeldBytes = 512
 	// pollInterval bounds how long the loop sleeps without looking at
 	// its context.
 	pollInterval = 50 * time.Millisecond
@@ -130,9 +135,15 @@ type Server struct {
 	waiters   map[string]*waitQueue
 	waitCount sync.Map // key name -> *atomic.Int64
 
-	sock   *zmq.Socket
-	buf    []byte
-	frames [][]byte // reused by recvFrames
+	sock    *zmq.Socket
+	buf     []byte
+	frames  [][]byte // reused by recvMessage
+	packBuf []byte   // a cancel's packed envelope
+	// recv receives one message; tests replace it to inject errors.
+	recv func(sock *zmq.Socket, frames [][]byte, withUser bool) ([][]byte, string, error)
+	// zapDomain is the CURVE domain whose allow list each request's
+	// User-Id is checked against; "" when requests are not checked.
+	zapDomain string
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -170,6 +181,7 @@ func NewServer(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		ready:   make(chan struct{}),
 		waiters: make(map[string]*waitQueue),
+		recv:    recvMessage,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -229,7 +241,9 @@ func (s *Server) Stats() Stats {
 // answers every held wait with sorry, closes the socket and returns
 // ErrServerClosed. It returns another error if the socket cannot be set
 // up, and at once if called a second time, even concurrently with the
-// first or after the first failed.
+// first or after the first failed. A socket error ends it too: the held
+// waits are answered with sorry, as at shutdown, and Run returns the
+// error.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("locker: server already ran")
@@ -245,9 +259,21 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	close(s.ready)
 	s.log.Info("serving", "endpoints", s.Endpoints(), "id", s.cfg.ID)
+	// Deferred, so that every way out of the loop, a panic included,
+	// answers the held waits before the socket closes.
+	defer s.drain()
+	err = s.loop(ctx)
+	if !errors.Is(err, ErrServerClosed) {
+		s.log.Error("server stopped", "err", err)
+	}
+	return err
+}
 
+// loop answers requests until ctx is done (ErrServerClosed) or the
+// socket fails.
+func (s *Server) loop(ctx context.Context) error {
 	poller := zmq.NewPoller()
-	poller.Add(sock, zmq.POLLIN)
+	poller.Add(s.sock, zmq.POLLIN)
 	for {
 		// Serve waiters before choosing how long to sleep: nextWake
 		// only looks ahead to the next window boundary, so a boundary
@@ -255,17 +281,15 @@ func (s *Server) Run(ctx context.Context) error {
 		// leave the queue heads unserved for a whole poll interval.
 		now := s.now()
 		s.serveWaiters(now)
-		timeout := s.nextWake(now)
-		if _, err := poller.Poll(timeout); err != nil && !isRetryable(err) {
+		if _, err := poller.Poll(s.nextWake(now)); err != nil && !isRetryable(err) {
 			return fmt.Errorf("locker: poll: %w", err)
 		}
 		if ctx.Err() != nil {
-			s.drain()
 			return ErrServerClosed
 		}
 		s.serveWaiters(s.now())
 		for i := 0; i < recvBatch; i++ {
-			msg, err := recvFrames(sock, s.frames)
+			msg, user, err := s.recv(s.sock, s.frames, s.zapDomain != "")
 			s.frames = msg
 			if err != nil {
 				if !isRetryable(err) {
@@ -273,7 +297,7 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 				break
 			}
-			s.handle(msg)
+			s.handle(msg, user)
 		}
 	}
 }
@@ -309,7 +333,7 @@ func LocalEndpoint(ep string) bool {
 
 func isRetryable(err error) bool {
 	switch zmq.AsErrno(err) {
-	case zmq.Errno(11), zmq.Errno(4): // EAGAIN, EINTR
+	case zmq.Errno(syscall.EAGAIN), zmq.Errno(syscall.EINTR):
 		return true
 	}
 	return false
@@ -337,6 +361,7 @@ func (s *Server) listen() (*zmq.Socket, error) {
 		if err := s.cfg.Security(sock); err != nil {
 			return nil, err
 		}
+		s.zapDomain = checkedDomain(sock)
 	}
 	var eps []string
 	for _, ep := range s.cfg.Endpoints {
@@ -373,9 +398,45 @@ func (s *Server) send(env [][]byte, body []byte) {
 	}
 }
 
+// sendPacked is send for an envelope kept by packFrames.
+func (s *Server) sendPacked(env []byte, body []byte) {
+	for f, rest, ok := nextFrame(env); ok; f, rest, ok = nextFrame(rest) {
+		if _, err := s.sock.SendBytes(f, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
+			s.log.Debug("send failed", "err", err)
+			return
+		}
+	}
+	if _, err := s.sock.SendBytes(body, zmq.DONTWAIT); err != nil {
+		s.log.Debug("send failed", "err", err)
+	}
+}
+
+// request is the request being handled, as its handler sees it.
+type request struct {
+	msg  [][]byte // every frame: msg[0] is the routing id, the last the body
+	env  [][]byte // every frame but the body
+	req  Request
+	user string // the client's CURVE key, when requests are checked
+	// start is when the server began deciding, for the Observer; zero
+	// when there is none.
+	start time.Time
+}
+
+// handlers answer the requests of each verb. Adding a verb adds a line
+// here and its handler.
+var handlers = [...]func(*Server, *request){
+	VerbLegacy: (*Server).handleTake,
+	VerbTake:   (*Server).handleTake,
+	VerbWait:   (*Server).handleWait,
+	VerbPing:   (*Server).handlePing,
+	VerbStatus: (*Server).handleStatus,
+	VerbCancel: (*Server).handleCancel,
+}
+
 // handle answers one request. msg[0] is the routing id added by ROUTER;
 // the last frame is the body and everything before it is the envelope.
-func (s *Server) handle(msg [][]byte) {
+// user is the User-Id ZeroMQ gave the message.
+func (s *Server) handle(msg [][]byte, user string) {
 	if len(msg) < 2 {
 		return
 	}
@@ -384,64 +445,120 @@ func (s *Server) handle(msg [][]byte) {
 		s.observe("", OutcomeError, time.Time{})
 		return
 	}
-	env, body := msg[:len(msg)-1], msg[len(msg)-1]
-	var start time.Time
+	r := request{msg: msg, env: msg[:len(msg)-1], user: user}
 	if s.cfg.Observer != nil {
-		start = time.Now()
+		r.start = time.Now()
 	}
-	req, err := ParseRequest(body)
+	var err error
+	r.req, err = ParseRequest(msg[len(msg)-1])
+	if err == nil && !s.userAllowed(user) {
+		err = errKeyNotAllowed
+	}
 	if err != nil {
-		s.reply(env, AppendError(s.buf[:0], err))
-		s.observe("", OutcomeError, start)
+		s.replyError(&r, "", err)
 		return
 	}
-	switch req.Verb {
-	case VerbPing:
-		s.reply(env, append(append(s.buf[:0], wordPong+" "...), s.cfg.ID...))
-		return
-	case VerbStatus:
-		s.reply(env, s.statusJSON())
+	handlers[r.req.Verb](s, &r)
+}
+
+var (
+	errTooManyFrames  = wireError(fmt.Sprintf("more than %d frames", MaxFrames))
+	errKeyNotAllowed  = wireError("client key not allowed")
+	errTooLargeToHold = wireError(fmt.Sprintf("request too large to hold: more than %d bytes of envelope and body", MaxHeldBytes))
+)
+
+func (s *Server) handlePing(r *request) {
+	s.reply(r.env, append(append(s.buf[:0], wordPong+" "...), s.cfg.ID...))
+}
+
+func (s *Server) handleStatus(r *request) { s.reply(r.env, s.statusJSON()) }
+
+// handleTake answers take and legacy requests.
+func (s *Server) handleTake(r *request) {
+	if cfg, d, _, ok := s.decide(r); ok {
+		s.replyDecision(r, cfg.Name, d)
+	}
+}
+
+// handleWait answers a wait at once, or holds it on its key's queue.
+func (s *Server) handleWait(r *request) {
+	if framesSize(r.msg) > MaxHeldBytes {
+		s.replyError(r, "", errTooLargeToHold)
 		return
 	}
+	cfg, d, now, ok := s.decide(r)
+	if !ok {
+		return
+	}
+	if !d.OK {
+		maxWait := s.cfg.MaxWait
+		if r.req.MaxWait >= 0 && r.req.MaxWait < maxWait {
+			maxWait = r.req.MaxWait
+		}
+		// The envelope is copied into one allocation: its frames are
+		// receive buffers that the request would otherwise keep.
+		w := waiter{env: packFrames(make([]byte, 0, packedLen(r.env)), r.env), user: r.user,
+			n: r.req.N, deadline: now.Add(maxWait)}
+		if maxWait > 0 && s.enqueue(cfg.Name, w) {
+			return // answered, and observed, by serveWaiters
+		}
+	}
+	s.replyDecision(r, cfg.Name, d)
+}
+
+// handleCancel withdraws the waits held on the key with the envelope of
+// the cancel; each is answered with sorry, then the cancel with their
+// number.
+func (s *Server) handleCancel(r *request) {
+	cfg, ok := s.counter.Key(string(r.req.Key))
+	if !ok {
+		s.replyError(r, "", wireError(fmt.Sprintf("unknown key %q", r.req.Key)))
+		return
+	}
+	n := 0
+	if q := s.waiters[cfg.Name]; q != nil && q.len() > 0 {
+		s.packBuf = packFrames(s.packBuf[:0], r.env)
+		n = s.cancel(cfg, q, s.packBuf, s.now())
+	}
+	s.reply(r.env, AppendCancelled(s.buf[:0], n))
+}
+
+// decide takes the request's tokens, unless waits are held on its key:
+// held waits are served first come, first served, so a take or a new
+// wait does not jump the queue. It answers the request itself, with an
+// error, and reports false when the request cannot be granted ever.
+func (s *Server) decide(r *request) (KeyConfig, Decision, time.Time, bool) {
 	now := s.now()
-	// Held waits are served first come, first served: a take or a new
-	// wait does not jump the queue, so nothing is taken while one is held.
-	q := s.waiters[string(req.Key)]
+	q := s.waiters[string(r.req.Key)]
 	queued := q != nil && q.len() > 0
-	cfg, d, err := s.counter.takeBytes(now, req.Key, req.N, !queued)
+	cfg, d, err := s.counter.takeBytes(now, r.req.Key, r.req.N, !queued)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
-		s.reply(env, AppendError(s.buf[:0], fmt.Errorf("unknown key %q", req.Key)))
-		s.observe("", OutcomeError, start)
-		return
+		s.replyError(r, "", wireError(fmt.Sprintf("unknown key %q", r.req.Key)))
+		return cfg, d, now, false
 	case err != nil:
-		s.reply(env, AppendError(s.buf[:0], fmt.Errorf("N %d above the limit %d of key %s", req.N, cfg.Limit, cfg.Name)))
-		s.observe(cfg.Name, OutcomeError, start)
-		return
+		s.replyError(r, cfg.Name, wireError(fmt.Sprintf("N %d above the limit %d of key %s", r.req.N, cfg.Limit, cfg.Name)))
+		return cfg, d, now, false
 	}
 	if queued {
 		d = sorryAt(now, cfg.Window)
 	}
-	if !d.OK && req.Verb == VerbWait {
-		maxWait := s.cfg.MaxWait
-		if req.MaxWait >= 0 && req.MaxWait < maxWait {
-			maxWait = req.MaxWait
-		}
-		// env aliases s.frames, which the next request reuses.
-		env = append([][]byte(nil), env...)
-		if maxWait > 0 && s.enqueue(cfg.Name, waiter{env: env, n: req.N, deadline: now.Add(maxWait)}) {
-			return // answered, and observed, by serveWaiters
-		}
-	}
-	s.reply(env, AppendDecision(s.buf[:0], d, req.Verb == VerbLegacy))
+	return cfg, d, now, true
+}
+
+func (s *Server) replyDecision(r *request, key string, d Decision) {
+	s.reply(r.env, AppendDecision(s.buf[:0], d, r.req.Verb == VerbLegacy))
 	out := OutcomeGo
 	if !d.OK {
 		out = OutcomeSorry
 	}
-	s.observe(cfg.Name, out, start)
+	s.observe(key, out, r.start)
 }
 
-var errTooManyFrames = fmt.Errorf("locker: more than %d frames", MaxFrames)
+func (s *Server) replyError(r *request, key string, err error) {
+	s.reply(r.env, AppendError(s.buf[:0], err))
+	s.observe(key, OutcomeError, r.start)
+}
 
 func (s *Server) reply(env [][]byte, body []byte) {
 	s.buf = body[:0]
