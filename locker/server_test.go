@@ -96,32 +96,6 @@ func TestWaitFIFO(t *testing.T) {
 	}
 }
 
-// TestWaitAnsweredAsWindowOpens measures, on the real clock, how soon
-// after its window opens a held wait is answered.
-func TestWaitAnsweredAsWindowOpens(t *testing.T) {
-	const w = 100 * time.Millisecond
-	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: w}}})
-	d := mustDealer(t, ep)
-	var worst time.Duration
-	for i := uint64(0); i < 5; i++ {
-		send(t, d, 2*i, "take api")
-		recv(t, d)
-		send(t, d, 2*i+1, "wait api 1 5000")
-		_, r := recv(t, d)
-		at := time.Now()
-		dec, err := locker.ParseReply([]byte(r))
-		if err != nil || dec.Kind != locker.ReplyGo {
-			t.Fatalf("wait: %q", r)
-		}
-		late := at.Sub(time.Unix(0, dec.Decision.Window*int64(w)))
-		worst = max(worst, late)
-		if late > 50*time.Millisecond {
-			t.Errorf("wait answered %v after its window opened", late)
-		}
-	}
-	t.Logf("worst lateness after a window opened: %v", worst)
-}
-
 func TestWaitBoundsAndQueue(t *testing.T) {
 	srv, ep := newTestServer(t, locker.Config{MaxWaiters: 2, Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}}})
 	d := mustDealer(t, ep)
