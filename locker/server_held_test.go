@@ -103,10 +103,12 @@ func TestCancelHeldWait(t *testing.T) {
 	if _, r := recv(t, a); !strings.HasPrefix(r, "go 0 ") {
 		t.Fatalf("take: %q", r)
 	}
-	send(t, a, 1, "wait api 1 60000")
-	send(t, b, 2, "wait api 1 60000")
-	send(t, a, 3, "wait api 1 60000")
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 3 })
+	// Each held before the next is sent: two connections are read in
+	// no set order.
+	for i, s := range []*zmq.Socket{a, b, a} {
+		send(t, s, uint64(i+1), "wait api 1 60000")
+		waitFor(t, func() bool { return waitersOf(srv, "api") == int64(i+1) })
+	}
 
 	send(t, b, 1, "cancel api") // b's id 1 holds nothing
 	if id, r := recv(t, b); id != 1 || r != "cancelled 0" {
