@@ -353,7 +353,7 @@ func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (KeyC
 // KeyStats is a snapshot of one key.
 type KeyStats struct {
 	KeyConfig
-	// Window is the index of the current window.
+	// WindowIndex is the index of the current window.
 	WindowIndex int64
 	// Granted is the number of tokens granted in the current window,
 	// including those granted by federated peers that this counter knows of.

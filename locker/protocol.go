@@ -326,48 +326,7 @@ func parseReply(body []byte) (Reply, error) {
 	word, rest, more := bytes.Cut(body, sp)
 	switch string(word) {
 	case wordGo, wordSorry:
-		ok := string(word) == wordGo
-		r := Reply{Kind: ReplySorry, Decision: Decision{OK: ok}}
-		if ok {
-			r.Kind = ReplyGo
-		}
-		if !more {
-			return r, nil
-		}
-		f := bytes.Split(rest, sp)
-		want := 2
-		if ok {
-			want = 3
-		}
-		// Fields are only ever appended: ignore any this version does
-		// not know.
-		if len(f) < want {
-			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
-		}
-		var v [3]int64
-		for i, b := range f[:want] {
-			n, err := strconv.ParseInt(string(b), 10, 64)
-			if err != nil {
-				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
-			}
-			// Milliseconds beyond a year would overflow a Duration and
-			// no window is that long: refuse rather than wrap.
-			if isMS := ok && i == 1 || !ok && i == 0; isMS && (n < 0 || n > maxMaxWaitMS) {
-				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
-			}
-			v[i] = n
-		}
-		r.Full = true
-		if ok {
-			r.Decision.Remaining = v[0]
-			r.Decision.Reset = time.Duration(v[1]) * time.Millisecond
-			r.Decision.Window = v[2]
-		} else {
-			r.Decision.RetryAfter = time.Duration(v[0]) * time.Millisecond
-			r.Decision.Reset = r.Decision.RetryAfter
-			r.Decision.Window = v[1]
-		}
-		return r, nil
+		return parseDecision(body, string(word) == wordGo, rest, more)
 	case wordError:
 		return Reply{Kind: ReplyError, Text: string(rest)}, nil
 	case wordPong:
@@ -379,4 +338,50 @@ func parseReply(body []byte) (Reply, error) {
 		return Reply{Kind: ReplyCancelled, Text: string(rest)}, nil
 	}
 	return Reply{}, fmt.Errorf("%w: %.64q", ErrBadReply, body)
+}
+
+// parseDecision parses a go (ok) or sorry reply whose fields, if any
+// (more), are rest.
+func parseDecision(body []byte, ok bool, rest []byte, more bool) (Reply, error) {
+	r := Reply{Kind: ReplySorry, Decision: Decision{OK: ok}}
+	if ok {
+		r.Kind = ReplyGo
+	}
+	if !more {
+		return r, nil
+	}
+	f := bytes.Split(rest, sp)
+	want := 2
+	if ok {
+		want = 3
+	}
+	// Fields are only ever appended: ignore any this version does
+	// not know.
+	if len(f) < want {
+		return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+	}
+	var v [3]int64
+	for i, b := range f[:want] {
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+		}
+		// Milliseconds beyond a year would overflow a Duration and
+		// no window is that long: refuse rather than wrap.
+		if isMS := ok && i == 1 || !ok && i == 0; isMS && (n < 0 || n > maxMaxWaitMS) {
+			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+		}
+		v[i] = n
+	}
+	r.Full = true
+	if ok {
+		r.Decision.Remaining = v[0]
+		r.Decision.Reset = time.Duration(v[1]) * time.Millisecond
+		r.Decision.Window = v[2]
+	} else {
+		r.Decision.RetryAfter = time.Duration(v[0]) * time.Millisecond
+		r.Decision.Reset = r.Decision.RetryAfter
+		r.Decision.Window = v[1]
+	}
+	return r, nil
 }

@@ -79,7 +79,7 @@ func (s *Server) serveWaiters(now time.Time) {
 		cfg, ok := s.counter.Key(key)
 		if !ok { // key removed by a reload
 			for q.len() > 0 {
-				s.answerWaitErr(key, q.pop(), fmt.Errorf("unknown key %q (removed by a reload)", key))
+				s.answerWaitErr(key, q.pop(), wireError(fmt.Sprintf("unknown key %q (removed by a reload)", key)))
 			}
 			delete(s.waiters, key)
 			continue
