@@ -179,35 +179,3 @@ func TestReloadRemovedKeyAnswersHeldWaits(t *testing.T) {
 		t.Fatalf("held wait on a removed key: %d %q", id, r)
 	}
 }
-
-// TestWaitAnsweredWhenItsWindowOpens holds a wait for a whole window's
-// tokens, window after window, on the server's clock: a nanosecond
-// before the next window opens the wait is still held (a status request
-// answered after the clock moved has seen it), and once the window opens
-// it is answered go in that window with nothing else sent to the server,
-// so the loop must wake by itself.
-func TestWaitAnsweredWhenItsWindowOpens(t *testing.T) {
-	const w = 200 * time.Millisecond
-	const k0 = 9_000_000_000
-	clock := &fakeClock{}
-	clock.Set(clock.window(k0, w).Add(50 * time.Millisecond))
-	_, ep := newTestServer(t, locker.Config{Now: clock.Now, Keys: []locker.KeyConfig{{Name: "api", Limit: 2, Window: w}}})
-	ctl := mustREQ(t, ep)
-	if r := roundTrip(t, ctl, "take api 2"); r != fmt.Sprintf("go 0 150 %d", k0) {
-		t.Fatalf("take api 2: %q", r)
-	}
-	d := mustDealer(t, ep)
-	for k := int64(k0 + 1); k <= k0+4; k++ {
-		id := uint64(k - k0)
-		send(t, d, id, "wait api 2 60000")
-		waitFor(t, func() bool { return wireWaiters(t, ctl, "api") == 1 })
-		clock.Set(clock.window(k, w).Add(-1))
-		if n := wireWaiters(t, ctl, "api"); n != 1 {
-			t.Fatalf("1ns before window %d opened: %d waits held, want 1", k, n)
-		}
-		clock.Set(clock.window(k, w))
-		if got, r := recv(t, d); got != id || r != fmt.Sprintf("go 0 200 %d", k) {
-			t.Fatalf("wait %d as window %d opened: %d %q, want go 0 200 %d", id, k, got, r, k)
-		}
-	}
-}
