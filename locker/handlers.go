@@ -69,7 +69,9 @@ func (s *Server) handle(msg [][]byte, user string) {
 		s.observe("", OutcomeError, time.Time{})
 		return
 	}
-	r := request{msg: msg, env: msg[:len(msg)-1], user: user}
+	// The request lives in the server, so handling one allocates nothing.
+	r := &s.cur
+	*r = request{msg: msg, env: msg[:len(msg)-1], user: user}
 	if s.cfg.Observer != nil {
 		r.start = time.Now()
 	}
@@ -79,16 +81,17 @@ func (s *Server) handle(msg [][]byte, user string) {
 		err = errKeyNotAllowed
 	}
 	if err != nil {
-		s.replyError(&r, "", err)
+		s.replyError(r, "", err)
 		return
 	}
-	handlers[r.req.Verb](s, &r)
+	handlers[r.req.Verb](s, r)
 }
 
+// Errors the server answers with.
 var (
-	errTooManyFrames  = wireError(fmt.Sprintf("more than %d frames", MaxFrames))
-	errKeyNotAllowed  = wireError("client key not allowed")
-	errTooLargeToHold = wireError(fmt.Sprintf("request too large to hold: more than %d bytes of envelope and body", MaxHeldBytes))
+	errTooManyFrames  error = wireError(fmt.Sprintf("more than %d frames", MaxFrames))
+	errKeyNotAllowed  error = wireError("client key not allowed")
+	errTooLargeToHold error = wireError(fmt.Sprintf("request too large to hold: more than %d bytes of envelope and body", MaxHeldBytes))
 )
 
 func (s *Server) handlePing(r *request) {

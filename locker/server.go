@@ -138,6 +138,7 @@ type Server struct {
 	buf     []byte
 	frames  [][]byte // reused by recvMessage
 	packBuf []byte   // a cancel's packed envelope
+	cur     request  // the request being handled
 	// recv receives one message; tests replace it to inject errors.
 	recv func(sock *zmq.Socket, frames [][]byte, withUser bool) ([][]byte, string, error)
 	// zapDomain is the CURVE domain whose allow list each request's
