@@ -273,6 +273,7 @@ func (c *Client) Take(ctx context.Context, key string, n int64) (Decision, error
 // WaitMax sends one wait request for n tokens of key that the server may
 // hold for up to max (capped by the server's own maximum): the decision is
 // go as soon as the tokens are granted, or sorry when max passes first.
+// If ctx ends first, the client asks the server to cancel the wait.
 func (c *Client) WaitMax(ctx context.Context, key string, n int64, max time.Duration) (Decision, error) {
 	if err := checkArgs(key, n); err != nil {
 		return Decision{}, err
@@ -284,7 +285,9 @@ func (c *Client) WaitMax(ctx context.Context, key string, n int64, max time.Dura
 }
 
 // Wait blocks until n tokens of key are granted, and returns the go
-// decision, or until ctx is done, and returns ctx.Err(). It holds wait
+// decision, or until ctx is done, and returns ctx.Err(); the client then
+// asks the server to cancel the wait it holds, so that its tokens go to
+// the next waiter. It holds wait
 // requests on the server, so it is answered as soon as a window opens; it
 // never polls. It returns a *ServerError at once for a request the server
 // refuses. While no server answers it keeps trying until ctx is done.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -109,7 +108,10 @@ type Config struct {
 	// status document. It must not block.
 	StatusExtra func() map[string]any
 	// Security, if not nil, is applied to the server socket before it
-	// binds (for example CURVE).
+	// binds (for example CURVE). When it is the Apply method of a
+	// CurveServer, the client key of every request is checked against
+	// that CurveServer's allow list as it is at that moment, so a key it
+	// no longer allows is refused on connections already open.
 	Security func(*zmq.Socket) error
 }
 
@@ -184,7 +186,7 @@ func NewServer(cfg Config) (*Server, error) {
 		recv:    recvMessage,
 	}
 	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
