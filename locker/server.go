@@ -141,6 +141,9 @@ type Server struct {
 	frames  [][]byte // reused by recvMessage
 	packBuf []byte   // a cancel's packed envelope
 	cur     request  // the request being handled
+	// poll bounds how long the loop sleeps: pollInterval, or what a
+	// test sets.
+	poll time.Duration
 	// recv receives one message; tests replace it to inject errors.
 	recv func(sock *zmq.Socket, frames [][]byte, withUser bool) ([][]byte, string, error)
 	// zapDomain is the CURVE domain whose allow list each request's
@@ -184,6 +187,7 @@ func NewServer(cfg Config) (*Server, error) {
 		ready:   make(chan struct{}),
 		waiters: make(map[string]*waitQueue),
 		recv:    recvMessage,
+		poll:    pollInterval,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

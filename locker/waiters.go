@@ -186,9 +186,9 @@ func (s *Server) replyPacked(env []byte, body []byte) {
 
 // nextWake returns how long the loop may sleep: until the next window
 // boundary of a key with waiters, or the earliest waiter deadline, and
-// never longer than pollInterval.
+// never longer than the poll interval.
 func (s *Server) nextWake(now time.Time) time.Duration {
-	wake := pollInterval
+	wake := s.poll
 	for key, q := range s.waiters {
 		if q.len() == 0 {
 			continue
