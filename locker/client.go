@@ -32,6 +32,9 @@ const (
 	// clientTick bounds how long the client's loop sleeps without looking
 	// at abandoned calls and Close.
 	clientTick = 100 * time.Millisecond
+	// cancelLinger is how long a closed socket may still try to send the
+	// cancels of the waits it held.
+	cancelLinger = 100 * time.Millisecond
 	// yieldBelow is the most answers in one turn after which the loop
 	// yields to the callers it answered before it sleeps.
 	yieldBelow = 4
@@ -116,6 +119,9 @@ type call struct {
 	deadline time.Time     // of the current attempt, set by the loop
 	reply    chan result   // buffered, 1
 	gone     atomic.Bool   // the caller stopped waiting
+	// cancel is the request that withdraws this one when it is a wait
+	// that may be held ("cancel KEY"), sent with the same id.
+	cancel []byte
 }
 
 type result struct {
@@ -237,6 +243,9 @@ func (c *Client) do(ctx context.Context, body []byte, hold time.Duration, attemp
 		return nil, err
 	}
 	cl := &call{id: c.nextID.Add(1), body: body, hold: hold, attempts: attempts, reply: make(chan result, 1)}
+	if r, err := ParseRequest(body); err == nil && r.Verb == VerbWait {
+		cl.cancel = append([]byte("cancel "), r.Key...)
+	}
 	c.submit(cl)
 	select {
 	case r := <-cl.reply:
@@ -264,6 +273,7 @@ func (c *Client) Take(ctx context.Context, key string, n int64) (Decision, error
 // WaitMax sends one wait request for n tokens of key that the server may
 // hold for up to max (capped by the server's own maximum): the decision is
 // go as soon as the tokens are granted, or sorry when max passes first.
+// If ctx ends first, the client asks the server to cancel the wait.
 func (c *Client) WaitMax(ctx context.Context, key string, n int64, max time.Duration) (Decision, error) {
 	if err := checkArgs(key, n); err != nil {
 		return Decision{}, err
@@ -275,7 +285,9 @@ func (c *Client) WaitMax(ctx context.Context, key string, n int64, max time.Dura
 }
 
 // Wait blocks until n tokens of key are granted, and returns the go
-// decision, or until ctx is done, and returns ctx.Err(). It holds wait
+// decision, or until ctx is done, and returns ctx.Err(); the client then
+// asks the server to cancel the wait it holds, so that its tokens go to
+// the next waiter. It holds wait
 // requests on the server, so it is answered as soon as a window opens; it
 // never polls. It returns a *ServerError at once for a request the server
 // refuses. While no server answers it keeps trying until ctx is done.
@@ -478,6 +490,7 @@ func (c *Client) loop(ready chan<- error) {
 			c.sleeping.Store(false)
 			select {
 			case <-c.done:
+				l.cancelWaits()
 				l.failAll(ErrClientClosed)
 				return
 			default:
@@ -506,6 +519,9 @@ func (c *Client) loop(ready chan<- error) {
 			}
 			reconnect = l.expire(time.Now())
 		}
+		// The waits are sent again on the new socket: withdraw them
+		// from the server of the old one, in case it still holds them.
+		l.cancelWaits()
 		p.unwatch()
 		l.sock.Close()
 		l.next = (l.next + 1) % len(c.cfg.Endpoints)
@@ -573,14 +589,35 @@ func (l *clientLoop) setup(s *zmq.Socket) error {
 
 func (l *clientLoop) send(cl *call, now time.Time, idb *[8]byte) {
 	cl.deadline = now.Add(cl.hold + l.c.cfg.Timeout)
-	binary.BigEndian.PutUint64(idb[:], cl.id)
+	l.sendBody(cl.id, cl.body, idb) // a lost one counts as a lost attempt when it times out
+}
+
+// sendBody sends [id, "", body].
+func (l *clientLoop) sendBody(id uint64, body []byte, idb *[8]byte) {
+	binary.BigEndian.PutUint64(idb[:], id)
 	if _, err := l.sock.SendBytes(idb[:], zmq.SNDMORE|zmq.DONTWAIT); err != nil {
-		return // counted as a lost attempt when it times out
+		return
 	}
 	if _, err := l.sock.SendBytes(nil, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
 		return
 	}
-	l.sock.SendBytes(cl.body, zmq.DONTWAIT)
+	l.sock.SendBytes(body, zmq.DONTWAIT)
+}
+
+// cancelWaits asks the server to withdraw every pending wait, before the
+// socket is closed, and lets the socket linger a little to send that.
+func (l *clientLoop) cancelWaits() {
+	var idb [8]byte
+	sent := false
+	for _, cl := range l.pending {
+		if cl.cancel != nil {
+			l.sendBody(cl.id, cl.cancel, &idb)
+			sent = true
+		}
+	}
+	if sent {
+		l.sock.SetLinger(cancelLinger)
+	}
 }
 
 // deliver hands a reply [id, "", body] to its call. It reports whether
@@ -603,9 +640,13 @@ func (l *clientLoop) deliver(msg [][]byte) bool {
 // reports whether one did, so the socket should be replaced.
 func (l *clientLoop) expire(now time.Time) bool {
 	timedOut := false
+	var idb [8]byte
 	for id, cl := range l.pending {
 		if cl.gone.Load() {
 			delete(l.pending, id)
+			if cl.cancel != nil { // a wait the server may hold
+				l.sendBody(id, cl.cancel, &idb)
+			}
 			continue
 		}
 		if now.Before(cl.deadline) {

@@ -215,7 +215,9 @@ func NewCurveServer(secret string, allowed []string) (*CurveServer, error) {
 // PublicKey returns the server's public key, which clients need.
 func (c *CurveServer) PublicKey() string { return c.public }
 
-// SetAllowed replaces the allow list. Connections already made stay.
+// SetAllowed replaces the allow list. Connections already made stay open,
+// but a Server whose socket c applied refuses every request from a key
+// that is no longer on the list, held waits included, with an error.
 func (c *CurveServer) SetAllowed(allowed []string) { zap.set(c.domain, allowed) }
 
 // Apply makes s a CURVE server; use it as Config.Security. It must be
@@ -327,6 +329,34 @@ func (z *zapHandler) unregister(domain string) {
 		<-z.done
 		z.running = false
 	}
+}
+
+// checkedDomain returns the ZAP domain of a CURVE server socket when this
+// package's handler authenticates it, so that the User-Id of each
+// request can be checked against the domain's current allow list; ""
+// otherwise.
+func checkedDomain(sock *zmq.Socket) string {
+	if m, err := sock.GetMechanism(); err != nil || m != zmq.CURVE {
+		return ""
+	}
+	domain, err := sock.GetZapDomain()
+	if err != nil {
+		return ""
+	}
+	zap.mu.Lock()
+	defer zap.mu.Unlock()
+	if _, ok := zap.domains[domain]; !ok {
+		return ""
+	}
+	return domain
+}
+
+// userAllowed reports whether a request with the User-Id user may be
+// served: always when requests are not checked, else when user is on the
+// allow list of the socket's domain now. The handler gives each
+// connection the client's public key as User-Id.
+func (s *Server) userAllowed(user string) bool {
+	return s.zapDomain == "" || zap.allowed(s.zapDomain, user)
 }
 
 func (z *zapHandler) allowed(domain, key string) bool {

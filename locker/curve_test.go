@@ -185,3 +185,53 @@ func TestCurveLeavesPlainSocketsAlone(t *testing.T) {
 		t.Fatalf("Ping()=%q, %v", id, err)
 	}
 }
+
+// TestCurveRevokedKeyRefused connects two allowed CURVE clients, one of
+// them with a wait held, then removes that one's key from the allow list:
+// its open connection is refused from then on, its held wait included,
+// while the other client is still served.
+func TestCurveRevokedKeyRefused(t *testing.T) {
+	serverKP, keptKP, revokedKP := mustKeyPair(t), mustKeyPair(t), mustKeyPair(t)
+	cs, err := locker.NewCurveServer(serverKP.Secret, []string{keptKP.Public, revokedKP.Public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ep := newTestServer(t, locker.Config{ID: "secure", Security: cs.Apply,
+		Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}, {Name: "free", Limit: 1000, Window: time.Hour}}})
+	t.Cleanup(cs.Close)
+	client := func(kp locker.CurveKeyPair) *locker.Client {
+		sec, err := locker.CurveClient(serverKP.Public, kp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Security: sec, Attempts: 1})
+	}
+	kept, revoked := client(keptKP), client(revokedKP)
+	if d, err := kept.Take(t.Context(), "api", 1); err != nil || !d.OK {
+		t.Fatalf("kept client: Take=%+v, %v", d, err)
+	}
+	if d, err := revoked.Take(t.Context(), "free", 1); err != nil || !d.OK {
+		t.Fatalf("client before revocation: Take=%+v, %v", d, err)
+	}
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := revoked.WaitMax(t.Context(), "api", 1, time.Hour)
+		waitErr <- err
+	}()
+	waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+
+	cs.SetAllowed([]string{keptKP.Public})
+	var se *locker.ServerError
+	if err := <-waitErr; !errors.As(err, &se) || se.Msg != "client key not allowed" {
+		t.Fatalf("held wait of a revoked key: %v, want error client key not allowed", err)
+	}
+	if d, err := revoked.Take(t.Context(), "free", 1); !errors.As(err, &se) || se.Msg != "client key not allowed" {
+		t.Fatalf("revoked key on its open connection: Take=%+v, %v; want error client key not allowed", d, err)
+	}
+	if _, err := revoked.Ping(t.Context()); !errors.As(err, &se) {
+		t.Fatalf("revoked key: Ping err=%v, want a server error", err)
+	}
+	if d, err := kept.Take(t.Context(), "free", 1); err != nil || !d.OK {
+		t.Fatalf("kept client after the revocation: Take=%+v, %v", d, err)
+	}
+}

@@ -20,6 +20,8 @@
 //
 //	take KEY [N]            -> go REMAINING RESET_MS WINDOW | sorry RETRY_MS WINDOW
 //	wait KEY [N] [MAX_MS]   -> the same, held until granted or MAX_MS passes
+//	cancel KEY              -> cancelled COUNT, withdrawing the waits held
+//	                           on KEY with the same envelope
 //	ping                    -> pong SERVER_ID
 //	status                  -> a JSON document
 //	anything else           -> go | sorry, as take default 1

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,9 +40,12 @@ const (
 	VerbPing
 	// VerbStatus is "status".
 	VerbStatus
+	// VerbCancel is "cancel KEY": it withdraws the waits held on KEY
+	// that were sent with the same envelope as the cancel.
+	VerbCancel
 )
 
-var verbNames = [...]string{"legacy", "take", "wait", "ping", "status"}
+var verbNames = [...]string{"legacy", "take", "wait", "ping", "status", "cancel"}
 
 // String returns the verb's name.
 func (v Verb) String() string {
@@ -62,15 +67,22 @@ type Request struct {
 	MaxWait time.Duration
 }
 
+// wireError is an error whose text, after the package prefix, is sent to
+// the client after "error ".
+type wireError string
+
+// Error returns the message with the package prefix.
+func (e wireError) Error() string { return "locker: " + string(e) }
+
 // Errors from ParseRequest. Their text, less the "locker: " prefix, is what
 // the server sends after "error ".
 var (
-	ErrMalformed  = errors.New("locker: malformed request: tokens must be separated by single spaces")
-	ErrMissingKey = errors.New("locker: missing key")
-	ErrBadKey     = errors.New("locker: bad key name: 1 to 128 characters of A-Za-z0-9_.:/-")
-	ErrBadN       = errors.New("locker: N must be a positive integer up to 1000000000")
-	ErrBadMaxWait = errors.New("locker: MAX_MS must be a non-negative integer")
-	ErrExtraArgs  = errors.New("locker: too many arguments")
+	ErrMalformed  error = wireError("malformed request: tokens must be separated by single spaces")
+	ErrMissingKey error = wireError("missing key")
+	ErrBadKey     error = wireError("bad key name: 1 to 128 characters of A-Za-z0-9_.:/-")
+	ErrBadN       error = wireError("N must be a positive integer up to 1000000000")
+	ErrBadMaxWait error = wireError("MAX_MS must be a non-negative integer")
+	ErrExtraArgs  error = wireError("too many arguments")
 )
 
 var legacyRequest = []byte(DefaultKey)
@@ -87,35 +99,42 @@ func ParseRequest(body []byte) (Request, error) {
 	for len(body) > 0 && (body[len(body)-1] == '\n' || body[len(body)-1] == '\r') {
 		body = body[:len(body)-1]
 	}
-	verb, rest, _ := bytes.Cut(body, sp)
-	r := Request{N: 1, MaxWait: -1}
-	switch string(verb) {
-	case "take":
-		r.Verb = VerbTake
-	case "wait":
-		r.Verb = VerbWait
-	case "ping":
-		r.Verb = VerbPing
-	case "status":
-		r.Verb = VerbStatus
-	default:
+	verb, rest, more := bytes.Cut(body, sp)
+	r := Request{Verb: lookupVerb(verb), N: 1, MaxWait: -1}
+	switch r.Verb {
+	case VerbLegacy:
 		return Request{Verb: VerbLegacy, Key: legacyRequest, N: 1, MaxWait: -1}, nil
-	}
-	if r.Verb == VerbPing || r.Verb == VerbStatus {
-		if len(body) != len(verb) {
+	case VerbPing, VerbStatus:
+		if more {
 			return r, ErrExtraArgs
 		}
 		return r, nil
 	}
-	if len(body) == len(verb) || len(rest) == 0 {
-		if len(body) != len(verb) {
-			return r, ErrMalformed // "take "
-		}
+	if !more {
 		return r, ErrMissingKey
 	}
-	var tok []byte
-	var more bool
-	tok, rest, more = bytes.Cut(rest, sp)
+	return parseArgs(r, rest)
+}
+
+func lookupVerb(verb []byte) Verb {
+	switch string(verb) {
+	case "take":
+		return VerbTake
+	case "wait":
+		return VerbWait
+	case "ping":
+		return VerbPing
+	case "status":
+		return VerbStatus
+	case "cancel":
+		return VerbCancel
+	}
+	return VerbLegacy
+}
+
+// parseArgs parses "KEY [N [MAX_MS]]" into r, as far as r.Verb allows.
+func parseArgs(r Request, rest []byte) (Request, error) {
+	tok, rest, more := bytes.Cut(rest, sp)
 	if len(tok) == 0 {
 		return r, ErrMalformed
 	}
@@ -125,6 +144,9 @@ func ParseRequest(body []byte) (Request, error) {
 	r.Key = tok
 	if !more {
 		return r, nil
+	}
+	if r.Verb == VerbCancel {
+		return r, ErrExtraArgs
 	}
 	tok, rest, more = bytes.Cut(rest, sp)
 	if len(tok) == 0 {
@@ -196,6 +218,8 @@ const (
 	wordSorry = "sorry"
 	wordError = "error"
 	wordPong  = "pong"
+	// wordCancelled answers a cancel: "cancelled COUNT".
+	wordCancelled = "cancelled"
 )
 
 // millis rounds d up to whole milliseconds, so that a client that waits
@@ -235,18 +259,21 @@ func AppendDecision(buf []byte, d Decision, bare bool) []byte {
 // AppendError appends "error MESSAGE" for err to buf, without the
 // package prefix of err's text.
 func AppendError(buf []byte, err error) []byte {
-	msg := err.Error()
-	msg = trimPrefix(msg, "locker: ")
 	buf = append(buf, wordError...)
 	buf = append(buf, ' ')
-	return append(buf, msg...)
+	var we wireError
+	if errors.As(err, &we) {
+		return append(buf, we...)
+	}
+	return append(buf, strings.TrimPrefix(err.Error(), "locker: ")...)
 }
 
-func trimPrefix(s, p string) string {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
+// AppendCancelled appends the reply to a cancel that withdrew n held
+// waits: "cancelled N".
+func AppendCancelled(buf []byte, n int) []byte {
+	buf = append(buf, wordCancelled...)
+	buf = append(buf, ' ')
+	return strconv.AppendInt(buf, int64(n), 10)
 }
 
 // ReplyKind is the kind of a reply.
@@ -259,6 +286,9 @@ const (
 	ReplyError
 	ReplyPong
 	ReplyStatus
+	// ReplyCancelled answers a cancel; Text is the number of held waits
+	// it withdrew.
+	ReplyCancelled
 )
 
 // Reply is a parsed reply.
@@ -296,52 +326,62 @@ func parseReply(body []byte) (Reply, error) {
 	word, rest, more := bytes.Cut(body, sp)
 	switch string(word) {
 	case wordGo, wordSorry:
-		ok := string(word) == wordGo
-		r := Reply{Kind: ReplySorry, Decision: Decision{OK: ok}}
-		if ok {
-			r.Kind = ReplyGo
-		}
-		if !more {
-			return r, nil
-		}
-		f := bytes.Split(rest, sp)
-		want := 2
-		if ok {
-			want = 3
-		}
-		// Fields are only ever appended: ignore any this version does
-		// not know.
-		if len(f) < want {
-			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
-		}
-		var v [3]int64
-		for i, b := range f[:want] {
-			n, err := strconv.ParseInt(string(b), 10, 64)
-			if err != nil {
-				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
-			}
-			// Milliseconds beyond a year would overflow a Duration and
-			// no window is that long: refuse rather than wrap.
-			if isMS := ok && i == 1 || !ok && i == 0; isMS && (n < 0 || n > maxMaxWaitMS) {
-				return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
-			}
-			v[i] = n
-		}
-		r.Full = true
-		if ok {
-			r.Decision.Remaining = v[0]
-			r.Decision.Reset = time.Duration(v[1]) * time.Millisecond
-			r.Decision.Window = v[2]
-		} else {
-			r.Decision.RetryAfter = time.Duration(v[0]) * time.Millisecond
-			r.Decision.Reset = r.Decision.RetryAfter
-			r.Decision.Window = v[1]
-		}
-		return r, nil
+		return parseDecision(body, string(word) == wordGo, rest, more)
 	case wordError:
 		return Reply{Kind: ReplyError, Text: string(rest)}, nil
 	case wordPong:
 		return Reply{Kind: ReplyPong, Text: string(rest)}, nil
+	case wordCancelled:
+		if _, ok := parseUint(rest, math.MaxInt32); !ok || !more {
+			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+		}
+		return Reply{Kind: ReplyCancelled, Text: string(rest)}, nil
 	}
 	return Reply{}, fmt.Errorf("%w: %.64q", ErrBadReply, body)
+}
+
+// parseDecision parses a go (ok) or sorry reply whose fields, if any
+// (more), are rest.
+func parseDecision(body []byte, ok bool, rest []byte, more bool) (Reply, error) {
+	r := Reply{Kind: ReplySorry, Decision: Decision{OK: ok}}
+	if ok {
+		r.Kind = ReplyGo
+	}
+	if !more {
+		return r, nil
+	}
+	f := bytes.Split(rest, sp)
+	want := 2
+	if ok {
+		want = 3
+	}
+	// Fields are only ever appended: ignore any this version does
+	// not know.
+	if len(f) < want {
+		return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+	}
+	var v [3]int64
+	for i, b := range f[:want] {
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+		}
+		// Milliseconds beyond a year would overflow a Duration and
+		// no window is that long: refuse rather than wrap.
+		if isMS := ok && i == 1 || !ok && i == 0; isMS && (n < 0 || n > maxMaxWaitMS) {
+			return Reply{}, fmt.Errorf("%w: %q", ErrBadReply, body)
+		}
+		v[i] = n
+	}
+	r.Full = true
+	if ok {
+		r.Decision.Remaining = v[0]
+		r.Decision.Reset = time.Duration(v[1]) * time.Millisecond
+		r.Decision.Window = v[2]
+	} else {
+		r.Decision.RetryAfter = time.Duration(v[0]) * time.Millisecond
+		r.Decision.Reset = r.Decision.RetryAfter
+		r.Decision.Window = v[1]
+	}
+	return r, nil
 }

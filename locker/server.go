@@ -2,15 +2,14 @@ package locker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -32,6 +31,10 @@ const (
 	// MaxFrames is the most frames a request may have; a longer one is
 	// answered with an error carrying only the first frame as envelope.
 	MaxFrames = 32
+	// MaxHeldBytes bounds what a held wait keeps: the sizes of all the
+	// frames of a wait request (routing id, envelope and body) added up.
+	// A wait above it is answered at once with an error, never held.
+	MaxHeldBytes = 512
 	// pollInterval bounds how long the loop sleeps without looking at
 	// its context.
 	pollInterval = 50 * time.Millisecond
@@ -105,7 +108,10 @@ type Config struct {
 	// status document. It must not block.
 	StatusExtra func() map[string]any
 	// Security, if not nil, is applied to the server socket before it
-	// binds (for example CURVE).
+	// binds (for example CURVE). When it is the Apply method of a
+	// CurveServer, the client key of every request is checked against
+	// that CurveServer's allow list as it is at that moment, so a key it
+	// no longer allows is refused on connections already open.
 	Security func(*zmq.Socket) error
 }
 
@@ -130,9 +136,19 @@ type Server struct {
 	waiters   map[string]*waitQueue
 	waitCount sync.Map // key name -> *atomic.Int64
 
-	sock   *zmq.Socket
-	buf    []byte
-	frames [][]byte // reused by recvFrames
+	sock    *zmq.Socket
+	buf     []byte
+	frames  [][]byte // reused by recvMessage
+	packBuf []byte   // a cancel's packed envelope
+	cur     request  // the request being handled
+	// poll bounds how long the loop sleeps: pollInterval, or what a
+	// test sets.
+	poll time.Duration
+	// recv receives one message; tests replace it to inject errors.
+	recv func(sock *zmq.Socket, frames [][]byte, withUser bool) ([][]byte, string, error)
+	// zapDomain is the CURVE domain whose allow list each request's
+	// User-Id is checked against; "" when requests are not checked.
+	zapDomain string
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -170,9 +186,11 @@ func NewServer(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		ready:   make(chan struct{}),
 		waiters: make(map[string]*waitQueue),
+		recv:    recvMessage,
+		poll:    pollInterval,
 	}
 	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -199,37 +217,13 @@ func (s *Server) Endpoints() []string {
 	return append([]string(nil), s.endpoints...)
 }
 
-// Stats is a snapshot of a server.
-type Stats struct {
-	ID   string
-	Keys []KeyStat
-}
-
-// KeyStat is a snapshot of one key of a server.
-type KeyStat struct {
-	KeyUsage
-	// Waiters is the number of wait requests held for the key.
-	Waiters int64
-}
-
-// Stats returns a snapshot of every key.
-func (s *Server) Stats() Stats {
-	snap := s.counter.SnapshotAt(s.now())
-	st := Stats{ID: s.cfg.ID, Keys: make([]KeyStat, len(snap))}
-	for i, k := range snap {
-		st.Keys[i].KeyUsage = k
-		if v, ok := s.waitCount.Load(k.Name); ok {
-			st.Keys[i].Waiters = v.(*atomic.Int64).Load()
-		}
-	}
-	return st
-}
-
 // Run binds the endpoints and answers requests until ctx is done. Then it
 // answers every held wait with sorry, closes the socket and returns
 // ErrServerClosed. It returns another error if the socket cannot be set
 // up, and at once if called a second time, even concurrently with the
-// first or after the first failed.
+// first or after the first failed. A socket error ends it too: the held
+// waits are answered with sorry, as at shutdown, and Run returns the
+// error.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("locker: server already ran")
@@ -245,9 +239,21 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	close(s.ready)
 	s.log.Info("serving", "endpoints", s.Endpoints(), "id", s.cfg.ID)
+	// Deferred, so that every way out of the loop, a panic included,
+	// answers the held waits before the socket closes.
+	defer s.drain()
+	err = s.loop(ctx)
+	if !errors.Is(err, ErrServerClosed) {
+		s.log.Error("server stopped", "err", err)
+	}
+	return err
+}
 
+// loop answers requests until ctx is done (ErrServerClosed) or the
+// socket fails.
+func (s *Server) loop(ctx context.Context) error {
 	poller := zmq.NewPoller()
-	poller.Add(sock, zmq.POLLIN)
+	poller.Add(s.sock, zmq.POLLIN)
 	for {
 		// Serve waiters before choosing how long to sleep: nextWake
 		// only looks ahead to the next window boundary, so a boundary
@@ -255,17 +261,15 @@ func (s *Server) Run(ctx context.Context) error {
 		// leave the queue heads unserved for a whole poll interval.
 		now := s.now()
 		s.serveWaiters(now)
-		timeout := s.nextWake(now)
-		if _, err := poller.Poll(timeout); err != nil && !isRetryable(err) {
+		if _, err := poller.Poll(s.nextWake(now)); err != nil && !isRetryable(err) {
 			return fmt.Errorf("locker: poll: %w", err)
 		}
 		if ctx.Err() != nil {
-			s.drain()
 			return ErrServerClosed
 		}
 		s.serveWaiters(s.now())
 		for i := 0; i < recvBatch; i++ {
-			msg, err := recvFrames(sock, s.frames)
+			msg, user, err := s.recv(s.sock, s.frames, s.zapDomain != "")
 			s.frames = msg
 			if err != nil {
 				if !isRetryable(err) {
@@ -273,7 +277,7 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 				break
 			}
-			s.handle(msg)
+			s.handle(msg, user)
 		}
 	}
 }
@@ -309,7 +313,7 @@ func LocalEndpoint(ep string) bool {
 
 func isRetryable(err error) bool {
 	switch zmq.AsErrno(err) {
-	case zmq.Errno(11), zmq.Errno(4): // EAGAIN, EINTR
+	case zmq.Errno(syscall.EAGAIN), zmq.Errno(syscall.EINTR):
 		return true
 	}
 	return false
@@ -337,6 +341,7 @@ func (s *Server) listen() (*zmq.Socket, error) {
 		if err := s.cfg.Security(sock); err != nil {
 			return nil, err
 		}
+		s.zapDomain = checkedDomain(sock)
 	}
 	var eps []string
 	for _, ep := range s.cfg.Endpoints {
@@ -357,136 +362,4 @@ func (s *Server) listen() (*zmq.Socket, error) {
 	s.mu.Unlock()
 	ok = true
 	return sock, nil
-}
-
-// send writes a reply with the envelope env. Errors are not fatal: a
-// client that went away simply does not get its reply.
-func (s *Server) send(env [][]byte, body []byte) {
-	for _, f := range env {
-		if _, err := s.sock.SendBytes(f, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
-			s.log.Debug("send failed", "err", err)
-			return
-		}
-	}
-	if _, err := s.sock.SendBytes(body, zmq.DONTWAIT); err != nil {
-		s.log.Debug("send failed", "err", err)
-	}
-}
-
-// handle answers one request. msg[0] is the routing id added by ROUTER;
-// the last frame is the body and everything before it is the envelope.
-func (s *Server) handle(msg [][]byte) {
-	if len(msg) < 2 {
-		return
-	}
-	if len(msg)-1 > MaxFrames { // the routing id is ROUTER's, not the client's
-		s.send(msg[:1], AppendError(s.buf[:0], errTooManyFrames))
-		s.observe("", OutcomeError, time.Time{})
-		return
-	}
-	env, body := msg[:len(msg)-1], msg[len(msg)-1]
-	var start time.Time
-	if s.cfg.Observer != nil {
-		start = time.Now()
-	}
-	req, err := ParseRequest(body)
-	if err != nil {
-		s.reply(env, AppendError(s.buf[:0], err))
-		s.observe("", OutcomeError, start)
-		return
-	}
-	switch req.Verb {
-	case VerbPing:
-		s.reply(env, append(append(s.buf[:0], wordPong+" "...), s.cfg.ID...))
-		return
-	case VerbStatus:
-		s.reply(env, s.statusJSON())
-		return
-	}
-	now := s.now()
-	// Held waits are served first come, first served: a take or a new
-	// wait does not jump the queue, so nothing is taken while one is held.
-	q := s.waiters[string(req.Key)]
-	queued := q != nil && q.len() > 0
-	cfg, d, err := s.counter.takeBytes(now, req.Key, req.N, !queued)
-	switch {
-	case errors.Is(err, ErrUnknownKey):
-		s.reply(env, AppendError(s.buf[:0], fmt.Errorf("unknown key %q", req.Key)))
-		s.observe("", OutcomeError, start)
-		return
-	case err != nil:
-		s.reply(env, AppendError(s.buf[:0], fmt.Errorf("N %d above the limit %d of key %s", req.N, cfg.Limit, cfg.Name)))
-		s.observe(cfg.Name, OutcomeError, start)
-		return
-	}
-	if queued {
-		d = sorryAt(now, cfg.Window)
-	}
-	if !d.OK && req.Verb == VerbWait {
-		maxWait := s.cfg.MaxWait
-		if req.MaxWait >= 0 && req.MaxWait < maxWait {
-			maxWait = req.MaxWait
-		}
-		// env aliases s.frames, which the next request reuses.
-		env = append([][]byte(nil), env...)
-		if maxWait > 0 && s.enqueue(cfg.Name, waiter{env: env, n: req.N, deadline: now.Add(maxWait)}) {
-			return // answered, and observed, by serveWaiters
-		}
-	}
-	s.reply(env, AppendDecision(s.buf[:0], d, req.Verb == VerbLegacy))
-	out := OutcomeGo
-	if !d.OK {
-		out = OutcomeSorry
-	}
-	s.observe(cfg.Name, out, start)
-}
-
-var errTooManyFrames = fmt.Errorf("locker: more than %d frames", MaxFrames)
-
-func (s *Server) reply(env [][]byte, body []byte) {
-	s.buf = body[:0]
-	s.send(env, body)
-}
-
-func (s *Server) observe(key string, o Outcome, start time.Time) {
-	if s.cfg.Observer == nil {
-		return
-	}
-	var el time.Duration
-	if !start.IsZero() {
-		el = time.Since(start)
-	}
-	s.cfg.Observer.ObserveRequest(key, o, el)
-}
-
-type statusKey struct {
-	Name     string `json:"name"`
-	Limit    int64  `json:"limit"`
-	WindowMS int64  `json:"window_ms"`
-	Window   int64  `json:"window"`
-	Granted  int64  `json:"granted"`
-	Waiters  int64  `json:"waiters"`
-}
-
-func (s *Server) statusJSON() []byte {
-	st := s.Stats()
-	doc := map[string]any{"id": st.ID, "protocol": ProtocolVersion}
-	keys := make([]statusKey, len(st.Keys))
-	for i, k := range st.Keys {
-		keys[i] = statusKey{Name: k.Name, Limit: k.Limit, WindowMS: k.KeyConfig.Window.Milliseconds(),
-			Window: k.WindowIndex, Granted: k.Granted, Waiters: k.Waiters}
-	}
-	doc["keys"] = keys
-	if s.cfg.StatusExtra != nil {
-		for k, v := range s.cfg.StatusExtra() {
-			if _, taken := doc[k]; !taken {
-				doc[k] = v
-			}
-		}
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return AppendError(nil, err)
-	}
-	return b
 }

@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"bytes"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -8,7 +9,11 @@ import (
 
 // waiter is a held wait request.
 type waiter struct {
-	env      [][]byte
+	// env is the request's envelope, routing id first, in one
+	// allocation made by packFrames.
+	env []byte
+	// user is the client's CURVE key, when requests are checked.
+	user     string
 	n        int64
 	deadline time.Time
 }
@@ -74,13 +79,17 @@ func (s *Server) serveWaiters(now time.Time) {
 		cfg, ok := s.counter.Key(key)
 		if !ok { // key removed by a reload
 			for q.len() > 0 {
-				s.answerWaitErr(key, q.pop(), fmt.Errorf("unknown key %q (removed by a reload)", key))
+				s.answerWaitErr(key, q.pop(), wireError(fmt.Sprintf("unknown key %q (removed by a reload)", key)))
 			}
 			delete(s.waiters, key)
 			continue
 		}
 		for q.len() > 0 {
 			w := &q.items[q.head]
+			if !s.userAllowed(w.user) { // its key was revoked while it was held
+				s.answerWaitErr(key, q.pop(), errKeyNotAllowed)
+				continue
+			}
 			// Grant before looking at the deadline: a waiter whose
 			// tokens came at its last moment gets them.
 			d, err := s.counter.TakeAt(now, key, w.n)
@@ -107,21 +116,46 @@ func (s *Server) serveWaiters(now time.Time) {
 // expire answers the waiters behind the head whose deadline has passed,
 // keeping the others in order.
 func (s *Server) expire(key string, q *waitQueue, now time.Time, window time.Duration) {
-	keep := q.items[:q.head]
+	q.filter(func(w waiter) bool {
+		if now.Before(w.deadline) {
+			return true
+		}
+		s.answerWait(key, w, sorryAt(now, window))
+		return false
+	})
+}
+
+// cancel withdraws the waiters of cfg's queue q whose envelope is env,
+// answering each with sorry, and returns their number.
+func (s *Server) cancel(cfg KeyConfig, q *waitQueue, env []byte, now time.Time) int {
+	n := 0
+	q.filter(func(w waiter) bool {
+		if !bytes.Equal(w.env, env) {
+			return true
+		}
+		s.answerWait(cfg.Name, w, sorryAt(now, cfg.Window))
+		n++
+		return false
+	})
+	return n
+}
+
+// filter keeps, in order, the waiters for which keep reports true.
+func (q *waitQueue) filter(keep func(waiter) bool) {
+	kept := q.items[:q.head]
 	var min time.Time
 	for _, w := range q.items[q.head:] {
-		if !now.Before(w.deadline) {
-			s.answerWait(key, w, sorryAt(now, window))
+		if !keep(w) {
 			q.count.Add(-1)
 			continue
 		}
-		if len(keep) == q.head || w.deadline.Before(min) {
+		if len(kept) == q.head || w.deadline.Before(min) {
 			min = w.deadline
 		}
-		keep = append(keep, w)
+		kept = append(kept, w)
 	}
-	clear(q.items[len(keep):])
-	q.items = keep
+	clear(q.items[len(kept):])
+	q.items = kept
 	q.minDeadline = min
 }
 
@@ -132,7 +166,7 @@ func sorryAt(now time.Time, window time.Duration) Decision {
 }
 
 func (s *Server) answerWait(key string, w waiter, d Decision) {
-	s.reply(w.env, AppendDecision(s.buf[:0], d, false))
+	s.replyPacked(w.env, AppendDecision(s.buf[:0], d, false))
 	out := OutcomeGo
 	if !d.OK {
 		out = OutcomeSorry
@@ -141,15 +175,20 @@ func (s *Server) answerWait(key string, w waiter, d Decision) {
 }
 
 func (s *Server) answerWaitErr(key string, w waiter, err error) {
-	s.reply(w.env, AppendError(s.buf[:0], err))
+	s.replyPacked(w.env, AppendError(s.buf[:0], err))
 	s.observe(key, OutcomeError, time.Time{})
+}
+
+func (s *Server) replyPacked(env []byte, body []byte) {
+	s.buf = body[:0]
+	s.sendPacked(env, body)
 }
 
 // nextWake returns how long the loop may sleep: until the next window
 // boundary of a key with waiters, or the earliest waiter deadline, and
-// never longer than pollInterval.
+// never longer than the poll interval.
 func (s *Server) nextWake(now time.Time) time.Duration {
-	wake := pollInterval
+	wake := s.poll
 	for key, q := range s.waiters {
 		if q.len() == 0 {
 			continue

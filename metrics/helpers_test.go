@@ -17,24 +17,24 @@ import (
 // fakeStats is a StatsSource whose snapshot the test sets.
 type fakeStats struct {
 	mu sync.Mutex
-	st locker.Stats
+	st locker.ServerStats
 }
 
-func (f *fakeStats) Stats() locker.Stats {
+func (f *fakeStats) Stats() locker.ServerStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.st
 }
 
-func (f *fakeStats) set(keys ...locker.KeyStat) {
+func (f *fakeStats) set(keys ...locker.ServerKeyStats) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.st = locker.Stats{ID: "test", Keys: keys}
+	f.st = locker.ServerStats{ID: "test", Keys: keys}
 }
 
 // keyStat builds a KeyStat.
-func keyStat(name string, limit int64, window time.Duration, granted, waiters int64) locker.KeyStat {
-	return locker.KeyStat{
+func keyStat(name string, limit int64, window time.Duration, granted, waiters int64) locker.ServerKeyStats {
+	return locker.ServerKeyStats{
 		KeyUsage: locker.KeyUsage{
 			KeyConfig: locker.KeyConfig{Name: name, Limit: limit, Window: window},
 			Granted:   granted,

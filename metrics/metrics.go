@@ -43,7 +43,7 @@ var DurationBuckets = []float64{
 // satisfies it. Stats is called on every scrape, from the scraping
 // goroutine.
 type StatsSource interface {
-	Stats() locker.Stats
+	Stats() locker.ServerStats
 }
 
 var _ StatsSource = (*locker.Server)(nil)
@@ -203,7 +203,7 @@ func (m *Metrics) ObserveRequest(key string, outcome locker.Outcome, elapsed tim
 }
 
 // addKeys adds the counters of every key of st.
-func (m *Metrics) addKeys(st locker.Stats) {
+func (m *Metrics) addKeys(st locker.ServerStats) {
 	keys := *m.keys.Load()
 	for _, k := range st.Keys {
 		if _, ok := keys[k.Name]; !ok {

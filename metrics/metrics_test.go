@@ -98,7 +98,7 @@ lockerd_requests_total{decision="sorry",key="api"} 0
 			m, reg := mustMetrics(t, testBuild)
 			if tc.keys != nil {
 				var src fakeStats
-				var ks []locker.KeyStat
+				var ks []locker.ServerKeyStats
 				for _, k := range tc.keys {
 					ks = append(ks, keyStat(k, 1, time.Second, 0, 0))
 				}
@@ -358,7 +358,7 @@ func BenchmarkObserveRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	var src fakeStats
-	var ks []locker.KeyStat
+	var ks []locker.ServerKeyStats
 	keys := []string{"a", "b", "c", "d", "default"}
 	for _, k := range keys {
 		ks = append(ks, keyStat(k, 10, time.Second, 0, 0))
