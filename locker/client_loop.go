@@ -1,0 +1,234 @@
+package locker
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// loop owns the DEALER socket and waits on it and on the wakeup.
+func (c *Client) loop(ready chan<- error) {
+	p, err := newLoopPoller(c.wk)
+	if err != nil {
+		ready <- err
+		return
+	}
+	defer p.close()
+	l := &clientLoop{c: c, pending: make(map[uint64]*call)}
+	if err := l.connect(); err != nil {
+		ready <- err
+		return
+	}
+	defer func() {
+		p.unwatch()
+		l.sock.Close()
+	}()
+	if err := p.watch(l.sock); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+
+	var idb [8]byte
+	var spare []*call // the incoming slice handed back for reuse
+	for {
+		reconnect := false
+		delivered := 0
+		for !reconnect {
+			if delivered > 0 && delivered <= yieldBelow && c.noIncoming() {
+				// About to sleep with a few callers just answered: let
+				// them run on this thread first, instead of leaving them
+				// to another thread while this one sleeps in a system
+				// call. Their next requests then find the loop awake,
+				// with no wake-up to pay. With many callers the loop is
+				// better off sending their requests in batches.
+				runtime.Gosched()
+			}
+			c.sleeping.Store(true)
+			if c.noIncoming() {
+				p.wait(l.timeout())
+			}
+			c.sleeping.Store(false)
+			select {
+			case <-c.done:
+				l.failAll(ErrClientClosed)
+				return
+			default:
+			}
+			c.mu.Lock()
+			in := c.incoming
+			c.incoming = spare[:0]
+			c.mu.Unlock()
+			now := time.Now()
+			for i, cl := range in {
+				l.pending[cl.id] = cl
+				l.send(cl, now, &idb)
+				in[i] = nil
+			}
+			spare = in
+			delivered = 0
+			for i := 0; i < recvBatch; i++ {
+				msg, err := recvFrames(l.sock, l.frames)
+				l.frames = msg
+				if err != nil {
+					break
+				}
+				if l.deliver(msg) {
+					delivered++
+				}
+			}
+			reconnect = l.expire(time.Now())
+		}
+		p.unwatch()
+		l.sock.Close()
+		l.next = (l.next + 1) % len(c.cfg.Endpoints)
+		if err := l.connect(); err != nil {
+			c.log.Error("client reconnect", "err", err)
+			l.failAll(err)
+			// Keep a socket so the loop can go on; try again later.
+			for l.connect() != nil {
+				select {
+				case <-c.done:
+					return
+				case <-time.After(clientTick):
+				}
+			}
+		}
+		if err := p.watch(l.sock); err != nil {
+			// Without the watch the loop still runs, on its tick.
+			c.log.Error("client watch", "err", err)
+		}
+		now := time.Now()
+		for _, cl := range l.pending {
+			l.send(cl, now, &idb)
+		}
+	}
+}
+
+// clientLoop is the state owned by the client's loop goroutine.
+type clientLoop struct {
+	c       *Client
+	sock    *zmq.Socket
+	next    int // index of the endpoint to use
+	pending map[uint64]*call
+	frames  [][]byte // reused by recvFrames
+}
+
+func (l *clientLoop) connect() error {
+	s, err := zmq.NewSocket(zmq.DEALER)
+	if err != nil {
+		return fmt.Errorf("locker: socket: %w", err)
+	}
+	if err := l.setup(s); err != nil {
+		s.SetLinger(0)
+		s.Close()
+		return err
+	}
+	l.sock = s
+	return nil
+}
+
+func (l *clientLoop) setup(s *zmq.Socket) error {
+	if err := s.SetLinger(0); err != nil {
+		return err
+	}
+	if l.c.cfg.Security != nil {
+		if err := l.c.cfg.Security(s); err != nil {
+			return err
+		}
+	}
+	ep := l.c.cfg.Endpoints[l.next]
+	if err := s.Connect(ep); err != nil {
+		return fmt.Errorf("locker: connect %s: %w", ep, err)
+	}
+	return nil
+}
+
+func (l *clientLoop) send(cl *call, now time.Time, idb *[8]byte) {
+	cl.deadline = now.Add(cl.hold + l.c.cfg.Timeout)
+	binary.BigEndian.PutUint64(idb[:], cl.id)
+	if _, err := l.sock.SendBytes(idb[:], zmq.SNDMORE|zmq.DONTWAIT); err != nil {
+		return // counted as a lost attempt when it times out
+	}
+	if _, err := l.sock.SendBytes(nil, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
+		return
+	}
+	l.sock.SendBytes(cl.body, zmq.DONTWAIT)
+}
+
+// deliver hands a reply [id, "", body] to its call. It reports whether
+// a caller got an answer.
+func (l *clientLoop) deliver(msg [][]byte) bool {
+	if len(msg) < 2 || len(msg[0]) != 8 {
+		return false
+	}
+	id := binary.BigEndian.Uint64(msg[0])
+	cl := l.pending[id]
+	if cl == nil {
+		return false // answered already, or abandoned
+	}
+	delete(l.pending, id)
+	cl.reply <- result{body: msg[len(msg)-1]}
+	return true
+}
+
+// expire drops abandoned calls and ends the attempts that timed out. It
+// reports whether one did, so the socket should be replaced.
+func (l *clientLoop) expire(now time.Time) bool {
+	timedOut := false
+	for id, cl := range l.pending {
+		if cl.gone.Load() {
+			delete(l.pending, id)
+			continue
+		}
+		if now.Before(cl.deadline) {
+			continue
+		}
+		timedOut = true
+		if cl.attempts == 0 {
+			continue // until abandoned
+		}
+		cl.attempts--
+		if cl.attempts == 0 {
+			delete(l.pending, id)
+			cl.reply <- result{err: ErrTimeout}
+		}
+	}
+	if timedOut {
+		l.c.log.Debug("request timed out, reconnecting", "endpoint", l.c.cfg.Endpoints[l.next])
+	}
+	return timedOut
+}
+
+// timeout is how long the loop may sleep: until the earliest attempt
+// deadline, at most clientTick.
+func (l *clientLoop) timeout() time.Duration {
+	wake := clientTick
+	now := time.Now()
+	for _, cl := range l.pending {
+		if d := cl.deadline.Sub(now); d < wake {
+			wake = d
+		}
+	}
+	if wake < 0 {
+		return 0
+	}
+	return (wake + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+func (l *clientLoop) failAll(err error) {
+	for id, cl := range l.pending {
+		delete(l.pending, id)
+		cl.reply <- result{err: err}
+	}
+	l.c.mu.Lock()
+	in := l.c.incoming
+	l.c.incoming = nil
+	l.c.mu.Unlock()
+	for _, cl := range in {
+		cl.reply <- result{err: err}
+	}
+}
