@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -59,17 +58,25 @@ func (e *ServerError) Error() string { return "locker: server: " + e.Msg }
 type ClientConfig struct {
 	// Endpoints are the servers, tried in order: the client talks to one
 	// at a time and fails over to the next when an attempt times out.
+	// Each is tcp://HOST:PORT (IPv6 addresses in brackets, as in
+	// tcp://[::1]:7777), ipc://PATH or inproc://NAME; NewClient refuses
+	// any other.
 	Endpoints []string
 	// Timeout is how long one attempt waits for its answer, beyond any
 	// time the server may hold a wait. If zero, DefaultTimeout is used.
 	Timeout time.Duration
-	// Attempts is how many attempts Take, Ping, Status and Do make before
-	// they return ErrTimeout. If zero, DefaultAttempts is used. Wait
-	// retries until its context is done.
+	// Attempts is how many attempts Take, Ping, Status, Do, WaitMax and
+	// each request of WaitUntil make before they return ErrTimeout. If
+	// zero, DefaultAttempts is used. Wait retries until its context is
+	// done.
 	Attempts int
 	// Hold is the longest one wait request is held, see DefaultHold. If
 	// zero, DefaultHold is used.
 	Hold time.Duration
+	// FirstHold is the longest the first wait request of a Wait or
+	// WaitUntil is held: a server that is down is noticed after FirstHold
+	// plus Timeout. If zero, Hold is used.
+	FirstHold time.Duration
 	// Logger receives the client's log. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Security, if not nil, is applied to each new socket before it
@@ -114,6 +121,11 @@ type call struct {
 	deadline time.Time     // of the current attempt, set by the loop
 	reply    chan result   // buffered, 1
 	gone     atomic.Bool   // the caller stopped waiting
+	// rehold, for a wait request, makes its body for a shorter hold: an
+	// attempt sent again is held only until holdEnd, the end of the
+	// first attempt's hold (set by the loop).
+	rehold  func(hold time.Duration) []byte
+	holdEnd time.Time
 }
 
 type result struct {
@@ -127,6 +139,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("locker: no endpoints")
 	}
+	for _, ep := range cfg.Endpoints {
+		if err := checkEndpoint(ep); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -136,7 +153,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Hold == 0 {
 		cfg.Hold = DefaultHold
 	}
-	if cfg.Timeout < 0 || cfg.Attempts < 0 || cfg.Hold < 0 {
+	if cfg.FirstHold == 0 {
+		cfg.FirstHold = cfg.Hold
+	}
+	if cfg.Timeout < 0 || cfg.Attempts < 0 || cfg.Hold < 0 || cfg.FirstHold < 0 {
 		return nil, errors.New("locker: negative timeout, attempts or hold")
 	}
 	wk, err := newWakeup()
@@ -150,7 +170,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		done: make(chan struct{}),
 	}
 	if c.log == nil {
-		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	ready := make(chan error, 1)
 	c.wg.Add(1)
@@ -167,7 +187,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return c, nil
 }
 
-// Dial returns a client for endpoints with the default configuration.
+// Dial returns a client for endpoints with the default configuration. It
+// refuses an endpoint a client cannot connect to (see
+// ClientConfig.Endpoints), before any socket exists.
 func Dial(endpoints ...string) (*Client, error) {
 	return NewClient(ClientConfig{Endpoints: endpoints})
 }
@@ -211,21 +233,24 @@ func (c *Client) noIncoming() bool {
 // a wait request, the time the server may hold it: its MAX_MS, or
 // DefaultMaxWait when it gives none.
 func (c *Client) Do(ctx context.Context, body []byte) (Reply, error) {
-	var hold time.Duration
+	cl := &call{body: body, attempts: c.cfg.Attempts}
 	if r, err := ParseRequest(body); err == nil && r.Verb == VerbWait {
-		hold = r.MaxWait
-		if hold < 0 {
-			hold = DefaultMaxWait
+		cl.hold = r.MaxWait
+		if cl.hold < 0 {
+			cl.hold = DefaultMaxWait
 		}
+		cl.rehold = reholdWait(string(r.Key), r.N)
 	}
-	b, err := c.do(ctx, body, hold, c.cfg.Attempts)
+	b, err := c.do(ctx, cl)
 	if err != nil {
 		return Reply{}, err
 	}
 	return ParseReply(b)
 }
 
-func (c *Client) do(ctx context.Context, body []byte, hold time.Duration, attempts int) ([]byte, error) {
+// do sends cl (its body, hold, attempts and rehold set) and waits for
+// its answer.
+func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	select {
 	case <-c.done:
 		return nil, ErrClientClosed
@@ -234,7 +259,8 @@ func (c *Client) do(ctx context.Context, body []byte, hold time.Duration, attemp
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cl := &call{id: c.nextID.Add(1), body: body, hold: hold, attempts: attempts, reply: make(chan result, 1)}
+	cl.id = c.nextID.Add(1)
+	cl.reply = make(chan result, 1)
 	c.submit(cl)
 	select {
 	case r := <-cl.reply:
@@ -256,76 +282,7 @@ func (c *Client) Take(ctx context.Context, key string, n int64) (Decision, error
 	if err := checkArgs(key, n); err != nil {
 		return Decision{}, err
 	}
-	return c.decide(ctx, appendReq(nil, "take", key, n, -1), 0, c.cfg.Attempts)
-}
-
-// WaitMax sends one wait request for n tokens of key that the server may
-// hold for up to max (capped by the server's own maximum): the decision is
-// go as soon as the tokens are granted, or sorry when max passes first.
-func (c *Client) WaitMax(ctx context.Context, key string, n int64, max time.Duration) (Decision, error) {
-	if err := checkArgs(key, n); err != nil {
-		return Decision{}, err
-	}
-	if max < 0 {
-		return Decision{}, errors.New("locker: negative max wait")
-	}
-	return c.decide(ctx, appendReq(nil, "wait", key, n, max), max, c.cfg.Attempts)
-}
-
-// Wait blocks until n tokens of key are granted, and returns the go
-// decision, or until ctx is done, and returns ctx.Err(). It holds wait
-// requests on the server, so it is answered as soon as a window opens; it
-// never polls. It returns a *ServerError at once for a request the server
-// refuses. While no server answers it keeps trying until ctx is done.
-func (c *Client) Wait(ctx context.Context, key string, n int64) (Decision, error) {
-	if err := checkArgs(key, n); err != nil {
-		return Decision{}, err
-	}
-	backoff := 10 * time.Millisecond
-	for {
-		hold := c.cfg.Hold
-		if dl, ok := ctx.Deadline(); ok {
-			if left := time.Until(dl); left < hold {
-				hold = left.Truncate(time.Millisecond)
-			}
-		}
-		if hold <= 0 {
-			// Under a millisecond left: one last look, then wait out ctx.
-			if d, err := c.decide(ctx, appendReq(nil, "take", key, n, -1), 0, 1); err == nil && d.OK {
-				return d, nil
-			}
-			<-ctx.Done()
-			return Decision{}, ctx.Err()
-		}
-		start := time.Now()
-		b, err := c.do(ctx, appendReq(nil, "wait", key, n, hold), hold, 0)
-		if err != nil {
-			return Decision{}, err
-		}
-		d, full, err := toDecision(b)
-		if err != nil || d.OK {
-			return d, err
-		}
-		// A sorry that came before the hold ran out (a full queue, a
-		// server with a lower cap, or a seed server that does not hold):
-		// wait for the hint, or back off, before asking again.
-		pause := time.Duration(0)
-		if time.Since(start) < hold {
-			pause = d.RetryAfter
-			if !full || pause <= 0 {
-				pause, backoff = backoff, min(2*backoff, time.Second)
-			}
-		}
-		if pause > 0 {
-			t := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return Decision{}, ctx.Err()
-			case <-t.C:
-			}
-		}
-	}
+	return c.decide(ctx, &call{body: appendReq(nil, "take", key, n, -1), attempts: c.cfg.Attempts})
 }
 
 // Ping asks the server for its id. It spends no token.
@@ -384,8 +341,8 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-func (c *Client) decide(ctx context.Context, body []byte, hold time.Duration, attempts int) (Decision, error) {
-	b, err := c.do(ctx, body, hold, attempts)
+func (c *Client) decide(ctx context.Context, cl *call) (Decision, error) {
+	b, err := c.do(ctx, cl)
 	if err != nil {
 		return Decision{}, err
 	}

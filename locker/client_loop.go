@@ -24,7 +24,9 @@ func (c *Client) loop(ready chan<- error) {
 	}
 	defer func() {
 		p.unwatch()
-		l.sock.Close()
+		if l.sock != nil {
+			l.sock.Close()
+		}
 	}()
 	if err := p.watch(l.sock); err != nil {
 		ready <- err
@@ -32,79 +34,93 @@ func (c *Client) loop(ready chan<- error) {
 	}
 	ready <- nil
 
-	var idb [8]byte
-	var spare []*call // the incoming slice handed back for reuse
-	for {
-		reconnect := false
-		delivered := 0
-		for !reconnect {
-			if delivered > 0 && delivered <= yieldBelow && c.noIncoming() {
-				// About to sleep with a few callers just answered: let
-				// them run on this thread first, instead of leaving them
-				// to another thread while this one sleeps in a system
-				// call. Their next requests then find the loop awake,
-				// with no wake-up to pay. With many callers the loop is
-				// better off sending their requests in batches.
-				runtime.Gosched()
-			}
-			c.sleeping.Store(true)
-			if c.noIncoming() {
-				p.wait(l.timeout())
-			}
-			c.sleeping.Store(false)
-			select {
-			case <-c.done:
-				l.failAll(ErrClientClosed)
-				return
-			default:
-			}
-			c.mu.Lock()
-			in := c.incoming
-			c.incoming = spare[:0]
-			c.mu.Unlock()
-			now := time.Now()
-			for i, cl := range in {
-				l.pending[cl.id] = cl
-				l.send(cl, now, &idb)
-				in[i] = nil
-			}
-			spare = in
-			delivered = 0
-			for i := 0; i < recvBatch; i++ {
-				msg, err := recvFrames(l.sock, l.frames)
-				l.frames = msg
-				if err != nil {
-					break
-				}
-				if l.deliver(msg) {
-					delivered++
-				}
-			}
-			reconnect = l.expire(time.Now())
+	for l.turn(p) {
+		if l.expire(time.Now()) {
+			l.reconnect(p)
 		}
-		p.unwatch()
+	}
+}
+
+// turn sleeps until there is something to do, sends the new calls and
+// delivers the replies that came. It returns false once the client is
+// closed, after failing every call.
+func (l *clientLoop) turn(p *loopPoller) bool {
+	c := l.c
+	if l.delivered > 0 && l.delivered <= yieldBelow && c.noIncoming() {
+		// About to sleep with a few callers just answered: let them run
+		// on this thread first, instead of leaving them to another
+		// thread while this one sleeps in a system call. Their next
+		// requests then find the loop awake, with no wake-up to pay.
+		// With many callers the loop is better off sending their
+		// requests in batches.
+		runtime.Gosched()
+	}
+	c.sleeping.Store(true)
+	if c.noIncoming() {
+		p.wait(l.timeout())
+	}
+	c.sleeping.Store(false)
+	select {
+	case <-c.done:
+		l.failAll(ErrClientClosed)
+		return false
+	default:
+	}
+	c.mu.Lock()
+	in := c.incoming
+	c.incoming = l.spare[:0]
+	c.mu.Unlock()
+	now := time.Now()
+	for i, cl := range in {
+		l.pending[cl.id] = cl
+		l.send(cl, now)
+		in[i] = nil
+	}
+	l.spare = in
+	l.delivered = 0
+	for i := 0; l.sock != nil && i < recvBatch; i++ {
+		msg, err := recvFrames(l.sock, l.frames)
+		l.frames = msg
+		if err != nil {
+			break
+		}
+		if l.deliver(msg) {
+			l.delivered++
+		}
+	}
+	return true
+}
+
+// reconnect replaces the socket with one connected to the next endpoint
+// that takes a connection, and sends every pending call again. When none
+// does, the loop goes on without a socket: calls are not sent, time out
+// like calls to a server that does not answer, and the next time out
+// tries the endpoints again. Nothing here waits, so a bad endpoint can
+// never stop the loop from taking new calls or ending old ones.
+func (l *clientLoop) reconnect(p *loopPoller) {
+	p.unwatch()
+	if l.sock != nil {
 		l.sock.Close()
-		l.next = (l.next + 1) % len(c.cfg.Endpoints)
-		if err := l.connect(); err != nil {
-			c.log.Error("client reconnect", "err", err)
-			l.failAll(err)
-			// Keep a socket so the loop can go on; try again later.
-			for l.connect() != nil {
-				select {
-				case <-c.done:
-					return
-				case <-time.After(clientTick):
-				}
-			}
+		l.sock = nil
+	}
+	eps := l.c.cfg.Endpoints
+	for range eps {
+		l.next = (l.next + 1) % len(eps)
+		err := l.connect()
+		if err == nil {
+			break
 		}
+		l.c.log.Error("client connect", "endpoint", eps[l.next], "err", err)
+	}
+	if l.sock != nil {
 		if err := p.watch(l.sock); err != nil {
 			// Without the watch the loop still runs, on its tick.
-			c.log.Error("client watch", "err", err)
+			l.c.log.Error("client watch", "err", err)
 		}
-		now := time.Now()
-		for _, cl := range l.pending {
-			l.send(cl, now, &idb)
-		}
+	}
+	now := time.Now()
+	for _, cl := range l.pending {
+		l.send(cl, now)
 	}
 }
 
@@ -115,6 +131,10 @@ type clientLoop struct {
 	next    int // index of the endpoint to use
 	pending map[uint64]*call
 	frames  [][]byte // reused by recvFrames
+	spare   []*call  // the incoming slice handed back for reuse
+	idb     [8]byte  // the id frame being sent
+	// delivered is how many callers the last turn answered.
+	delivered int
 }
 
 func (l *clientLoop) connect() error {
@@ -135,6 +155,11 @@ func (l *clientLoop) setup(s *zmq.Socket) error {
 	if err := s.SetLinger(0); err != nil {
 		return err
 	}
+	// Without it ZeroMQ cannot reach an IPv6 address; with it, it still
+	// reaches IPv4 ones.
+	if err := s.SetIpv6(true); err != nil {
+		return err
+	}
 	if l.c.cfg.Security != nil {
 		if err := l.c.cfg.Security(s); err != nil {
 			return err
@@ -147,10 +172,27 @@ func (l *clientLoop) setup(s *zmq.Socket) error {
 	return nil
 }
 
-func (l *clientLoop) send(cl *call, now time.Time, idb *[8]byte) {
-	cl.deadline = now.Add(cl.hold + l.c.cfg.Timeout)
-	binary.BigEndian.PutUint64(idb[:], cl.id)
-	if _, err := l.sock.SendBytes(idb[:], zmq.SNDMORE|zmq.DONTWAIT); err != nil {
+// send sends cl's current attempt and sets its deadline. A wait request
+// sent again (to the next endpoint) asks to be held only for what is left
+// of its first hold, so failing over never makes a wait longer than the
+// hold it asked for plus the client's timeout per attempt.
+func (l *clientLoop) send(cl *call, now time.Time) {
+	hold := cl.hold
+	if cl.rehold != nil {
+		if cl.holdEnd.IsZero() {
+			cl.holdEnd = now.Add(cl.hold)
+		} else {
+			hold = max(cl.holdEnd.Sub(now), 0)
+			cl.body = cl.rehold(hold)
+		}
+	}
+	cl.deadline = now.Add(hold + l.c.cfg.Timeout)
+	if l.sock == nil {
+		return // no endpoint took a connection: the attempt times out
+	}
+	idb := l.idb[:]
+	binary.BigEndian.PutUint64(idb, cl.id)
+	if _, err := l.sock.SendBytes(idb, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
 		return // counted as a lost attempt when it times out
 	}
 	if _, err := l.sock.SendBytes(nil, zmq.SNDMORE|zmq.DONTWAIT); err != nil {

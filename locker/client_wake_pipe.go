@@ -104,12 +104,16 @@ func (p *loopPoller) watch(sock *zmq.Socket) error {
 	return nil
 }
 
-func (p *loopPoller) unwatch() { p.poller = nil }
+// unwatch leaves the pipe alone in the poller, so a loop with no socket
+// still wakes for new calls.
+func (p *loopPoller) unwatch() {
+	p.poller = zmq.NewPoller()
+	p.poller.Add(p.pull, zmq.POLLIN)
+}
 
 func (p *loopPoller) wait(timeout time.Duration) {
 	if p.poller == nil {
-		time.Sleep(timeout)
-		return
+		p.unwatch()
 	}
 	polled, _ := p.poller.Poll(timeout)
 	for _, s := range polled {
