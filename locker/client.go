@@ -110,6 +110,7 @@ type Client struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	nextID    atomic.Uint64
+	stats     loopStats
 }
 
 // call is one request in flight.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -56,8 +57,13 @@ func (l *clientLoop) turn(p *loopPoller) bool {
 		runtime.Gosched()
 	}
 	c.sleeping.Store(true)
-	if c.noIncoming() {
-		p.wait(l.timeout())
+	if c.noIncoming() && p.wait(l.timeout()) {
+		c.stats.ticks.Add(1)
+		if !c.noIncoming() {
+			// The loop slept its whole timeout while a call was queued:
+			// a wake-up was lost, or a call came just as it ended.
+			c.stats.lateWakeups.Add(1)
+		}
 	}
 	c.sleeping.Store(false)
 	select {
@@ -124,6 +130,18 @@ func (l *clientLoop) reconnect(p *loopPoller) {
 	}
 }
 
+// loopStats are counts the loop keeps for tests (client_export_test.go).
+type loopStats struct {
+	// attempts is how many attempts the loop sent (or would have sent,
+	// with no socket).
+	attempts atomic.Int64
+	// ticks is how many times the loop slept its whole timeout.
+	ticks atomic.Int64
+	// lateWakeups is how many times the loop found a call queued after
+	// it slept its whole timeout.
+	lateWakeups atomic.Int64
+}
+
 // clientLoop is the state owned by the client's loop goroutine.
 type clientLoop struct {
 	c       *Client
@@ -187,6 +205,7 @@ func (l *clientLoop) send(cl *call, now time.Time) {
 		}
 	}
 	cl.deadline = now.Add(hold + l.c.cfg.Timeout)
+	l.c.stats.attempts.Add(1)
 	if l.sock == nil {
 		return // no endpoint took a connection: the attempt times out
 	}

@@ -111,11 +111,16 @@ func (p *loopPoller) unwatch() {
 	p.poller.Add(p.pull, zmq.POLLIN)
 }
 
-func (p *loopPoller) wait(timeout time.Duration) {
+// wait sleeps up to timeout unless a socket has input. It reports
+// whether it slept the whole timeout, with nothing to wake it.
+func (p *loopPoller) wait(timeout time.Duration) (timedOut bool) {
 	if p.poller == nil {
 		p.unwatch()
 	}
-	polled, _ := p.poller.Poll(timeout)
+	polled, err := p.poller.Poll(timeout)
+	if err != nil {
+		return false
+	}
 	for _, s := range polled {
 		if s.Socket != p.pull {
 			continue
@@ -126,6 +131,7 @@ func (p *loopPoller) wait(timeout time.Duration) {
 			}
 		}
 	}
+	return len(polled) == 0
 }
 
 func (p *loopPoller) close() { p.pull.Close() }
