@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/lockerd/lockerd/bench/stats"
+	"github.com/lockerd/lockerd/loadstats"
 	"github.com/lockerd/lockerd/locker"
 )
 
@@ -78,23 +78,23 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 
 // runBench runs the load described by o against lockerd and returns its
 // summary. When progress is not nil a line is written to it every second.
-func runBench(ctx context.Context, o benchOptions, progress io.Writer) (stats.Summary, error) {
+func runBench(ctx context.Context, o benchOptions, progress io.Writer) (loadstats.Summary, error) {
 	if o.goroutines < 1 || o.sockets < 1 || o.sockets > o.goroutines {
-		return stats.Summary{}, errors.New("need 1 <= --sockets <= --concurrency")
+		return loadstats.Summary{}, errors.New("need 1 <= --sockets <= --concurrency")
 	}
 	if o.duration <= 0 {
-		return stats.Summary{}, errors.New("--duration must be positive")
+		return loadstats.Summary{}, errors.New("--duration must be positive")
 	}
 	clients := make([]*locker.Client, o.sockets)
 	for i := range clients {
 		cl, err := locker.NewClient(o.client)
 		if err != nil {
-			return stats.Summary{}, err
+			return loadstats.Summary{}, err
 		}
 		defer cl.Close()
 		clients[i] = cl
 	}
-	opts := stats.Options{Goroutines: o.goroutines, Duration: o.duration}
+	opts := loadstats.Options{Goroutines: o.goroutines, Duration: o.duration}
 	if progress != nil {
 		var last int64
 		var lastT time.Duration
@@ -105,9 +105,9 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (stats.Su
 		}
 	}
 	hold := min(o.duration, locker.DefaultHold)
-	return stats.Run(ctx, opts, func(i int) (stats.Work, func(), error) {
+	return loadstats.Run(ctx, opts, func(i int) (loadstats.Work, func(), error) {
 		cl := clients[i%len(clients)]
-		return stats.Loop(func() (stats.Outcome, error) {
+		return loadstats.Loop(func() (loadstats.Outcome, error) {
 			var d locker.Decision
 			var err error
 			if o.wait {
@@ -117,11 +117,11 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (stats.Su
 			}
 			switch {
 			case err != nil:
-				return stats.Error, err
+				return loadstats.Error, err
 			case d.OK:
-				return stats.Go, nil
+				return loadstats.Go, nil
 			}
-			return stats.Sorry, nil
+			return loadstats.Sorry, nil
 		}), nil, nil
 	})
 }

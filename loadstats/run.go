@@ -1,4 +1,4 @@
-package stats
+package loadstats
 
 import (
 	"context"
@@ -72,7 +72,7 @@ type Options struct {
 // and summarises. It returns the first error a setup or work returned.
 func Run(ctx context.Context, opts Options, setup func(i int) (Work, func(), error)) (Summary, error) {
 	if opts.Goroutines < 1 {
-		return Summary{}, errors.New("stats: goroutines must be at least 1")
+		return Summary{}, errors.New("loadstats: goroutines must be at least 1")
 	}
 	works := make([]Work, 0, opts.Goroutines)
 	var cleanups []func()
