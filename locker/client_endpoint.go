@@ -8,9 +8,23 @@ import (
 	"strings"
 )
 
-// ErrBadEndpoint is wrapped by the error NewClient and Dial return for an
-// endpoint a client cannot connect to.
+// ErrBadEndpoint is wrapped by the *EndpointError that NewClient and Dial
+// return for an endpoint a client cannot connect to.
 var ErrBadEndpoint = errors.New("locker: bad endpoint")
+
+// EndpointError says which endpoint NewClient refused, and why.
+type EndpointError struct {
+	Endpoint string
+	Reason   string
+}
+
+// Error implements error.
+func (e *EndpointError) Error() string {
+	return fmt.Sprintf("%v %q: %s", ErrBadEndpoint, e.Endpoint, e.Reason)
+}
+
+// Unwrap returns ErrBadEndpoint.
+func (e *EndpointError) Unwrap() error { return ErrBadEndpoint }
 
 // checkEndpoint checks that ep is an endpoint a client socket can connect
 // to: tcp://HOST:PORT (HOST a name, an IPv4 address or an IPv6 address in
@@ -20,7 +34,7 @@ var ErrBadEndpoint = errors.New("locker: bad endpoint")
 // never connects: both are refused here, before any socket exists.
 func checkEndpoint(ep string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("%w %q: %s", ErrBadEndpoint, ep, why)
+		return &EndpointError{Endpoint: ep, Reason: why}
 	}
 	if ep == "" {
 		return bad("empty endpoint")
