@@ -63,23 +63,28 @@ func (c *Client) wait(ctx context.Context, key string, n int64, deadline time.Ti
 		if err != nil || d.OK || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 			return d, err
 		}
-		// A sorry that came before the hold ran out (a full queue, a
-		// server with a lower cap, or a seed server that does not hold):
-		// wait for the hint, or back off, before asking again; never
-		// past the end of the hold.
-		pause := time.Until(start.Add(hold))
-		if pause <= 0 {
-			continue
-		}
-		if full && d.RetryAfter > 0 {
-			pause = min(pause, d.RetryAfter)
-		} else {
-			pause, backoff = min(pause, backoff), min(2*backoff, time.Second)
-		}
+		var pause time.Duration
+		pause, backoff = retryPause(d, full, time.Until(start.Add(hold)), backoff)
 		if err := sleepCtx(ctx, pause); err != nil {
 			return Decision{}, err
 		}
 	}
+}
+
+// retryPause returns how long to wait before asking again after a sorry
+// (d, with full if the server said its queue is full) when left is what
+// remains of the request's hold, and the backoff to use next time. A sorry
+// that came before the hold ran out (a full queue, a server with a lower
+// cap, or a seed server that does not hold) waits for the hint, or backs
+// off, but never past the end of the hold.
+func retryPause(d Decision, full bool, left, backoff time.Duration) (pause, next time.Duration) {
+	switch {
+	case left <= 0:
+		return 0, backoff
+	case full && d.RetryAfter > 0:
+		return min(left, d.RetryAfter), backoff
+	}
+	return min(left, backoff), min(2*backoff, time.Second)
 }
 
 // waitHold returns how long the next wait request may be held: chunk, cut
@@ -112,6 +117,9 @@ func reholdWait(key string, n int64) func(time.Duration) []byte {
 
 // sleepCtx sleeps for d, or until ctx is done and returns ctx.Err().
 func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
