@@ -3,7 +3,6 @@ package locker_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -107,23 +106,11 @@ func TestClientConnectFailureDoesNotStall(t *testing.T) {
 	})
 }
 
-// hasIPv6Loopback reports whether ::1 can be listened on here.
-func hasIPv6Loopback() bool {
-	l, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
 // TestClientIPv6 serves on [::1] and on 127.0.0.1 at once, and talks
 // to it through the Go client over IPv6, over IPv4, and failing over from
 // one to the other.
 func TestClientIPv6(t *testing.T) {
-	if !hasIPv6Loopback() {
-		t.Skip("no IPv6 loopback (::1) on this machine")
-	}
+	lockertest.SkipWithoutIPv6(t)
 	srv := lockertest.NewServer(t, locker.Config{ID: "v6", Endpoints: []string{"tcp://[::1]:*", "tcp://127.0.0.1:*"}})
 	eps := srv.Endpoints()
 	if !strings.HasPrefix(eps[0], "tcp://[::1]:") {

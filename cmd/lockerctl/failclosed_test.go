@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -106,11 +105,7 @@ func TestBadServerList(t *testing.T) {
 
 // TestIPv6Server runs lockerctl against a server on [::1].
 func TestIPv6Server(t *testing.T) {
-	if l, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback (::1) on this machine: %v", err)
-	} else {
-		l.Close()
-	}
+	lockertest.SkipWithoutIPv6(t)
 	srv := lockertest.NewServer(t, locker.Config{ID: "six", Endpoints: []string{"tcp://[::1]:*"},
 		Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}}})
 	t.Setenv("LOCKER_SERVER", "")
