@@ -39,6 +39,9 @@ func checkEndpoint(ep string) error {
 	if ep == "" {
 		return bad("empty endpoint")
 	}
+	if strings.ContainsFunc(ep, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return bad("control character in the endpoint")
+	}
 	scheme, addr, ok := strings.Cut(ep, "://")
 	if !ok {
 		return bad("want TRANSPORT://ADDRESS, e.g. tcp://127.0.0.1:7777")
@@ -54,8 +57,8 @@ func checkEndpoint(ep string) error {
 		return bad("unsupported transport " + strconv.Quote(scheme) + " (want tcp, ipc or inproc)")
 	}
 	if i := strings.IndexByte(addr, ';'); i >= 0 { // "SOURCE;HOST:PORT"
-		if addr[:i] == "" {
-			return bad("empty source address before ';'")
+		if !validSource(addr[:i]) {
+			return bad("source address before ';' must be an interface, HOST or HOST:PORT")
 		}
 		addr = addr[i+1:]
 	}
@@ -63,7 +66,7 @@ func checkEndpoint(ep string) error {
 	if err != nil {
 		return bad("want tcp://HOST:PORT (an IPv6 address in brackets: tcp://[::1]:7777)")
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || port[0] < '0' || port[0] > '9' {
 		return bad("port " + strconv.Quote(port) + " is not a number from 1 to 65535")
 	}
 	if err := checkHost(host, strings.HasPrefix(addr, "[")); err != nil {
@@ -87,12 +90,26 @@ func checkHost(host string, bracketed bool) error {
 	if bracketed {
 		return errors.New("not an IPv6 address in brackets")
 	}
-	for _, r := range host {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
-		default:
-			return fmt.Errorf("host %q: not a name or an address", host)
-		}
+	if !isAlnum(rune(host[0])) || strings.IndexFunc(host, notNameChar) >= 0 {
+		return fmt.Errorf("host %q: not a name or an address", host)
 	}
 	return nil
 }
+
+// validSource reports whether src, the part of a tcp endpoint before ';',
+// is made of the characters ZeroMQ takes there.
+func validSource(src string) bool {
+	if src == "" || !(isAlnum(rune(src[0])) || src[0] == '[' || src[0] == ':') {
+		return false
+	}
+	return strings.IndexFunc(src, func(r rune) bool {
+		return notNameChar(r) && !strings.ContainsRune(":%[]*", r)
+	}) < 0
+}
+
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+}
+
+// notNameChar reports whether r cannot be part of a host name.
+func notNameChar(r rune) bool { return !isAlnum(r) && r != '-' && r != '.' && r != '_' }

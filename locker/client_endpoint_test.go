@@ -34,6 +34,9 @@ func TestDialEndpoints(t *testing.T) {
 		{"tcp://127.0.0.1:0", "port"},
 		{"tcp://127.0.0.1:65536", "port"},
 		{"tcp://127.0.0.1:7x", "port"},
+		{"tcp://127.0.0.1:+1", "port"},
+		{"tcp://-a:7777", "not a name"},
+		{"tcp://a b;127.0.0.1:7777", "source"},
 		{"tcp://127.0.0.1:*", "port"},
 		{"tcp://:7777", "no host"},
 		{"tcp://::1:7777", "tcp://HOST:PORT"},
@@ -43,6 +46,7 @@ func TestDialEndpoints(t *testing.T) {
 		{"127.0.0.1:7777", "TRANSPORT://"},
 		{"udp://127.0.0.1:7777", "unsupported transport"},
 		{"ipc://", "no ipc address"},
+		{"inproc://\x00", "control character"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ep, func(t *testing.T) {
