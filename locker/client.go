@@ -232,7 +232,8 @@ func (c *Client) noIncoming() bool {
 // to ClientConfig.Attempts attempts, and returns ctx.Err() when ctx ends
 // first. Each attempt waits ClientConfig.Timeout for its answer, plus, for
 // a wait request, the time the server may hold it: its MAX_MS, or
-// DefaultMaxWait when it gives none.
+// DefaultMaxWait when it gives none. A wait request sent again, to the
+// next endpoint, has its MAX_MS cut to what is left of the first one.
 func (c *Client) Do(ctx context.Context, body []byte) (Reply, error) {
 	cl := &call{body: body, attempts: c.cfg.Attempts}
 	if r, err := ParseRequest(body); err == nil && r.Verb == VerbWait {
