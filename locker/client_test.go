@@ -102,8 +102,11 @@ func TestClientNoServerTimesOut(t *testing.T) {
 	if !errors.Is(err, locker.ErrTimeout) {
 		t.Fatalf("Take err=%v, want ErrTimeout", err)
 	}
-	if el := time.Since(start); el < 200*time.Millisecond || el > 3*time.Second {
-		t.Fatalf("Take returned after %v, want about 2 attempts of 100ms", el)
+	if n := locker.ClientAttempts(c); n != 2 {
+		t.Fatalf("Take made %d attempts, want 2", n)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Fatalf("Take returned after %v, before its 2 attempts of 100ms", el)
 	}
 }
 
@@ -115,13 +118,9 @@ func TestClientContextEnds(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, err := c.Wait(ctx, "api", 1)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait err=%v, want DeadlineExceeded", err)
-	}
-	if el := time.Since(start); el > 2*time.Second {
-		t.Fatalf("Wait returned %v after its deadline", el)
 	}
 	// A cancelled context returns at once and leaves the client usable.
 	cctx, ccancel := context.WithCancel(t.Context())

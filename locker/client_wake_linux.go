@@ -103,23 +103,25 @@ func (p *loopPoller) unwatch() {
 	}
 }
 
-// wait sleeps up to timeout unless the socket already has input.
-func (p *loopPoller) wait(timeout time.Duration) {
+// wait sleeps up to timeout unless the socket already has input. It
+// reports whether it slept the whole timeout, with nothing to wake it.
+func (p *loopPoller) wait(timeout time.Duration) (timedOut bool) {
 	if p.sock != nil {
 		if ev, err := p.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
-			return
+			return false
 		}
 	}
 	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
 	n, err := syscall.EpollWait(p.epfd, p.events[:], ms)
 	if err != nil {
-		return // EINTR: the loop looks around and comes back
+		return false // EINTR: the loop looks around and comes back
 	}
 	for _, ev := range p.events[:n] {
 		if int(ev.Fd) == p.evfd {
 			syscall.Read(p.evfd, p.drain[:])
 		}
 	}
+	return n == 0
 }
 
 func (p *loopPoller) close() {

@@ -104,14 +104,23 @@ func (p *loopPoller) watch(sock *zmq.Socket) error {
 	return nil
 }
 
-func (p *loopPoller) unwatch() { p.poller = nil }
+// unwatch leaves the pipe alone in the poller, so a loop with no socket
+// still wakes for new calls.
+func (p *loopPoller) unwatch() {
+	p.poller = zmq.NewPoller()
+	p.poller.Add(p.pull, zmq.POLLIN)
+}
 
-func (p *loopPoller) wait(timeout time.Duration) {
+// wait sleeps up to timeout unless a socket has input. It reports
+// whether it slept the whole timeout, with nothing to wake it.
+func (p *loopPoller) wait(timeout time.Duration) (timedOut bool) {
 	if p.poller == nil {
-		time.Sleep(timeout)
-		return
+		p.unwatch()
 	}
-	polled, _ := p.poller.Poll(timeout)
+	polled, err := p.poller.Poll(timeout)
+	if err != nil {
+		return false
+	}
 	for _, s := range polled {
 		if s.Socket != p.pull {
 			continue
@@ -122,6 +131,7 @@ func (p *loopPoller) wait(timeout time.Duration) {
 			}
 		}
 	}
+	return len(polled) == 0
 }
 
 func (p *loopPoller) close() { p.pull.Close() }

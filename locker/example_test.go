@@ -78,3 +78,27 @@ func ExampleClient_Wait() {
 	fmt.Println(first.OK, second.OK, second.Window > first.Window)
 	// Output: true true true
 }
+
+// WaitUntil waits with a deadline: here the hour's only token is taken,
+// so the deadline passes and the answer is sorry.
+func ExampleClient_WaitUntil() {
+	endpoint, stop := exampleServer(locker.KeyConfig{Name: "api", Limit: 1, Window: time.Hour})
+	defer stop()
+
+	client, err := locker.Dial(endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	ctx := context.Background()
+	if _, err := client.Take(ctx, "api", 1); err != nil {
+		log.Fatal(err)
+	}
+	d, err := client.WaitUntil(ctx, "api", 1, time.Now().Add(100*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(d.OK)
+	// Output: false
+}

@@ -334,6 +334,9 @@ func (s *Server) listen() (*zmq.Socket, error) {
 	if err := sock.SetLinger(0); err != nil {
 		return nil, err
 	}
+	if err := sock.SetIpv6(true); err != nil { // or tcp://[::1]:P fails to bind
+		return nil, fmt.Errorf("locker: set ipv6: %w", err)
+	}
 	if err := sock.SetMaxmsgsize(s.cfg.MaxMsgSize); err != nil {
 		return nil, fmt.Errorf("locker: set max message size: %w", err)
 	}

@@ -294,6 +294,7 @@ func (n *Node) publish(ctx context.Context, out <-chan []byte, bound chan<- erro
 	defer sock.Close()
 	for _, set := range []func() error{
 		func() error { return sock.SetLinger(0) },
+		func() error { return sock.SetIpv6(true) }, // for tcp://[::1]:P
 		func() error { return sock.SetSndhwm(hwm) },
 	} {
 		if err := set(); err != nil {
@@ -334,6 +335,7 @@ func (n *Node) subscribe(ctx context.Context, in chan<- *Message) error {
 	defer sock.Close()
 	for _, set := range []func() error{
 		func() error { return sock.SetLinger(0) },
+		func() error { return sock.SetIpv6(true) }, // for tcp://[::1]:P
 		func() error { return sock.SetRcvhwm(hwm) },
 		// Retry a member that is not up yet often at first, so that it
 		// is heard soon after it starts.

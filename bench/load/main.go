@@ -25,7 +25,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
-	"github.com/lockerd/lockerd/bench/stats"
+	"github.com/lockerd/lockerd/loadstats"
 	"github.com/lockerd/lockerd/locker"
 )
 
@@ -88,63 +88,63 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func drive(ctx context.Context, o options) (stats.Summary, error) {
+func drive(ctx context.Context, o options) (loadstats.Summary, error) {
 	body := []byte("take " + o.key + " 1")
-	opts := stats.Options{Name: o.name, Goroutines: o.c, Duration: o.d}
+	opts := loadstats.Options{Name: o.name, Goroutines: o.c, Duration: o.d}
 	switch o.mode {
 	case "client":
 		if o.sockets < 1 || o.sockets > o.c {
-			return stats.Summary{}, errors.New("sockets must be in 1..c")
+			return loadstats.Summary{}, errors.New("sockets must be in 1..c")
 		}
 		clients := make([]*locker.Client, o.sockets)
 		for i := range clients {
 			c, err := locker.Dial(o.endpoint)
 			if err != nil {
-				return stats.Summary{}, err
+				return loadstats.Summary{}, err
 			}
 			defer c.Close()
 			clients[i] = c
 		}
-		return stats.Run(ctx, opts, func(i int) (stats.Work, func(), error) {
+		return loadstats.Run(ctx, opts, func(i int) (loadstats.Work, func(), error) {
 			c := clients[i%len(clients)]
-			return stats.Loop(func() (stats.Outcome, error) {
+			return loadstats.Loop(func() (loadstats.Outcome, error) {
 				d, err := c.Take(ctx, o.key, 1)
 				if err != nil {
-					return stats.Error, err
+					return loadstats.Error, err
 				}
 				if d.OK {
-					return stats.Go, nil
+					return loadstats.Go, nil
 				}
-				return stats.Sorry, nil
+				return loadstats.Sorry, nil
 			}), nil, nil
 		})
 	case "req":
-		return stats.Run(ctx, opts, func(int) (stats.Work, func(), error) {
-			return func(stop <-chan struct{}, w *stats.Worker) error {
+		return loadstats.Run(ctx, opts, func(int) (loadstats.Work, func(), error) {
+			return func(stop <-chan struct{}, w *loadstats.Worker) error {
 				// Each socket is created, used and closed by its worker.
 				sock, err := newSocket(zmq.REQ, o.endpoint)
 				if err != nil {
 					return err
 				}
 				defer sock.Close()
-				return stats.Loop(func() (stats.Outcome, error) {
+				return loadstats.Loop(func() (loadstats.Outcome, error) {
 					if _, err := sock.SendBytes(body, 0); err != nil {
-						return stats.Error, err
+						return loadstats.Error, err
 					}
 					reply, err := sock.RecvBytes(0)
 					if err != nil {
-						return stats.Error, err
+						return loadstats.Error, err
 					}
-					return stats.Classify(reply), nil
+					return loadstats.Classify(reply), nil
 				})(stop, w)
 			}, nil, nil
 		})
 	case "dealer":
 		if o.inflight < 1 {
-			return stats.Summary{}, errors.New("inflight must be at least 1")
+			return loadstats.Summary{}, errors.New("inflight must be at least 1")
 		}
-		return stats.Run(ctx, opts, func(int) (stats.Work, func(), error) {
-			return func(stop <-chan struct{}, w *stats.Worker) error {
+		return loadstats.Run(ctx, opts, func(int) (loadstats.Work, func(), error) {
+			return func(stop <-chan struct{}, w *loadstats.Worker) error {
 				sock, err := newSocket(zmq.DEALER, o.endpoint)
 				if err != nil {
 					return err
@@ -154,7 +154,7 @@ func drive(ctx context.Context, o options) (stats.Summary, error) {
 			}, nil, nil
 		})
 	}
-	return stats.Summary{}, fmt.Errorf("unknown mode %q", o.mode)
+	return loadstats.Summary{}, fmt.Errorf("unknown mode %q", o.mode)
 }
 
 func newSocket(t zmq.Type, ep string) (*zmq.Socket, error) {
@@ -174,7 +174,7 @@ func newSocket(t zmq.Type, ep string) (*zmq.Socket, error) {
 // pipeline keeps inflight requests [send time, "", body] in flight on a
 // DEALER socket; the server echoes the first two frames, so the reply
 // carries its own send time.
-func pipeline(sock *zmq.Socket, body []byte, inflight int, stop <-chan struct{}, w *stats.Worker) error {
+func pipeline(sock *zmq.Socket, body []byte, inflight int, stop <-chan struct{}, w *loadstats.Worker) error {
 	var ts [8]byte
 	send := func() error {
 		binary.LittleEndian.PutUint64(ts[:], uint64(time.Now().UnixNano()))
@@ -211,10 +211,10 @@ func pipeline(sock *zmq.Socket, body []byte, inflight int, stop <-chan struct{},
 		}
 		outstanding--
 		if len(msg) < 2 || len(msg[0]) != 8 {
-			w.Observe(0, stats.Error)
+			w.Observe(0, loadstats.Error)
 		} else {
 			sent := int64(binary.LittleEndian.Uint64(msg[0]))
-			w.Observe(time.Duration(time.Now().UnixNano()-sent), stats.Classify(msg[len(msg)-1]))
+			w.Observe(time.Duration(time.Now().UnixNano()-sent), loadstats.Classify(msg[len(msg)-1]))
 		}
 		if !stopped {
 			if err := send(); err != nil {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/lockerd/lockerd/bench/stats"
+	"github.com/lockerd/lockerd/loadstats"
 )
 
 func main() {
@@ -67,18 +67,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	w := window.Milliseconds()
 	wstr := strconv.FormatInt(w, 10)
 	lstr := strconv.FormatInt(*limit, 10)
-	s, err := stats.Run(ctx, stats.Options{Name: *name, Goroutines: *c, Duration: *d},
-		func(int) (stats.Work, func(), error) {
-			return stats.Loop(func() (stats.Outcome, error) {
+	s, err := loadstats.Run(ctx, loadstats.Options{Name: *name, Goroutines: *c, Duration: *d},
+		func(int) (loadstats.Work, func(), error) {
+			return loadstats.Loop(func() (loadstats.Outcome, error) {
 				k := *key + ":" + strconv.FormatInt(time.Now().UnixMilli()/w, 10)
 				v, err := script.Run(ctx, rdb, []string{k}, "1", wstr, lstr).Int64()
 				if err != nil {
-					return stats.Error, err
+					return loadstats.Error, err
 				}
 				if v == 1 {
-					return stats.Go, nil
+					return loadstats.Go, nil
 				}
-				return stats.Sorry, nil
+				return loadstats.Sorry, nil
 			}), nil, nil
 		})
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/lockerd/lockerd/bench/stats"
+	"github.com/lockerd/lockerd/loadstats"
 )
 
 func main() {
@@ -35,14 +35,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	runs := map[string][]stats.Summary{}
+	runs := map[string][]loadstats.Summary{}
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" {
 			continue
 		}
-		var s stats.Summary
+		var s loadstats.Summary
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
 			fmt.Fprintf(stderr, "report: bad line %q: %v\n", line, err)
 			return 1
@@ -104,9 +104,9 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func dps(s stats.Summary) float64 { return s.DecisionsPerSecond }
+func dps(s loadstats.Summary) float64 { return s.DecisionsPerSecond }
 
-func pick(r []stats.Summary, f func(stats.Summary) float64) float64 {
+func pick(r []loadstats.Summary, f func(loadstats.Summary) float64) float64 {
 	v := make([]float64, len(r))
 	for i, s := range r {
 		v[i] = f(s)
@@ -114,7 +114,7 @@ func pick(r []stats.Summary, f func(stats.Summary) float64) float64 {
 	return median(v)
 }
 
-func rate(r []stats.Summary) string {
+func rate(r []loadstats.Summary) string {
 	if len(r) == 0 {
 		return "missing"
 	}
@@ -122,18 +122,18 @@ func rate(r []stats.Summary) string {
 	for _, s := range r {
 		errs += s.Errors
 	}
-	out := fmt.Sprintf("%.0f", pick(r, func(s stats.Summary) float64 { return s.DecisionsPerSecond }))
+	out := fmt.Sprintf("%.0f", pick(r, func(s loadstats.Summary) float64 { return s.DecisionsPerSecond }))
 	if errs > 0 {
 		out += fmt.Sprintf(" (%d errors)", errs)
 	}
 	return out
 }
 
-func lat(r []stats.Summary) string {
+func lat(r []loadstats.Summary) string {
 	if len(r) == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%.0f / %.0f",
-		pick(r, func(s stats.Summary) float64 { return s.P50us }),
-		pick(r, func(s stats.Summary) float64 { return s.P99us }))
+		pick(r, func(s loadstats.Summary) float64 { return s.P50us }),
+		pick(r, func(s loadstats.Summary) float64 { return s.P99us }))
 }

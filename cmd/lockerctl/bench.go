@@ -8,13 +8,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/lockerd/lockerd/bench/stats"
+	"github.com/lockerd/lockerd/loadstats"
 	"github.com/lockerd/lockerd/locker"
 )
-
-func init() {
-	benchCommand = func(g *globals) (command, bool) { return &BenchCommand{g: g}, true }
-}
 
 // BenchCommand is "lockerctl bench": it drives lockerd through the Go
 // client from many goroutines and prints throughput, latency percentiles
@@ -25,6 +21,22 @@ type BenchCommand struct{ g *globals }
 func (c *BenchCommand) Usage() string {
 	return "bench [-c N] [-d D] [-k KEY] [--json]  load test through the Go client: decisions/s, latency"
 }
+
+const (
+	// maxConcurrency bounds -c: each goroutine keeps a 16 KiB histogram
+	// and a request in flight.
+	maxConcurrency = 4096
+	// maxPerSocket bounds the requests in flight on one client socket:
+	// beyond ZeroMQ's default queue of 1000 messages, requests are
+	// dropped and come back as timeouts.
+	maxPerSocket = 1000
+	// maxSockets bounds --sockets.
+	maxSockets = 256
+	// benchGrace is how long requests still in flight when -d ends may
+	// take to finish; after it they are abandoned and not counted, so
+	// bench ends within -d plus benchGrace.
+	benchGrace = 500 * time.Millisecond
+)
 
 // benchOptions are the parsed flags of lockerctl bench.
 type benchOptions struct {
@@ -57,11 +69,14 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 	if err := checkKeyN(o.key, o.n); err != nil {
 		return err
 	}
-	sec, err := c.g.security()
+	var err error
+	o.client, err = c.g.clientConfig()
 	if err != nil {
 		return err
 	}
-	o.client = locker.ClientConfig{Endpoints: c.g.servers, Timeout: c.g.timeout, Security: sec}
+	// Each request may make the client's default attempts, each within
+	// --timeout; the run's end cuts them short anyway.
+	o.client.Timeout, o.client.Attempts = c.g.timeout, 0
 	var progress io.Writer
 	if !o.json && isTerminal(c.g.stdout) {
 		progress = c.g.stdout
@@ -78,23 +93,20 @@ func (c *BenchCommand) Run(ctx context.Context, args []string) error {
 
 // runBench runs the load described by o against lockerd and returns its
 // summary. When progress is not nil a line is written to it every second.
-func runBench(ctx context.Context, o benchOptions, progress io.Writer) (stats.Summary, error) {
-	if o.goroutines < 1 || o.sockets < 1 || o.sockets > o.goroutines {
-		return stats.Summary{}, errors.New("need 1 <= --sockets <= --concurrency")
-	}
-	if o.duration <= 0 {
-		return stats.Summary{}, errors.New("--duration must be positive")
+func runBench(ctx context.Context, o benchOptions, progress io.Writer) (loadstats.Summary, error) {
+	if err := o.check(); err != nil {
+		return loadstats.Summary{}, err
 	}
 	clients := make([]*locker.Client, o.sockets)
 	for i := range clients {
 		cl, err := locker.NewClient(o.client)
 		if err != nil {
-			return stats.Summary{}, err
+			return loadstats.Summary{}, err
 		}
 		defer cl.Close()
 		clients[i] = cl
 	}
-	opts := stats.Options{Goroutines: o.goroutines, Duration: o.duration}
+	opts := loadstats.Options{Goroutines: o.goroutines, Duration: o.duration}
 	if progress != nil {
 		var last int64
 		var lastT time.Duration
@@ -104,30 +116,63 @@ func runBench(ctx context.Context, o benchOptions, progress io.Writer) (stats.Su
 			fmt.Fprintf(progress, "%5.1fs %10d requests %10.0f/s\n", el.Seconds(), done, rate)
 		}
 	}
-	hold := min(o.duration, locker.DefaultHold)
-	return stats.Run(ctx, opts, func(i int) (stats.Work, func(), error) {
+	// Requests end with the run, plus benchGrace: the clock starts when
+	// the clients are ready, a moment before loadstats.Run starts its own.
+	end := time.Now().Add(o.duration)
+	opCtx, cancel := context.WithDeadline(ctx, end.Add(benchGrace))
+	defer cancel()
+	return loadstats.Run(ctx, opts, func(i int) (loadstats.Work, func(), error) {
 		cl := clients[i%len(clients)]
-		return stats.Loop(func() (stats.Outcome, error) {
-			var d locker.Decision
-			var err error
-			if o.wait {
-				d, err = cl.WaitMax(ctx, o.key, o.n, hold)
-			} else {
-				d, err = cl.Take(ctx, o.key, o.n)
-			}
-			switch {
-			case err != nil:
-				return stats.Error, err
-			case d.OK:
-				return stats.Go, nil
-			}
-			return stats.Sorry, nil
+		return loadstats.Loop(func() (loadstats.Outcome, error) {
+			return benchOne(opCtx, cl, o, end)
 		}), nil, nil
 	})
 }
 
+// check refuses options that cannot make a useful run, naming the flag
+// the user gives.
+func (o benchOptions) check() error {
+	switch {
+	case o.goroutines < 1 || o.goroutines > maxConcurrency:
+		return fmt.Errorf("-c %d: want 1 to %d goroutines", o.goroutines, maxConcurrency)
+	case o.sockets < 1 || o.sockets > min(o.goroutines, maxSockets):
+		return fmt.Errorf("--sockets %d: want 1 to %d (no more than -c)", o.sockets, min(o.goroutines, maxSockets))
+	case (o.goroutines+o.sockets-1)/o.sockets > maxPerSocket:
+		return fmt.Errorf("-c %d over %d socket(s) is over %d requests in flight per socket, more than ZeroMQ queues: raise --sockets to %d or more",
+			o.goroutines, o.sockets, maxPerSocket, (o.goroutines+maxPerSocket-1)/maxPerSocket)
+	case o.duration <= 0:
+		return errors.New("-d must be positive")
+	}
+	return nil
+}
+
+// benchOne makes one request of the run that ends at end. A request
+// abandoned because the run ended is not counted.
+func benchOne(ctx context.Context, cl *locker.Client, o benchOptions, end time.Time) (loadstats.Outcome, error) {
+	var d locker.Decision
+	var err error
+	if o.wait {
+		hold := min(time.Until(end), locker.DefaultHold).Truncate(time.Millisecond)
+		d, err = cl.WaitMax(ctx, o.key, o.n, max(hold, 0))
+	} else {
+		d, err = cl.Take(ctx, o.key, o.n)
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return loadstats.Skip, nil
+	case err != nil:
+		return loadstats.Error, err
+	case d.OK:
+		return loadstats.Go, nil
+	}
+	return loadstats.Sorry, nil
+}
+
 // isTerminal reports whether w is a character device, such as a terminal.
 func isTerminal(w io.Writer) bool {
+	if cw, ok := w.(*checkedWriter); ok {
+		w = cw.w
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

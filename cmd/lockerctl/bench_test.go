@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +76,42 @@ func TestBenchWaitProgress(t *testing.T) {
 	}
 	if !bytes.Contains(prog.Bytes(), []byte("requests")) {
 		t.Errorf("no progress line in %q", prog.String())
+	}
+}
+
+// TestBenchFlags checks that bench refuses -c and --sockets values it
+// cannot run, naming the flag the user gave.
+func TestBenchFlags(t *testing.T) {
+	t.Setenv("LOCKER_SERVER", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-c", "0"}, "-c 0: want 1 to 4096"},
+		{[]string{"-c", "100000"}, "-c 100000: want 1 to 4096"},
+		{[]string{"-c", "2000"}, "raise --sockets to 2"},
+		{[]string{"-c", "2", "--sockets", "3"}, "--sockets 3: want 1 to 2"},
+		{[]string{"-d", "0s"}, "-d must be positive"},
+	} {
+		code, _, errOut := runCtl(t, t.Context(), append([]string{"bench", "-s", "tcp://127.0.0.1:1"}, tc.args...)...)
+		if code != exitError || !strings.Contains(errOut, tc.want) {
+			t.Errorf("bench %v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+// TestBenchEndsWithDuration runs bench against a server that does not
+// answer, with a client that would retry each request for 15 s: the run
+// still ends soon after -d, and the abandoned requests are not counted.
+func TestBenchEndsWithDuration(t *testing.T) {
+	o := benchOptions{client: locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: 5 * time.Second, Attempts: 3},
+		goroutines: 4, sockets: 1, duration: 200 * time.Millisecond, key: "default", n: 1}
+	start := time.Now()
+	s, err := runBench(t.Context(), o, nil)
+	if err != nil || s.Go+s.Sorry+s.Errors != 0 {
+		t.Fatalf("runBench = %+v, %v; want nothing counted", s, err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("a 200ms run took %v: requests in flight outlived it", el)
 	}
 }

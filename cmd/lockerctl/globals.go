@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,7 @@ func newGlobals(stdout, stderr io.Writer) *globals {
 	}
 	fs := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	fs.StringSliceVarP(&g.servers, "server", "s", def, "server endpoint; repeat or separate with commas to fail over (env LOCKER_SERVER)")
-	fs.DurationVar(&g.timeout, "timeout", 2*time.Second, "how long to wait for an answer (beyond the time the server holds a wait)")
+	fs.DurationVar(&g.timeout, "timeout", 2*time.Second, "how long the command waits for an answer, from all servers together (beyond the time a server holds a wait)")
 	fs.StringVar(&g.curveServer, "curve-server", "", "the server's CURVE public key, or a FILE holding it")
 	fs.StringVar(&g.curveSecret, "curve-secret", "", "this client's CURVE secret key FILE (see keygen)")
 	g.flags = fs
@@ -66,22 +67,64 @@ func (g *globals) parse(fs *pflag.FlagSet, c command, args []string) error {
 	return nil
 }
 
-// client returns a client that makes one attempt per request: a command
-// must answer within its timeout, not three times that.
-func (g *globals) client() (*locker.Client, error) {
+const (
+	// firstHold is the longest the first wait request may be held. A
+	// server that is not there is noticed after it plus --timeout, so
+	// wait fails about as fast as probe does.
+	firstHold = 500 * time.Millisecond
+	// holdChunk is the longest any later wait request may be held: a
+	// server that dies while holding one is noticed within holdChunk plus
+	// --timeout. Servers cap holds at their --max-wait (30s by default).
+	holdChunk = 5 * time.Second
+)
+
+// clientConfig returns the configuration of the command's client. It
+// makes one attempt on each server, and the attempts share --timeout, so
+// that the command gets its answer within --timeout (plus the time a
+// server may hold a wait) however many servers it has to try.
+func (g *globals) clientConfig() (locker.ClientConfig, error) {
 	if g.timeout <= 0 {
-		return nil, fmt.Errorf("--timeout %s: want a positive duration", g.timeout)
+		return locker.ClientConfig{}, fmt.Errorf("--timeout %s: want a positive duration", g.timeout)
 	}
-	cfg := locker.ClientConfig{Endpoints: g.servers, Timeout: g.timeout, Attempts: 1}
-	if len(g.servers) > 1 {
-		cfg.Attempts = len(g.servers) // one try on each
+	for _, s := range g.servers {
+		if s == "" {
+			return locker.ClientConfig{}, fmt.Errorf("empty endpoint in --server or LOCKER_SERVER (%q)", strings.Join(g.servers, ","))
+		}
+	}
+	n := len(g.servers)
+	cfg := locker.ClientConfig{
+		Endpoints: g.servers,
+		Timeout:   max(g.timeout/time.Duration(n), time.Millisecond),
+		Attempts:  n,
+		FirstHold: firstHold,
+		Hold:      holdChunk,
 	}
 	sec, err := g.security()
 	if err != nil {
-		return nil, err
+		return locker.ClientConfig{}, err
 	}
 	cfg.Security = sec
-	return locker.NewClient(cfg)
+	return cfg, nil
+}
+
+// client returns a client configured by clientConfig.
+func (g *globals) client() (*locker.Client, error) {
+	cfg, err := g.clientConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := locker.NewClient(cfg)
+	var be *locker.EndpointError
+	if errors.As(err, &be) {
+		return nil, fmt.Errorf("--server %q: %s", be.Endpoint, be.Reason)
+	}
+	return c, err
+}
+
+// withTimeout bounds a command that does not wait: its answer is due
+// within --timeout, whatever the number of servers it tries.
+func (g *globals) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, g.timeout)
 }
 
 func (g *globals) security() (func(*zmq.Socket) error, error) {
@@ -102,9 +145,13 @@ func (g *globals) security() (func(*zmq.Socket) error, error) {
 	return locker.CurveClient(sp, locker.CurveKeyPair{Secret: sec})
 }
 
-// explain explains a timeout in terms of what the user asked for.
-func (g *globals) explain(err error) error {
-	if errors.Is(err, locker.ErrTimeout) {
+// explain explains a timeout in terms of what the user asked for. ctx is
+// the command's own context: when it ended, the user interrupted.
+func (g *globals) explain(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	case errors.Is(err, locker.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("no answer from %s within %s", g.serverList(), g.timeout)
 	}
 	return err

@@ -2,9 +2,9 @@
 //
 //	lockerctl wait -k api && curl https://api.example.com/...
 //
-// Exit status: 0 go, 1 sorry, 2 error, no answer, or interrupted (a wait
-// ended by SIGINT or SIGTERM exits 2, not 130, so that scripts need to
-// tell only three cases apart).
+// Exit status: 0 go, 1 sorry, 2 error, no answer, output that could not
+// be written, or interrupted (a wait ended by SIGINT or SIGTERM exits 2,
+// not 130, so that scripts need to tell only three cases apart).
 package main
 
 import (
@@ -14,9 +14,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"github.com/lockerd/lockerd/locker"
 	"github.com/spf13/pflag"
 )
 
@@ -52,8 +52,39 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches to a subcommand and maps its result to an exit status.
+// run runs lockerctl and returns its exit status. Output that could not
+// be written all makes the status 2, whatever the command's outcome: a
+// script must not act on an answer it did not get.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	out := &checkedWriter{w: stdout}
+	code := dispatch(ctx, args, out, stderr)
+	if out.err != nil {
+		fmt.Fprintln(stderr, "lockerctl: writing the output:", out.err)
+		return exitError
+	}
+	return code
+}
+
+// checkedWriter keeps the first error a write returned.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	c.err = err
+	return n, err
+}
+
+// dispatch runs a subcommand and maps its result to an exit status.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := newGlobals(stdout, stderr)
 	commands := map[string]command{
 		"probe":  &ProbeCommand{g: g},
@@ -61,12 +92,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"ping":   &PingCommand{g: g},
 		"status": &StatusCommand{g: g},
 		"keygen": &KeygenCommand{g: g},
+		"bench":  &BenchCommand{g: g},
 	}
-	order := []string{"probe", "wait", "ping", "status", "keygen"}
-	if bench, ok := benchCommand(g); ok {
-		commands["bench"] = bench
-		order = append(order, "bench")
-	}
+	order := []string{"probe", "wait", "ping", "status", "keygen", "bench"}
 	usage := func() {
 		fmt.Fprintf(stderr, "Usage: lockerctl [global flags] COMMAND [flags]\n\nCommands:\n")
 		for _, name := range order {
@@ -108,6 +136,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errSorry):
 		return exitSorry
 	}
-	fmt.Fprintln(stderr, "lockerctl:", strings.TrimPrefix(err.Error(), "locker: "))
+	fmt.Fprintln(stderr, "lockerctl:", describe(err))
 	return exitError
+}
+
+// describe says what went wrong for the user: a server's refusal as the
+// server put it, anything else as the error says it.
+func describe(err error) string {
+	var se *locker.ServerError
+	if errors.As(err, &se) {
+		return "server: " + se.Msg
+	}
+	return err.Error()
 }

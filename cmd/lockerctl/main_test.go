@@ -26,66 +26,75 @@ func runCtl(tb testing.TB, ctx context.Context, args ...string) (int, string, st
 	return code, out.String(), errOut.String()
 }
 
+// TestExitCodes runs each case against a server of its own, after the
+// commands in before (which set the server up), so that no case depends
+// on another.
 func TestExitCodes(t *testing.T) {
 	t.Setenv("LOCKER_SERVER", "")
-	srv := lockertest.NewServer(t, locker.Config{ID: "ctl-test", Keys: []locker.KeyConfig{
-		{Name: "api", Limit: 1, Window: time.Hour},
-		{Name: "fast", Limit: 1, Window: 200 * time.Millisecond},
-	}})
-	s := "--server=" + srv.Endpoint
+	takeAPI := []string{"probe", "-k", "api"}
 	tests := []struct {
-		name     string
-		args     []string
-		code     int
-		stdout   string
-		stderr   string
-		maxTaken time.Duration
+		name        string
+		before      [][]string
+		args        []string // the server flag is added after them
+		globalFirst bool     // add the server flag before them instead
+		code        int
+		stdout      string
+		stderr      string
 	}{
-		{name: "probe go", args: []string{"probe", s, "-k", "api"}, code: exitGo, stdout: "go 0 "},
-		{name: "probe sorry", args: []string{"probe", s, "-k", "api"}, code: exitSorry, stdout: "sorry "},
-		{name: "global flag first", args: []string{s, "probe", "-k", "api"}, code: exitSorry, stdout: "sorry "},
-		{name: "probe unknown key", args: []string{"probe", s, "-k", "nope"}, code: exitError, stderr: "unknown key"},
-		{name: "probe N above limit", args: []string{"probe", s, "-k", "api", "-n", "2"}, code: exitError, stderr: "above the limit"},
-		{name: "probe bad N", args: []string{"probe", s, "-n", "0"}, code: exitError, stderr: "-n 0"},
+		{name: "probe go", args: []string{"probe", "-k", "api"}, code: exitGo, stdout: "go 0 "},
+		{name: "probe sorry", before: [][]string{takeAPI}, args: []string{"probe", "-k", "api"}, code: exitSorry, stdout: "sorry "},
+		{name: "global flag first", before: [][]string{takeAPI}, args: []string{"probe", "-k", "api"}, globalFirst: true, code: exitSorry, stdout: "sorry "},
+		{name: "probe unknown key", args: []string{"probe", "-k", "nope"}, code: exitError, stderr: "unknown key"},
+		{name: "probe N above limit", args: []string{"probe", "-k", "api", "-n", "2"}, code: exitError, stderr: "above the limit"},
+		{name: "probe bad N", args: []string{"probe", "-n", "0"}, code: exitError, stderr: "-n 0"},
 		{name: "bad flag", args: []string{"probe", "--bogus"}, code: exitError, stderr: "unknown flag"},
 		{name: "unknown command", args: []string{"frobnicate"}, code: exitError, stderr: "unknown command"},
 		{name: "no command", args: nil, code: exitError, stderr: "Usage"},
-		{name: "ping", args: []string{"ping", s}, code: exitGo, stdout: "pong ctl-test"},
-		{name: "wait granted in next window", args: []string{"wait", s, "-k", "fast", "-n", "1"}, code: exitGo, stdout: "go "},
-		{name: "wait again granted", args: []string{"wait", s, "-k", "fast"}, code: exitGo, stdout: "go "},
-		{name: "wait max-wait passes", args: []string{"wait", s, "-k", "api", "--max-wait", "200ms"}, code: exitSorry, stdout: "sorry ", maxTaken: 3 * time.Second},
-		{name: "status", args: []string{"status", s}, code: exitGo, stdout: "api      1      1h0m0s  1"},
-		{name: "status json", args: []string{"status", s, "--json"}, code: exitGo, stdout: `"id":"ctl-test"`},
+		{name: "ping", args: []string{"ping"}, code: exitGo, stdout: "pong ctl-test"},
+		{name: "wait granted at once", args: []string{"wait", "-k", "fast", "-n", "1"}, code: exitGo, stdout: "go "},
+		{name: "wait granted in next window", before: [][]string{{"probe", "-k", "fast"}}, args: []string{"wait", "-k", "fast"}, code: exitGo, stdout: "go "},
+		{name: "wait max-wait passes", before: [][]string{takeAPI}, args: []string{"wait", "-k", "api", "--max-wait", "200ms"}, code: exitSorry, stdout: "sorry "},
+		{name: "status", before: [][]string{takeAPI}, args: []string{"status"}, code: exitGo, stdout: "api      1      1h0m0s  1"},
+		{name: "status json", args: []string{"status", "--json"}, code: exitGo, stdout: `"id":"ctl-test"`},
 		{name: "version", args: []string{"--version"}, code: exitGo, stdout: "lockerctl dev"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
-			code, out, errOut := runCtl(t, t.Context(), tc.args...)
+			srv := lockertest.NewServer(t, locker.Config{ID: "ctl-test", Keys: []locker.KeyConfig{
+				{Name: "api", Limit: 1, Window: time.Hour},
+				{Name: "fast", Limit: 1, Window: 200 * time.Millisecond},
+			}})
+			s := "--server=" + srv.Endpoint
+			for _, b := range tc.before {
+				if code, _, errOut := runCtl(t, t.Context(), append(b, s)...); code == exitError {
+					t.Fatalf("lockerctl %v: %d %q", b, code, errOut)
+				}
+			}
+			args := append([]string{}, tc.args...)
+			switch {
+			case tc.globalFirst:
+				args = append([]string{s}, args...)
+			case len(args) > 0:
+				args = append(args, s)
+			}
+			code, out, errOut := runCtl(t, t.Context(), args...)
 			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errOut, tc.stderr) {
 				t.Fatalf("lockerctl %v = %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q",
-					tc.args, code, out, errOut, tc.code, tc.stdout, tc.stderr)
-			}
-			if tc.maxTaken > 0 && time.Since(start) > tc.maxTaken {
-				t.Fatalf("took %v, want under %v", time.Since(start), tc.maxTaken)
+					args, code, out, errOut, tc.code, tc.stdout, tc.stderr)
 			}
 		})
 	}
 }
 
-// TestNoServer checks that every command gives up with status 2 within its
-// timeout plus a second when nothing listens.
+// TestNoServer checks that every command gives up with status 2 and says
+// so when nothing listens (TestTimeoutBoundsCommand checks how soon).
 func TestNoServer(t *testing.T) {
 	ep := freeEndpoint(t)
 	for _, cmd := range [][]string{{"probe"}, {"ping"}, {"status"}, {"wait", "--max-wait", "10s"}} {
 		t.Run(cmd[0], func(t *testing.T) {
-			start := time.Now()
 			code, _, errOut := runCtl(t, t.Context(), append(cmd, "-s", ep, "--timeout", "300ms")...)
 			if code != exitError || !strings.Contains(errOut, "no answer from "+ep) {
 				t.Fatalf("exit %d, stderr %q; want 2 and 'no answer'", code, errOut)
-			}
-			if el := time.Since(start); el > 1300*time.Millisecond {
-				t.Fatalf("took %v, want under timeout + 1s", el)
 			}
 		})
 	}

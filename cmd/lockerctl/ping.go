@@ -24,10 +24,12 @@ func (c *PingCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer client.Close()
-	id, err := client.Ping(ctx)
+	cctx, cancel := c.g.withTimeout(ctx)
+	defer cancel()
+	id, err := client.Ping(cctx)
 	if err != nil {
-		return c.g.explain(err)
+		return c.g.explain(ctx, err)
 	}
-	fmt.Fprintln(c.g.stdout, "pong", id)
+	fmt.Fprintln(c.g.stdout, "pong", id) // run checks the writes
 	return nil
 }

@@ -32,9 +32,11 @@ func (c *ProbeCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer client.Close()
-	r, err := client.Do(ctx, []byte("take "+*key+" "+strconv.FormatInt(*n, 10)))
+	cctx, cancel := c.g.withTimeout(ctx)
+	defer cancel()
+	r, err := client.Do(cctx, []byte("take "+*key+" "+strconv.FormatInt(*n, 10)))
 	if err != nil {
-		return c.g.explain(err)
+		return c.g.explain(ctx, err)
 	}
 	return printDecision(c.g, r)
 }

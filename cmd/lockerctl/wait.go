@@ -17,17 +17,6 @@ func (c *WaitCommand) Usage() string {
 	return "wait [-k KEY] [-n N] [--max-wait D] block until go (0); sorry (1) when max-wait passes"
 }
 
-const (
-	// firstHold is the longest the first wait request may be held. A
-	// server that is not there is noticed after it plus --timeout, so
-	// wait fails as fast as probe does.
-	firstHold = 500 * time.Millisecond
-	// holdChunk is the longest any later wait request may be held: a
-	// server that dies while holding one is noticed within holdChunk plus
-	// --timeout. Servers cap holds at their --max-wait (30s by default).
-	holdChunk = 5 * time.Second
-)
-
 // Run implements command.
 func (c *WaitCommand) Run(ctx context.Context, args []string) error {
 	fs := c.g.flagSet("wait")
@@ -52,49 +41,20 @@ func (c *WaitCommand) Run(ctx context.Context, args []string) error {
 	if *maxWait > 0 {
 		deadline = time.Now().Add(*maxWait)
 	}
-	backoff := 20 * time.Millisecond
-	for chunk := firstHold; ; chunk = holdChunk {
-		hold := chunk
-		if !deadline.IsZero() {
-			hold = min(hold, time.Until(deadline))
-		}
-		hold = max(hold, 0).Truncate(time.Millisecond)
-		start := time.Now()
-		// WaitMax, unlike Do, gives the request hold plus --timeout to be
-		// answered.
-		d, err := client.WaitMax(ctx, *key, *n, hold)
-		switch {
-		case ctx.Err() != nil:
-			return fmt.Errorf("interrupted while waiting: %w", ctx.Err())
-		case errors.Is(err, locker.ErrTimeout):
-			return fmt.Errorf("no answer from %s within %s", c.g.serverList(), hold+c.g.timeout)
-		case err != nil:
-			return err
-		case d.OK:
-			fmt.Fprintln(c.g.stdout, formatDecision(d))
-			return nil
-		case !deadline.IsZero() && !time.Now().Before(deadline):
-			fmt.Fprintln(c.g.stdout, formatDecision(d))
-			return errSorry
-		}
-		// A sorry before the hold ran out (a full queue, a server with a
-		// lower cap, or a seed server that does not hold waits): wait for
-		// the hint, or back off, then ask again.
-		if pause := time.Until(start.Add(hold)); pause > 0 {
-			if d.RetryAfter > 0 {
-				pause = min(pause, d.RetryAfter)
-			} else {
-				pause, backoff = min(pause, backoff), min(2*backoff, time.Second)
-			}
-			t := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("interrupted while waiting: %w", ctx.Err())
-			case <-t.C:
-			}
-		}
+	d, err := client.WaitUntil(ctx, *key, *n, deadline)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted while waiting: %w", ctx.Err())
+	case errors.Is(err, locker.ErrTimeout):
+		return fmt.Errorf("no answer from %s within %s (beyond the time a server may hold the wait)", c.g.serverList(), c.g.timeout)
+	case err != nil:
+		return err
 	}
+	fmt.Fprintln(c.g.stdout, formatDecision(d))
+	if !d.OK {
+		return errSorry
+	}
+	return nil
 }
 
 // formatDecision writes d as the server sends it. A decision with no

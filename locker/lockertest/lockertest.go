@@ -98,3 +98,14 @@ func WaitFor(tb testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// SkipWithoutIPv6 skips the test, saying why, where the machine cannot
+// listen on the IPv6 loopback address ::1.
+func SkipWithoutIPv6(tb testing.TB) {
+	tb.Helper()
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		tb.Skipf("no IPv6 loopback (::1) on this machine: %v", err)
+	}
+	l.Close()
+}

@@ -1,4 +1,4 @@
-package stats
+package loadstats
 
 import (
 	"context"
@@ -16,6 +16,9 @@ const (
 	Go Outcome = iota
 	Sorry
 	Error
+	// Skip is a request that is not counted, such as one abandoned
+	// because the run ended while it was in flight.
+	Skip
 )
 
 // Worker is one load goroutine's record: its latency histogram, its
@@ -32,6 +35,8 @@ type Worker struct {
 // Failed requests count as errors and are kept out of the histogram.
 func (w *Worker) Observe(d time.Duration, o Outcome) {
 	switch o {
+	case Skip:
+		return
 	case Go:
 		w.Counts.Go++
 	case Sorry:
@@ -72,7 +77,7 @@ type Options struct {
 // and summarises. It returns the first error a setup or work returned.
 func Run(ctx context.Context, opts Options, setup func(i int) (Work, func(), error)) (Summary, error) {
 	if opts.Goroutines < 1 {
-		return Summary{}, errors.New("stats: goroutines must be at least 1")
+		return Summary{}, errors.New("loadstats: goroutines must be at least 1")
 	}
 	works := make([]Work, 0, opts.Goroutines)
 	var cleanups []func()
@@ -160,7 +165,7 @@ func Loop(op func() (Outcome, error)) Work {
 			}
 			t0 := time.Now()
 			o, err := op()
-			if err != nil {
+			if err != nil && o != Skip {
 				o = Error
 			}
 			w.Observe(time.Since(t0), o)

@@ -1,7 +1,7 @@
-// Package stats records request latencies in a log-linear histogram and
+// Package loadstats records request latencies in a log-linear histogram and
 // summarises a load run: throughput, percentiles and go/sorry/error counts.
-// It is shared by the bench programs and lockerctl bench.
-package stats
+// It is shared by lockerctl bench and the programs under bench/.
+package loadstats
 
 import (
 	"encoding/json"
