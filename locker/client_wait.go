@@ -23,9 +23,9 @@ func (c *Client) WaitMax(ctx context.Context, key string, n int64, max time.Dura
 // Wait blocks until n tokens of key are granted, and returns the go
 // decision, or until ctx is done, and returns ctx.Err(); the client then
 // asks the server to cancel the wait it holds, so that its tokens go to
-// the next waiter. It holds wait requests on the server, so it is answered as soon as a window opens; it
-// never polls. It returns a *ServerError at once for a request the server
-// refuses. While no server answers it keeps trying until ctx is done.
+// the next waiter. It holds wait requests on the server, so it is
+// answered as soon as a window opens; it never polls. It returns a
+// *ServerError at once for a request the server refuses. While no server answers it keeps trying until ctx is done.
 func (c *Client) Wait(ctx context.Context, key string, n int64) (Decision, error) {
 	return c.wait(ctx, key, n, time.Time{}, 0)
 }
