@@ -227,6 +227,15 @@ func TestLockTableScenarios(t *testing.T) {
 			{ms: 1, req: "release a 1", want: "released 1"},
 			{ms: 2, req: "acquire b", want: "locked 2000 30000"},
 		}},
+		{"bounded holders and waiters", LockTableConfig{NoGrace: true, MaxSlots: 2}, []lockStep{
+			{ms: 0, req: "acquire a", want: "locked 1 30000"},
+			{ms: 0, req: "acquire a exclusive 1000 5000 w1", want: ""},
+			{ms: 0, req: "acquire a exclusive 1000 0 w2", want: "busy 30000 1 1 -"},
+			{ms: 0, req: "acquire a exclusive 1000 5000 w2", want: "error too many lock holders and waiters"},
+			{ms: 0, req: "acquire b", want: "error too many lock holders and waiters"},
+			{ms: 1, req: "abandon a", ticket: 1, want: "abandoned 1"},
+			{ms: 2, req: "acquire b", want: "locked 2000 30000"},
+		}},
 		{"max wait is capped", LockTableConfig{NoGrace: true, MaxWait: 100 * time.Millisecond}, []lockStep{
 			{ms: 0, req: "acquire a", want: "locked 1 30000"},
 			{ms: 0, req: "acquire a exclusive 1000 5000 w", want: ""},
@@ -289,6 +298,7 @@ func TestNewLockTableRefuses(t *testing.T) {
 		{"negative wait", LockTableConfig{MaxWait: -1}},
 		{"negative locks", LockTableConfig{MaxLocks: -1}},
 		{"negative waiters", LockTableConfig{MaxWaiters: -1}},
+		{"negative slots", LockTableConfig{MaxSlots: -1}},
 		{"negative grace", LockTableConfig{Grace: -1}},
 		{"zero capacity", LockTableConfig{Locks: []LockSpec{{Name: "a"}}}},
 		{"bad name", LockTableConfig{Locks: []LockSpec{{Name: "a b", Capacity: 1}}}},
@@ -451,7 +461,7 @@ func TestLockTableListing(t *testing.T) {
 // TestLockTableManyNames: 100k distinct names acquired and released leave
 // the table empty, its maps and timers new.
 func TestLockTableManyNames(t *testing.T) {
-	tbl := newTestLockTable(t, LockTableConfig{NoGrace: true, MaxLocks: 200_000})
+	tbl := newTestLockTable(t, LockTableConfig{NoGrace: true, MaxLocks: 200_000, MaxSlots: 200_000})
 	const n = 100_000
 	fences := make([]uint64, n)
 	var name []byte
@@ -943,5 +953,20 @@ func BenchmarkLockTableHandover(b *testing.B) {
 		}
 		fence = evs[0].Result.Fence
 		tbl.Apply(now, acq)
+	}
+}
+
+// BenchmarkLockTableHeld measures the memory of a held lock: b.N distinct
+// names acquired and kept (B/op is the cost of one, maps included).
+func BenchmarkLockTableHeld(b *testing.B) {
+	tbl := newTestLockTable(b, LockTableConfig{NoGrace: true, MaxLocks: 1 << 30, MaxSlots: 1 << 30})
+	var name []byte
+	now := lockAt(1)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		name = strconv.AppendInt(append(name[:0], "job-"...), int64(i), 10)
+		if r := tbl.Apply(now, LockRequest{Verb: LockAcquire, Name: name, MaxWait: 0, Owner: []byte("web-17.example:123456")}); r.Status != LockGranted {
+			b.Fatal(r)
+		}
 	}
 }
