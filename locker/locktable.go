@@ -41,6 +41,9 @@ type LockMode uint8
 
 // Lock modes. An exclusive holder holds the lock alone; shared holders
 // hold it together, up to the lock's capacity.
+//
+// WARNING: ONLY APPEND TO THIS LIST! The numeric values are part of the
+// replicated log of a lock table (see LockVerb).
 const (
 	LockExclusive LockMode = iota
 	LockShared
@@ -291,8 +294,8 @@ type LockTableConfig struct {
 	// MaxTTL of the previous run. If zero, MaxTTL is used.
 	Grace time.Duration
 	// NoGrace skips the grace period. Set it only for a table that
-	// holds every lease given before (restored from persisted state) or
-	// that has never run before.
+	// holds every lease given before (restored from persisted state),
+	// or on a first start, when no lease was given before.
 	NoGrace bool
 	// FenceFloor is below every fence the table gives; at most
 	// MaxLockFence/2. Fences also follow the clock (see LockTable), so
@@ -311,7 +314,8 @@ type LockTableConfig struct {
 // taken as the latest seen. A lease runs from its grant for its TTL and
 // is lost at its end instant; an acquisition is held until its deadline.
 // At one instant, leases end before held acquisitions time out, so an
-// acquisition granted at its last instant is granted.
+// acquisition whose lock is freed at the very instant its wait ends is
+// granted.
 //
 // Fences are strictly increasing across every lock of the table: each
 // is max(previous+1, grant time in Unix microseconds, FenceFloor+1). As
