@@ -55,6 +55,8 @@ type fedKey struct {
 	// asked counts the tokens requested in the current window, granted
 	// or not: the demand that strict shares follow.
 	asked int64
+	// need is the largest request refused in the current window.
+	need int64
 	// budget is the strict budget of the current window.
 	budget int64
 	// reserve is, in shared mode, the tokens of the current window kept
@@ -148,7 +150,7 @@ func (fk *fedKey) leave(f *FixedWindow, k int64) {
 	} else {
 		fk.prevWindow, fk.prevGranted, fk.prevAsked = k-1, 0, 0
 	}
-	fk.asked = 0
+	fk.asked, fk.need = 0, 0
 }
 
 // enter is called after f moved to window k.
@@ -181,6 +183,7 @@ func (fk *fedKey) take(f *FixedWindow, k, left, n int64) Decision {
 		f.granted += n
 		return Decision{OK: true, Remaining: rem - n, Reset: time.Duration(left), Window: k}
 	}
+	fk.need = max(fk.need, n)
 	return Decision{Reset: time.Duration(left), RetryAfter: time.Duration(left), Window: k}
 }
 
@@ -206,6 +209,8 @@ type LocalCount struct {
 	// granted here and requested here (granted or refused) in it; Budget
 	// is the strict budget of it (the limit in shared mode).
 	Index, Granted, Asked, Budget int64
+	// Need is the largest request refused in window Index.
+	Need int64
 	// PrevGranted and PrevAsked are the same for window Index-1.
 	PrevGranted, PrevAsked int64
 	// Remote is the tokens granted by others in window Index as last set
@@ -226,7 +231,7 @@ func (c *Counter) LocalAt(now time.Time) []LocalCount {
 			continue
 		}
 		lc := LocalCount{KeyConfig: c.keys[name].cfg, Index: k, Granted: f.granted, Asked: fk.asked,
-			Budget: fk.budget, Remote: f.extra}
+			Need: fk.need, Budget: fk.budget, Remote: f.extra}
 		if fk.prevWindow == k-1 {
 			lc.PrevGranted, lc.PrevAsked = fk.prevGranted, fk.prevAsked
 		}

@@ -179,6 +179,15 @@ func (s *merger) isUp(now time.Time, p *member) bool {
 	return now.Sub(p.lastSeen) <= downAfter*s.hb
 }
 
+// forgetAfter is how many heartbeat intervals of silence, at least, make
+// a member's id forgotten, once none of its counts or transfers concern a
+// window that has not ended.
+const forgetAfter = 10
+
+// maxIDs returns how many member ids are tracked at once: a member that
+// restarts under a new id leaves its old one behind until it is forgotten.
+func (s *merger) maxIDs() int { return 2*len(s.members) + 8 }
+
 // handle folds one received message into the state and the Counter. It
 // reports whether the sender is new or was down: it may not know this
 // member's state, which is then worth publishing at once.
@@ -186,54 +195,118 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 	if m.From == s.id {
 		return false
 	}
-	p := s.peers[m.From]
+	p := s.peer(now, m)
 	if p == nil {
-		if len(s.peers) >= 2*len(s.members)+8 {
-			s.log.Warn("too many member ids; ignoring a new one", "peer", m.From)
-			return false
-		}
-		p = &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64)}
-		s.peers[m.From] = p
-		s.log.Info("peer seen", "peer", m.From)
+		return false
 	}
 	newcomer = p.messages == 0 || !s.isUp(now, p)
 	p.lastSeen = now
 	p.messages++
-	p.samples[p.nsamples%offsetSamples] = m.Sent - now.UnixNano()
+	s.handleClock(now, p, m.Sent)
+	if m.Type == TypeHeartbeat {
+		s.handleHeartbeat(p, m)
+	}
+	s.handleCounts(now, p, m.Counts)
+	s.handleTransfers(now, p, m.Transfers)
+	return newcomer
+}
+
+// peer returns the member that sent m, admitting a new id when there is
+// room. When maxIDs are tracked, a heartbeat that agrees on the
+// configuration (so from a configured member, restarted under a new id)
+// takes the place of the id silent for longest among those that are
+// down; anything else from a new id is ignored.
+func (s *merger) peer(now time.Time, m *Message) *member {
+	if p := s.peers[m.From]; p != nil {
+		return p
+	}
+	if len(s.peers) >= s.maxIDs() {
+		old := s.oldestDown(now)
+		if m.Type != TypeHeartbeat || m.Digest != s.digest || old == nil {
+			s.log.Warn("too many member ids; ignoring a new one until one is forgotten", "peer", m.From)
+			return nil
+		}
+		s.log.Warn("too many member ids; forgetting the one silent for longest", "peer", m.From, "forgotten", old.id)
+		delete(s.peers, old.id)
+	}
+	p := &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64)}
+	s.peers[m.From] = p
+	s.log.Info("peer seen", "peer", m.From)
+	return p
+}
+
+// oldestDown returns the member that is down and was silent for longest,
+// or nil.
+func (s *merger) oldestDown(now time.Time) *member {
+	var old *member
+	for _, p := range s.peers {
+		if !s.isUp(now, p) && (old == nil || p.lastSeen.Before(old.lastSeen)) {
+			old = p
+		}
+	}
+	return old
+}
+
+// maxClockOffset bounds the clock offsets taken from messages, so that a
+// clock field of any value cannot overflow the arithmetic.
+const maxClockOffset = int64(24 * time.Hour)
+
+// handleClock adds a sample of the sender's clock offset.
+func (s *merger) handleClock(now time.Time, p *member, sent int64) {
+	n := now.UnixNano()
+	off := max(n-maxClockOffset, min(sent, n+maxClockOffset)) - n
+	p.samples[p.nsamples%offsetSamples] = off
 	p.nsamples++
-	n := min(p.nsamples, offsetSamples)
 	best := p.samples[0]
-	for _, v := range p.samples[1:n] {
+	for _, v := range p.samples[1:min(p.nsamples, offsetSamples)] {
 		best = max(best, v)
 	}
 	p.offset = time.Duration(best)
-	if m.Type == TypeHeartbeat {
-		p.heard, p.strict, p.members, p.rank = true, m.Strict, m.Members, m.Rank
-		p.digest = m.Digest
-		mismatch := m.Digest != s.digest
-		if mismatch && !p.mismatch {
-			s.log.Error("peer configuration differs: keys, mode or member list disagree; the cluster limit is not enforced as configured",
-				"peer", p.id, "peer_digest", strconv.FormatUint(m.Digest, 16), "digest", strconv.FormatUint(s.digest, 16),
-				"peer_members", m.Members, "members", len(s.members), "peer_strict", m.Strict, "strict", s.strict)
-		} else if !mismatch && p.mismatch {
-			s.log.Info("peer configuration agrees again", "peer", p.id)
-		}
-		p.mismatch = mismatch
-	}
+}
 
+// handleHeartbeat records the sender's view of the federation.
+func (s *merger) handleHeartbeat(p *member, m *Message) {
+	p.heard, p.strict, p.members, p.rank = true, m.Strict, m.Members, m.Rank
+	p.digest = m.Digest
+	mismatch := m.Digest != s.digest
+	if mismatch && !p.mismatch {
+		s.log.Error("peer configuration differs: keys, mode or member list disagree; the cluster limit is not enforced as configured",
+			"peer", p.id, "peer_digest", strconv.FormatUint(m.Digest, 16), "digest", strconv.FormatUint(s.digest, 16),
+			"peer_members", m.Members, "members", len(s.members), "peer_strict", m.Strict, "strict", s.strict)
+	} else if !mismatch && p.mismatch {
+		s.log.Info("peer configuration agrees again", "peer", p.id)
+	}
+	p.mismatch = mismatch
+}
+
+// clampCount bounds what a peer reports for a key of the given limit: no
+// member grants more than the limit in a window, and demand beyond
+// maxAsked means no more than "far more than the limit".
+func clampCount(c Count, limit int64) Count {
+	c.Granted = max(0, min(c.Granted, limit))
+	c.Asked = max(0, min(c.Asked, maxAsked))
+	c.Need = max(0, min(c.Need, limit))
+	return c
+}
+
+// handleCounts folds a peer's counts in and updates the remote counts and
+// reserves of the windows whose grants changed.
+func (s *merger) handleCounts(now time.Time, p *member, counts []Count) {
 	var touched map[countKey]bool
-	for _, c := range m.Counts {
-		cur, _, ok := s.window(now, c.Key)
+	for _, c := range counts {
+		cur, cfg, ok := s.window(now, c.Key)
 		if !ok || c.Window < cur-1 || c.Window > cur+2 {
 			continue
 		}
+		c = clampCount(c, cfg.Limit)
 		byWin := p.counts[c.Key]
 		if byWin == nil {
 			byWin = make(map[int64]Count)
 			p.counts[c.Key] = byWin
 		}
 		old, had := byWin[c.Window]
-		nc := Count{Key: c.Key, Window: c.Window, Granted: max(old.Granted, c.Granted), Asked: max(old.Asked, c.Asked)}
+		nc := Count{Key: c.Key, Window: c.Window, Granted: max(old.Granted, c.Granted), Asked: max(old.Asked, c.Asked),
+			Need: max(old.Need, c.Need)}
 		if had && nc == old {
 			continue
 		}
@@ -255,12 +328,16 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 			s.reserve(now, ck.key, ck.window)
 		}
 	}
+}
 
-	for _, t := range m.Transfers {
+// handleTransfers records, in strict mode, the tokens a peer handed to
+// this member.
+func (s *merger) handleTransfers(now time.Time, p *member, transfers []Transfer) {
+	for _, t := range transfers {
 		if t.To != s.id || !s.strict {
 			continue
 		}
-		cur, _, ok := s.window(now, t.Key)
+		cur, cfg, ok := s.window(now, t.Key)
 		if !ok || t.Window < cur || t.Window > cur+2 {
 			continue
 		}
@@ -269,17 +346,18 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 			byWin = make(map[int64]int64)
 			p.recv[t.Key] = byWin
 		}
-		if t.Total <= byWin[t.Window] {
+		// No member can give more than the limit.
+		total := max(0, min(t.Total, cfg.Limit))
+		if total <= byWin[t.Window] {
 			continue
 		}
-		byWin[t.Window] = t.Total
+		byWin[t.Window] = total
 		var sum int64
 		for _, q := range s.peers {
 			sum += q.recv[t.Key][t.Window]
 		}
 		s.counter.SetReceivedAt(now, t.Key, t.Window, sum)
 	}
-	return newcomer
 }
 
 // flush returns the messages that publish what changed since the last
@@ -300,7 +378,7 @@ func (s *merger) flush(now time.Time) []*Message {
 	for _, lc := range lcs {
 		for _, c := range [2]Count{
 			{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked},
+			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: lc.Need},
 		} {
 			ck := countKey{c.Key, c.Window}
 			old, had := s.sent[ck]
@@ -322,98 +400,6 @@ func (s *merger) flush(now time.Time) []*Message {
 	return s.pack(now, TypeCounts, counts, transfers)
 }
 
-// reserve sets, in shared mode, how many tokens of key in window k are
-// kept for the other members that are up: what each is entitled to, less
-// what it has granted in k already.
-//
-// Entitlements follow demand, the tokens each member asked for in the
-// window before (for the next window: the current one, extrapolated). A
-// member is entitled to its demand up to its share; the shares that
-// members do not need are split among the members that need more, in
-// proportion to their excess. Every member computes the same split from
-// the same published counts, so two busy members do not both count on an
-// idle member's share while grants are in flight. What no one is entitled
-// to (the shares of idle or silent members beyond any demand) is free for
-// whoever asks first.
-func (s *merger) reserve(now time.Time, key string, k int64) {
-	cur, cfg, ok := s.window(now, key)
-	if !ok {
-		return
-	}
-	frac := float64(now.UnixNano()-cur*int64(cfg.Window)) / float64(cfg.Window)
-	demandOf := func(prev, asked int64) int64 {
-		switch {
-		case k <= cur:
-			return min(prev, cfg.Limit)
-		case frac > 0:
-			return min(demand(asked, frac), cfg.Limit)
-		}
-		return 0
-	}
-	type entry struct {
-		p             *member // nil for this member
-		share, demand int64
-	}
-	self := s.self[key]
-	if self.Index != cur {
-		self = locker.LocalCount{}
-	}
-	entries := []entry{{nil, locker.Share(cfg.Limit, len(s.members), s.rank), demandOf(self.PrevAsked, self.Asked)}}
-	for _, p := range s.peers {
-		if !p.heard || !s.isUp(now, p) {
-			continue
-		}
-		byWin := p.counts[key]
-		entries = append(entries, entry{p, locker.Share(cfg.Limit, p.members, p.rank),
-			demandOf(byWin[k-1].Asked, byWin[k].Asked)})
-	}
-	var pool, excess int64
-	for _, e := range entries {
-		pool += max(0, e.share-e.demand)
-		excess += max(0, e.demand-e.share)
-	}
-	var total int64
-	for _, e := range entries {
-		if e.p == nil {
-			continue
-		}
-		ent := min(e.share, e.demand)
-		if ex := e.demand - e.share; ex > 0 && excess > 0 {
-			// Rounded up: each member rounds the others' part up
-			// and so never counts on a token another counts on.
-			ent += min(ex, (pool*ex+excess-1)/excess)
-		}
-		total += max(0, ent-e.p.counts[key][k].Granted)
-	}
-	ck := countKey{key, k}
-	if old, had := s.reserved[ck]; had && old == total {
-		return
-	}
-	s.reserved[ck] = total
-	s.counter.SetReserveAt(now, key, k, total)
-}
-
-// transfers returns the gifts for windows that have not ended.
-func (s *merger) transfers(now time.Time) []Transfer {
-	var out []Transfer
-	for g, total := range s.gave {
-		if cur, _, ok := s.window(now, g.key); ok && g.window >= cur {
-			out = append(out, Transfer{To: g.to, Key: g.key, Window: g.window, Total: total})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Key != b.Key {
-			return a.Key < b.Key
-		}
-		if a.Window != b.Window {
-			return a.Window < b.Window
-		}
-		return a.To < b.To
-	})
-	return out
-}
-
 // heartbeat returns the heartbeat and the full state, and does the
 // periodic bookkeeping: up and down, clock offsets, pruning.
 func (s *merger) heartbeat(now time.Time) []*Message {
@@ -425,7 +411,7 @@ func (s *merger) heartbeat(now time.Time) []*Message {
 	for _, lc := range lcs {
 		counts = append(counts,
 			Count{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked})
+			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: lc.Need})
 		s.sent[countKey{lc.Name, lc.Index - 1}] = counts[len(counts)-2]
 		s.sent[countKey{lc.Name, lc.Index}] = counts[len(counts)-1]
 	}
@@ -458,55 +444,47 @@ func (s *merger) check(now time.Time) {
 	}
 }
 
-// prune forgets windows that ended.
+// ended reports whether window w of key is more than back windows before
+// key's current one at now, or key is gone.
+func (s *merger) ended(now time.Time, key string, w, back int64) bool {
+	cur, _, ok := s.window(now, key)
+	return !ok || w < cur-back
+}
+
+// pruneMap deletes the entries of m for which gone holds.
+func pruneMap[K comparable, V any](m map[K]V, gone func(K) bool) {
+	for k := range m {
+		if gone(k) {
+			delete(m, k)
+		}
+	}
+}
+
+// pruneByWindow deletes, from a map of key to window to value, the
+// windows more than back windows old, and the keys left empty.
+func pruneByWindow[V any](s *merger, now time.Time, m map[string]map[int64]V, back int64) {
+	for key, byWin := range m {
+		pruneMap(byWin, func(w int64) bool { return s.ended(now, key, w, back) })
+		if len(byWin) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+// prune forgets windows that ended, and the ids of members silent for
+// forgetAfter heartbeats whose windows all ended.
 func (s *merger) prune(now time.Time) {
-	for ck := range s.sent {
-		if cur, _, ok := s.window(now, ck.key); !ok || ck.window < cur-1 {
-			delete(s.sent, ck)
-		}
-	}
-	for ck := range s.reserved {
-		if cur, _, ok := s.window(now, ck.key); !ok || ck.window < cur {
-			delete(s.reserved, ck)
-		}
-	}
-	for g := range s.gave {
-		if cur, _, ok := s.window(now, g.key); !ok || g.window < cur {
-			delete(s.gave, g)
-		}
-	}
-	for key, w := range s.decided {
-		if cur, _, ok := s.window(now, key); !ok || w < cur {
-			delete(s.decided, key)
-		}
-	}
-	for key, w := range s.decidedNow {
-		if cur, _, ok := s.window(now, key); !ok || w < cur {
-			delete(s.decidedNow, key)
-		}
-	}
-	for _, p := range s.peers {
-		for key, byWin := range p.counts {
-			cur, _, ok := s.window(now, key)
-			for w := range byWin {
-				if !ok || w < cur-1 {
-					delete(byWin, w)
-				}
-			}
-			if len(byWin) == 0 {
-				delete(p.counts, key)
-			}
-		}
-		for key, byWin := range p.recv {
-			cur, _, ok := s.window(now, key)
-			for w := range byWin {
-				if !ok || w < cur {
-					delete(byWin, w)
-				}
-			}
-			if len(byWin) == 0 {
-				delete(p.recv, key)
-			}
+	pruneMap(s.sent, func(ck countKey) bool { return s.ended(now, ck.key, ck.window, 1) })
+	pruneMap(s.reserved, func(ck countKey) bool { return s.ended(now, ck.key, ck.window, 0) })
+	pruneMap(s.gave, func(g giftKey) bool { return s.ended(now, g.key, g.window, 0) })
+	pruneMap(s.decided, func(key string) bool { return s.ended(now, key, s.decided[key], 0) })
+	pruneMap(s.decidedNow, func(key string) bool { return s.ended(now, key, s.decidedNow[key], 0) })
+	for id, p := range s.peers {
+		pruneByWindow(s, now, p.counts, 1)
+		pruneByWindow(s, now, p.recv, 0)
+		if len(p.counts) == 0 && len(p.recv) == 0 && now.Sub(p.lastSeen) > forgetAfter*s.hb {
+			s.log.Info("peer forgotten", "peer", id, "silent_seconds", now.Sub(p.lastSeen).Seconds())
+			delete(s.peers, id)
 		}
 	}
 }
@@ -528,88 +506,6 @@ func (s *merger) pack(now time.Time, typ MsgType, counts []Count, transfers []Tr
 		out = append(out, m)
 	}
 	return out
-}
-
-// demand estimates the tokens a member will ask for in a whole window
-// from what it asked in the part elapsed (frac).
-func demand(asked int64, frac float64) int64 {
-	return int64(float64(asked)/frac + 0.999)
-}
-
-// give hands spare tokens of this member's budget to the members that
-// need them, at two points of each window of each key:
-//
-//   - once the current window is giveNowAt through, the part of what is
-//     left of the current window that this member's own demand will not
-//     need goes to members that refused requests in it;
-//   - once it is giveAt through, the part of this member's share of the
-//     next window that its demand will not need goes to the members whose
-//     demand exceeds their share.
-//
-// Both are shared out in proportion to the others' excess. Tokens are
-// taken out of the budget (Counter.GiveAt) before they are announced.
-func (s *merger) give(now time.Time, lcs []locker.LocalCount) {
-	for _, lc := range lcs {
-		w := int64(lc.Window)
-		frac := float64(now.UnixNano()-lc.Index*w) / float64(w)
-		if frac >= giveNowAt && s.decidedNow[lc.Name] < lc.Index {
-			s.decidedNow[lc.Name] = lc.Index
-			need := demand(lc.Asked, frac) - lc.Asked // what the rest of the window will ask
-			need += need / 4
-			if spare := lc.Budget - lc.Granted - need; spare > 0 {
-				s.giveTo(now, lc, lc.Index, spare, func(p *member) int64 {
-					c := p.counts[lc.Name][lc.Index]
-					return c.Asked - c.Granted
-				})
-			}
-		}
-		if frac >= giveAt && s.decided[lc.Name] < lc.Index+1 {
-			s.decided[lc.Name] = lc.Index + 1
-			share := locker.Share(lc.Limit, len(s.members), s.rank)
-			keep := demand(lc.Asked, frac)
-			keep += keep / 4
-			if spare := share - min(share, keep); spare > 0 {
-				s.giveTo(now, lc, lc.Index+1, spare, func(p *member) int64 {
-					return demand(p.counts[lc.Name][lc.Index].Asked, frac) - locker.Share(lc.Limit, p.members, p.rank)
-				})
-			}
-		}
-	}
-}
-
-// giveTo shares spare tokens of window k of lc's key among the members
-// that are up and agree on the configuration, in proportion to the
-// positive excess each has.
-func (s *merger) giveTo(now time.Time, lc locker.LocalCount, k, spare int64, excess func(*member) int64) {
-	type want struct {
-		id     string
-		excess int64
-	}
-	var wants []want
-	var total int64
-	for _, p := range s.peers {
-		if !p.heard || !p.strict || p.mismatch || p.members != len(s.members) || !s.isUp(now, p) {
-			continue
-		}
-		if ex := excess(p); ex > 0 {
-			wants = append(wants, want{p.id, ex})
-			total += ex
-		}
-	}
-	if total == 0 {
-		return
-	}
-	sort.Slice(wants, func(i, j int) bool { return wants[i].id < wants[j].id })
-	for _, wt := range wants {
-		n := min(wt.excess, int64(float64(spare)*float64(wt.excess)/float64(total)))
-		if n <= 0 {
-			continue
-		}
-		if got := s.counter.GiveAt(now, lc.Name, k, n); got > 0 {
-			s.gave[giftKey{wt.id, lc.Name, k}] += got
-			s.repeat = repeatTransfers
-		}
-	}
 }
 
 // PeerStat is a snapshot of one other member, as heard by this one.

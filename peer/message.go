@@ -10,11 +10,16 @@ import (
 
 // Protocol versions this package encodes and accepts.
 const (
-	// Version is the version written by Encode.
-	Version = 1
+	// Version is the version written by Encode for a message whose counts
+	// carry no Need; VersionNeed the version of one whose counts do (each
+	// count then has a fifth field). Members that only know version 1
+	// refuse the second, so they only miss the messages of a member that
+	// refuses requests larger than its strict share.
+	Version     = 1
+	VersionNeed = 2
 	// MinVersion and MaxVersion bound the versions Decode accepts.
 	MinVersion = 1
-	MaxVersion = 1
+	MaxVersion = 2
 )
 
 // Size limits of messages.
@@ -91,6 +96,10 @@ type Count struct {
 	Window  int64
 	Granted int64
 	Asked   int64
+	// Need is the largest request the member refused in the window
+	// (strict mode), so that the others can hand it the tokens a request
+	// larger than its share needs.
+	Need int64
 }
 
 // Transfer records that the sender has handed Total tokens (cumulative) of
@@ -133,7 +142,13 @@ func Encode(buf []byte, m *Message) ([]byte, error) {
 	if err := validID(m.From); err != nil {
 		return buf, err
 	}
-	buf = append(buf, Version, byte(m.Type))
+	version := byte(Version)
+	for _, c := range m.Counts {
+		if c.Need != 0 {
+			version = VersionNeed
+		}
+	}
+	buf = append(buf, version, byte(m.Type))
 	buf = appendString(buf, m.From)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(m.Sent))
 	if m.Type == TypeHeartbeat {
@@ -154,13 +169,16 @@ func Encode(buf []byte, m *Message) ([]byte, error) {
 		if err := locker.ValidKeyName(c.Key); err != nil {
 			return buf[:start], fmt.Errorf("peer: encode: %w", err)
 		}
-		if c.Granted < 0 || c.Granted > maxCount || c.Asked < 0 || c.Asked > maxCount {
+		if c.Granted < 0 || c.Granted > maxCount || c.Asked < 0 || c.Asked > maxCount || c.Need < 0 || c.Need > maxCount {
 			return buf[:start], fmt.Errorf("peer: encode: count out of range")
 		}
 		buf = appendString(buf, c.Key)
 		buf = binary.AppendVarint(buf, c.Window)
 		buf = binary.AppendUvarint(buf, uint64(c.Granted))
 		buf = binary.AppendUvarint(buf, uint64(c.Asked))
+		if version == VersionNeed {
+			buf = binary.AppendUvarint(buf, uint64(c.Need))
+		}
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(m.Transfers)))
 	for _, t := range m.Transfers {
@@ -324,6 +342,9 @@ func Decode(b []byte) (*Message, error) {
 		c.Window = d.varint("window")
 		c.Granted = int64(d.uvarint("granted", maxCount))
 		c.Asked = int64(d.uvarint("asked", maxCount))
+		if v == VersionNeed {
+			c.Need = int64(d.uvarint("need", maxCount))
+		}
 		if d.err == nil {
 			if err := locker.ValidKeyName(c.Key); err != nil {
 				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
