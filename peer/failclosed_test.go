@@ -248,3 +248,39 @@ func TestStrictNeedGiven(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedBusyTogether: three shared members idle in one window all get
+// busy in the next before any message of it went out: together they
+// grant at most the limit, each its share. (The tokens no one asked for
+// used to be free for whoever asked first, and each member took them
+// all.)
+func TestSharedBusyTogether(t *testing.T) {
+	for _, limit := range []int64{1, 5, 100} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			key := locker.KeyConfig{Name: testKey.Name, Limit: limit, Window: testKey.Window}
+			ms := newTestMembers(t, 3, false, time.Time{}, key)
+			now := testEpoch.Add(time.Millisecond)
+			for step := 0; step < 99; step++ {
+				exchange(t, now, ms)
+				if step%50 == 0 {
+					for _, m := range ms {
+						deliver(t, now, m, ms, m.m.heartbeat(now), nil)
+					}
+				}
+				now = now.Add(time.Millisecond)
+			}
+			next := testEpoch.Add(key.Window)
+			var total int64
+			for i, m := range ms {
+				got := int64(take(t, m.counter, next, int(limit)))
+				if share := locker.Share(limit, 3, i); got > share {
+					t.Errorf("member %d granted %d, more than its share %d", i, got, share)
+				}
+				total += got
+			}
+			if total > limit {
+				t.Errorf("granted %d together, above the limit %d", total, limit)
+			}
+		})
+	}
+}

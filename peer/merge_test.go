@@ -278,7 +278,7 @@ func TestStrictFence(t *testing.T) {
 
 // TestSharedReserve: in shared mode a member that asked for tokens in the
 // last window is entitled to them, up to its share plus the shares idle
-// members do not need; an idle member keeps nothing.
+// members do not need; what no one asked for is split by share.
 func TestSharedReserve(t *testing.T) {
 	ms := newTestMembers(t, 3, false, time.Time{})
 	now := testEpoch.Add(time.Millisecond)
@@ -294,10 +294,13 @@ func TestSharedReserve(t *testing.T) {
 	}})
 	ms[0].m.flush(now)
 	// m1 is entitled to the 80 it asked for: its share 33 and 47 of the
-	// 67 that m0 and m2 did not ask for. 100 - 10 granted by m1 - 70
-	// still reserved for it leaves 20.
-	if got := take(t, ms[0].counter, now, 100); got != 20 {
-		t.Fatalf("granted %d, want 20", got)
+	// 67 that m0 and m2 did not ask for. The 20 no one asked for are split
+	// by share, the others' parts rounded up: 7 for m1, 7 for m2, 6 for
+	// m0. 100 - 10 granted by m1 - 77 still kept for it - 7 for m2 leaves
+	// 6. (They used to be free for whoever asked first, which let members
+	// that became busy together each take all of them.)
+	if got := take(t, ms[0].counter, now, 100); got != 6 {
+		t.Fatalf("granted %d, want 6", got)
 	}
 	// m1 asking for less than its share reserves only that.
 	ms[0].m.handle(now, &Message{Type: TypeCounts, From: "m1", Counts: []Count{

@@ -7,25 +7,83 @@ import (
 )
 
 // reserve sets, in shared mode, how many tokens of key in window k are
-// kept for the other members that are up: what each is entitled to, less
+// kept for the other members that are up: what each may grant in k, less
 // what it has granted in k already.
 //
-// Entitlements follow demand, the tokens each member asked for in the
-// window before (for the next window: the current one, extrapolated; the
-// next window's own counts are empty until it starts, so they say
-// nothing about it). A
-// member is entitled to its demand up to its share; the shares that
-// members do not need are split among the members that need more, in
-// proportion to their excess. Every member computes the same split from
-// the same published counts, so two busy members do not both count on an
-// idle member's share while grants are in flight. What no one is entitled
-// to (the shares of idle or silent members beyond any demand) is free for
-// whoever asks first.
+// What a member may grant follows demand, the tokens each member asked
+// for in the window before (for the next window: the current one,
+// extrapolated; the next window's own counts are empty until it starts,
+// so they say nothing about it). A member is entitled to its demand up to
+// its share; the shares that members do not need are split among the
+// members that need more, in proportion to their excess. The tokens left
+// after that (demand below the limit) are split among all members that
+// are up, in proportion to their shares, rather than left to whoever asks
+// first: members that become busy together in a window would otherwise
+// each take all of them. Every member computes the same split from the
+// same published counts, rounding the others' parts up, so no two members
+// count on the same token; the members together grant at most the limit
+// in a window as long as their views of the counts agree.
 func (s *merger) reserve(now time.Time, key string, k int64) {
 	cur, cfg, ok := s.window(now, key)
 	if !ok {
 		return
 	}
+	entries := s.entries(now, key, k, cur, cfg)
+	var pool, excess, weights int64
+	for _, e := range entries {
+		pool += max(0, e.share-e.demand)
+		excess += max(0, e.demand-e.share)
+		weights += e.share
+	}
+	pool = min(pool, cfg.Limit)
+	unclaimed := cfg.Limit
+	for i := range entries {
+		e := &entries[i]
+		e.ent = min(e.share, e.demand)
+		if ex := e.demand - e.share; ex > 0 && excess > 0 {
+			if e.p == nil {
+				e.ent += min(ex, pool*ex/excess)
+			} else {
+				// Rounded up: each member rounds the others' part up
+				// and so never counts on a token another counts on.
+				e.ent += min(ex, ceilDiv(pool*ex, excess))
+			}
+		}
+		unclaimed -= e.ent
+	}
+	unclaimed = max(0, unclaimed)
+	var total int64
+	for _, e := range entries {
+		if e.p == nil {
+			continue
+		}
+		part := ceilDiv(unclaimed, int64(len(entries)))
+		if weights > 0 {
+			part = ceilDiv(unclaimed*e.share, weights)
+		}
+		total += max(0, e.ent+part-e.p.counts[key][k].Granted)
+	}
+	// Whatever the others announce, this member keeps what it is entitled
+	// to on its own share: no message can make it refuse everything.
+	own := entries[0]
+	total = min(total, cfg.Limit-min(own.share, own.demand))
+	ck := countKey{key, k}
+	if old, had := s.reserved[ck]; had && old == total {
+		return
+	}
+	s.reserved[ck] = total
+	s.counter.SetReserveAt(now, key, k, total)
+}
+
+// entry is one member as reserve sees it.
+type entry struct {
+	p                  *member // nil for this member
+	share, demand, ent int64
+}
+
+// entries returns this member, first, and the others that are up, with
+// their shares and their demand for window k of key.
+func (s *merger) entries(now time.Time, key string, k, cur int64, cfg locker.KeyConfig) []entry {
 	frac := float64(now.UnixNano()-cur*int64(cfg.Window)) / float64(cfg.Window)
 	// demandOf takes a member's asked counts of windows cur-1 and cur.
 	demandOf := func(prev, asked int64) int64 {
@@ -37,52 +95,24 @@ func (s *merger) reserve(now time.Time, key string, k int64) {
 		}
 		return 0
 	}
-	type entry struct {
-		p             *member // nil for this member
-		share, demand int64
-	}
 	self := s.self[key]
 	if self.Index != cur {
 		self = locker.LocalCount{}
 	}
-	own := entry{nil, locker.Share(cfg.Limit, len(s.members), s.rank), demandOf(self.PrevAsked, self.Asked)}
-	entries := []entry{own}
+	out := []entry{{share: locker.Share(cfg.Limit, len(s.members), s.rank), demand: demandOf(self.PrevAsked, self.Asked)}}
 	for _, p := range s.peers {
 		if !p.heard || !s.isUp(now, p) {
 			continue
 		}
 		byWin := p.counts[key]
-		entries = append(entries, entry{p, locker.Share(cfg.Limit, p.members, p.rank),
-			demandOf(byWin[cur-1].Asked, byWin[cur].Asked)})
+		out = append(out, entry{p: p, share: locker.Share(cfg.Limit, p.members, p.rank),
+			demand: demandOf(byWin[cur-1].Asked, byWin[cur].Asked)})
 	}
-	var pool, excess int64
-	for _, e := range entries {
-		pool += max(0, e.share-e.demand)
-		excess += max(0, e.demand-e.share)
-	}
-	var total int64
-	for _, e := range entries {
-		if e.p == nil {
-			continue
-		}
-		ent := min(e.share, e.demand)
-		if ex := e.demand - e.share; ex > 0 && excess > 0 {
-			// Rounded up: each member rounds the others' part up
-			// and so never counts on a token another counts on.
-			ent += min(ex, (pool*ex+excess-1)/excess)
-		}
-		total += max(0, ent-e.p.counts[key][k].Granted)
-	}
-	// Whatever the others announce, this member keeps what it is entitled
-	// to on its own share: no message can make it refuse everything.
-	total = min(total, cfg.Limit-min(own.share, own.demand))
-	ck := countKey{key, k}
-	if old, had := s.reserved[ck]; had && old == total {
-		return
-	}
-	s.reserved[ck] = total
-	s.counter.SetReserveAt(now, key, k, total)
+	return out
 }
+
+// ceilDiv returns a/b rounded up, for a >= 0 and b > 0.
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // maxAsked bounds the demand figures: beyond it, a demand means no more
 // than "far above any limit" (locker.MaxLimit is 1e9), and sums over
