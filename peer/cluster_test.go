@@ -422,3 +422,42 @@ func TestClusterStatusAndMismatch(t *testing.T) {
 		t.Errorf("node2 sees no mismatch or node0 sees one with node1")
 	}
 }
+
+// TestClusterRestartNewIDs restarts member 2 of three 20 times, each time
+// under a new id (as a member whose default id is host:port does in a new
+// container), granting 2 tokens per run in one hour-long window. Members
+// 0 and 1 count every run's grants: more ids than they track at once are
+// seen, the old ones are forgotten with their grants kept, and the new
+// ones are never ignored.
+func TestClusterRestartNewIDs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	now := midHour()
+	const restarts = 20
+	cc := clusterConfig{n: 3, mode: peer.ModeShared, keys: []locker.KeyConfig{hourKey}, now: now}
+	run := 0
+	cc.tweak = func(i int, sc *locker.Config, pc *peer.Config) {
+		if i == 2 {
+			sc.ID = fmt.Sprintf("node2-run%d", run)
+			pc.ID = sc.ID
+		}
+	}
+	pubs := freeEndpoints(t, 3)
+	nodes := []*testNode{startTestNode(t, cc, pubs, 0), startTestNode(t, cc, pubs, 1)}
+	mustTake(t, nodes[1].endpoint, hourKey.Name, 5)
+	for run = 0; run < restarts; run++ {
+		n2 := startTestNode(t, cc, pubs, 2)
+		mustTake(t, n2.endpoint, hourKey.Name, 2)
+		want := int64(2 * (run + 1))
+		lockertest.WaitFor(t, func() bool {
+			return remoteOf(nodes[0], now(), hourKey.Name) == 5+want && remoteOf(nodes[1], now(), hourKey.Name) == want
+		})
+		n2.stop()
+	}
+	for i, n := range nodes {
+		if got := len(n.node.PeerStats()); got > 2*3+8 {
+			t.Errorf("member %d tracks %d ids", i, got)
+		}
+	}
+}

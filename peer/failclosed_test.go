@@ -187,21 +187,26 @@ func TestPeerIDsForgotten(t *testing.T) {
 	}
 }
 
-// TestConfiguredMemberNotIgnored fills the id table with ids that are
-// down: the heartbeat of a configured member under a new id still gets
-// in, and its grants count.
+// TestConfiguredMemberNotIgnored fills the id table with ids that granted
+// one token each in an hour-long window and are down: the heartbeat of a
+// configured member under a new id still gets in, its grants count, and
+// so do those of the id it replaced.
 func TestConfiguredMemberNotIgnored(t *testing.T) {
-	ms := newTestMembers(t, 3, false, time.Time{})
+	hour := locker.KeyConfig{Name: testKey.Name, Limit: 100, Window: time.Hour}
+	ms := newTestMembers(t, 3, false, time.Time{}, hour)
 	now := testEpoch.Add(time.Millisecond)
-	for i := 0; i < ms[0].m.maxIDs(); i++ {
-		ms[0].m.handle(now, &Message{Type: TypeCounts, From: fmt.Sprintf("ghost%d", i)})
+	k := locker.WindowIndex(now, hour.Window)
+	ghosts := ms[0].m.maxIDs()
+	for i := 0; i < ghosts; i++ {
+		ms[0].m.handle(now, &Message{Type: TypeCounts, From: fmt.Sprintf("ghost%d", i),
+			Counts: []Count{{Key: hour.Name, Window: k, Granted: 1, Asked: 1}}})
 	}
 	now = now.Add(time.Second) // the ghosts are down
 	deliver(t, now, ms[1], ms[:1], ms[1].m.heartbeat(now), nil)
 	take(t, ms[1].counter, now, 7)
 	deliver(t, now, ms[1], ms[:1], ms[1].m.flush(now), nil)
-	if got := remote(t, ms[0].counter, now); got != 7 {
-		t.Fatalf("remote count %d, want the 7 of the configured member", got)
+	if got, want := remote(t, ms[0].counter, now), int64(ghosts+7); got != want {
+		t.Fatalf("remote count %d, want %d: the ghosts' and the configured member's 7", got, want)
 	}
 	if n := len(ms[0].m.peers); n > ms[0].m.maxIDs() {
 		t.Fatalf("%d ids tracked, at most %d", n, ms[0].m.maxIDs())

@@ -53,12 +53,27 @@ func (s *merger) peer(now time.Time, m *Message) *member {
 			return nil
 		}
 		s.log.Warn("too many member ids; forgetting the one silent for longest", "peer", m.From, "forgotten", old.id)
-		delete(s.peers, old.id)
+		s.retire(old)
 	}
 	p := &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64)}
 	s.peers[m.From] = p
 	s.log.Info("peer seen", "peer", m.From)
 	return p
+}
+
+// retire forgets p, keeping its grants in windows that have not ended.
+func (s *merger) retire(p *member) {
+	for key, byWin := range p.counts {
+		r := s.retired[key]
+		if r == nil {
+			r = make(map[int64]int64)
+			s.retired[key] = r
+		}
+		for w, c := range byWin {
+			r[w] += c.Granted
+		}
+	}
+	delete(s.peers, p.id)
 }
 
 // oldestDown returns the member that is down and was silent for longest,
@@ -145,7 +160,7 @@ func (s *merger) handleCounts(now time.Time, p *member, counts []Count) {
 		}
 	}
 	for ck := range touched {
-		var sum int64
+		sum := s.retired[ck.key][ck.window]
 		for _, q := range s.peers {
 			sum += q.counts[ck.key][ck.window].Granted
 		}

@@ -93,8 +93,11 @@ type merger struct {
 	minWindow time.Duration
 
 	peers map[string]*member
-	sent  map[countKey]Count
-	gave  map[giftKey]int64
+	// retired holds the grants, per key and window, of ids forgotten to
+	// make room while their windows had not ended: they still count.
+	retired map[string]map[int64]int64
+	sent    map[countKey]Count
+	gave    map[giftKey]int64
 	// self is this member's last LocalCount per key.
 	self map[string]locker.LocalCount
 	// reserved is what was last passed to SetReserveAt.
@@ -111,9 +114,10 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 	c *locker.Counter, log *slog.Logger) *merger {
 	s := &merger{
 		id: id, strict: strict, members: members, rank: rank, hb: hb, counter: c, log: log,
-		peers: make(map[string]*member),
-		sent:  make(map[countKey]Count),
-		gave:  make(map[giftKey]int64),
+		peers:   make(map[string]*member),
+		retired: make(map[string]map[int64]int64),
+		sent:    make(map[countKey]Count),
+		gave:    make(map[giftKey]int64),
 
 		reserved: make(map[countKey]int64),
 		self:     make(map[string]locker.LocalCount),
@@ -298,6 +302,7 @@ func (s *merger) prune(now time.Time) {
 	pruneMap(s.gave, func(g giftKey) bool { return s.ended(now, g.key, g.window, 0) })
 	pruneMap(s.decided, func(key string) bool { return s.ended(now, key, s.decided[key], 0) })
 	pruneMap(s.decidedNow, func(key string) bool { return s.ended(now, key, s.decidedNow[key], 0) })
+	pruneByWindow(s, now, s.retired, 1)
 	for id, p := range s.peers {
 		pruneByWindow(s, now, p.counts, 1)
 		pruneByWindow(s, now, p.recv, 0)
