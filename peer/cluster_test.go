@@ -461,3 +461,49 @@ func TestClusterRestartNewIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStrictWaitAboveShare: three strict members with a share of 1
+// each of 3 per window, clients busy on every member; a wait for 2 tokens
+// sent to any member is granted (the others hand that member their shares
+// of a window for it) instead of being held until it expires, and no
+// window goes over the limit.
+func TestClusterStrictWaitAboveShare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	small := locker.KeyConfig{Name: "small", Limit: 3, Window: 100 * time.Millisecond}
+	nodes := newTestCluster(t, clusterConfig{n: 3, mode: peer.ModeStrict, keys: []locker.KeyConfig{small}})
+	waitAllUp(t, nodes)
+	workers := map[string]int{}
+	for _, n := range nodes {
+		workers[n.endpoint] = 2
+	}
+	var c checker
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx, t, small.Name, workers) }()
+	defer func() { cancel(); <-done }()
+	waited := map[int64]int64{}
+	for i, n := range nodes {
+		cl, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{n.endpoint}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := cl.WaitMax(context.Background(), small.Name, 2, 1500*time.Millisecond)
+		cl.Close()
+		if err != nil || !d.OK {
+			t.Fatalf("member %d: wait for 2 answered %+v, %v; want go", i, d, err)
+		}
+		waited[d.Window] += 2
+	}
+	cancel()
+	<-done
+	for k, n := range waited {
+		c.perWindow[k] += n
+	}
+	for k, n := range c.perWindow {
+		if n > small.Limit {
+			t.Errorf("window %d: %d grants, above the limit %d", k, n, small.Limit)
+		}
+	}
+}

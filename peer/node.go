@@ -242,7 +242,13 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ErrNodeClosed
 		case err := <-subErr:
+			if ctx.Err() != nil { // both ended with ctx
+				return ErrNodeClosed
+			}
 			cancel()
+			if err == nil {
+				err = errors.New("peer: subscriber stopped")
+			}
 			return err
 		case m := <-in:
 			n.receive(m, in, send)
