@@ -27,6 +27,7 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 	}
 	newcomer = p.messages == 0 || !s.isUp(now, p)
 	p.lastSeen = now
+	p.lastSent = max(p.lastSent, m.Sent)
 	p.messages++
 	s.handleClock(now, p, m.Sent)
 	if m.Type == TypeHeartbeat {

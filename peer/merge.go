@@ -41,6 +41,10 @@ const giveNowAt = 0.25
 type member struct {
 	id       string
 	lastSeen time.Time
+	// lastSent is the largest send time (its clock) of its messages: once
+	// it is in a key's current window, the member's counts of the window
+	// before are final (it sends them when its window rolls).
+	lastSent int64
 	messages uint64
 	// heard is set once a heartbeat came; the fields below it are valid
 	// from then on.
@@ -106,6 +110,10 @@ type merger struct {
 	decided  map[string]int64
 	// decidedNow is, per key, the last window whose own spare was given.
 	decidedNow map[string]int64
+	// rolled is, per key, the window of the last flush: the first flush
+	// in a new window sends the final counts of the one before, so that
+	// shared members know them early.
+	rolled map[string]int64
 	// dropped counts messages the outbound queue had no room for.
 	dropped uint64
 }
@@ -122,6 +130,7 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 		reserved: make(map[countKey]int64),
 		self:     make(map[string]locker.LocalCount),
 		decided:  make(map[string]int64),
+		rolled:   make(map[string]int64),
 
 		decidedNow: make(map[string]int64),
 	}
@@ -197,21 +206,7 @@ func (s *merger) flush(now time.Time) []*Message {
 			s.reserve(now, lc.Name, lc.Index+1)
 		}
 	}
-	var counts []Count
-	for _, lc := range lcs {
-		for _, c := range [2]Count{
-			{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: lc.Need},
-		} {
-			ck := countKey{c.Key, c.Window}
-			old, had := s.sent[ck]
-			if had && old == c || !had && c.Granted == 0 && c.Asked == 0 {
-				continue
-			}
-			s.sent[ck] = c
-			counts = append(counts, c)
-		}
-	}
+	counts := s.changed(lcs)
 	var transfers []Transfer
 	if s.repeat > 0 {
 		s.repeat--
@@ -221,6 +216,30 @@ func (s *merger) flush(now time.Time) []*Message {
 		return nil
 	}
 	return s.pack(now, TypeCounts, counts, transfers)
+}
+
+// changed returns the counts that changed since they were last sent, and
+// in shared mode the final counts of the window before when a key's
+// window rolled.
+func (s *merger) changed(lcs []locker.LocalCount) []Count {
+	var counts []Count
+	for _, lc := range lcs {
+		rolled := !s.strict && s.rolled[lc.Name] != lc.Index
+		s.rolled[lc.Name] = lc.Index
+		for i, c := range [2]Count{
+			{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
+			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: lc.Need},
+		} {
+			ck := countKey{c.Key, c.Window}
+			old, had := s.sent[ck]
+			if (had && old == c || !had && c.Granted == 0 && c.Asked == 0) && !(i == 0 && rolled) {
+				continue
+			}
+			s.sent[ck] = c
+			counts = append(counts, c)
+		}
+	}
+	return counts
 }
 
 // heartbeat returns the heartbeat and the full state, and does the
@@ -302,6 +321,7 @@ func (s *merger) prune(now time.Time) {
 	pruneMap(s.gave, func(g giftKey) bool { return s.ended(now, g.key, g.window, 0) })
 	pruneMap(s.decided, func(key string) bool { return s.ended(now, key, s.decided[key], 0) })
 	pruneMap(s.decidedNow, func(key string) bool { return s.ended(now, key, s.decidedNow[key], 0) })
+	pruneMap(s.rolled, func(key string) bool { return s.ended(now, key, s.rolled[key], 1) })
 	pruneByWindow(s, now, s.retired, 1)
 	for id, p := range s.peers {
 		pruneByWindow(s, now, p.counts, 1)

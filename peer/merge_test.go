@@ -307,7 +307,10 @@ func TestSharedReserve(t *testing.T) {
 		{Key: testKey.Name, Window: k + 1, Granted: 0, Asked: 0},
 	}})
 	later := now.Add(testKey.Window)
-	ms[0].m.handle(later, &Message{Type: TypeCounts, From: "m1", Counts: []Count{
+	for _, m := range ms[1:] { // messages sent in the new window
+		deliver(t, later, m, ms[:1], m.m.heartbeat(later), nil)
+	}
+	ms[0].m.handle(later, &Message{Type: TypeCounts, From: "m1", Sent: later.UnixNano(), Counts: []Count{
 		{Key: testKey.Name, Window: k, Granted: 20, Asked: 20},
 	}})
 	ms[0].m.flush(later)

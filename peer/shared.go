@@ -13,7 +13,13 @@ import (
 // What a member may grant follows demand, the tokens each member asked
 // for in the window before (for the next window: the current one,
 // extrapolated; the next window's own counts are empty until it starts,
-// so they say nothing about it). A member is entitled to its demand up to
+// so they say nothing about it). A peer's demand is taken as at least its
+// share until it is known to be final: for the current window, until a
+// message the peer sent in the current window arrived (it sends its final
+// counts of the window before when its window rolls); for the next
+// window, always, since extrapolations differ from member to member. So
+// members agree on the demand they act on, and a member whose messages
+// are late keeps its share. A member is entitled to its demand up to
 // its share; the shares that members do not need are split among the
 // members that need more, in proportion to their excess. The tokens left
 // after that (demand below the limit) are split among all members that
@@ -105,8 +111,11 @@ func (s *merger) entries(now time.Time, key string, k, cur int64, cfg locker.Key
 			continue
 		}
 		byWin := p.counts[key]
-		out = append(out, entry{p: p, share: locker.Share(cfg.Limit, p.members, p.rank),
-			demand: demandOf(byWin[cur-1].Asked, byWin[cur].Asked)})
+		e := entry{p: p, share: locker.Share(cfg.Limit, p.members, p.rank), demand: demandOf(byWin[cur-1].Asked, byWin[cur].Asked)}
+		if k > cur || p.lastSent < cur*int64(cfg.Window) {
+			e.demand = max(e.demand, e.share)
+		}
+		out = append(out, e)
 	}
 	return out
 }

@@ -52,6 +52,7 @@ type options struct {
 	duration time.Duration
 	jsonOut  bool
 	logLevel string
+	shift    time.Duration
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "how long to hammer (at most 1m)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
 	fs.StringVar(&o.logLevel, "log-level", "error", "log level of the lockerd processes (their log goes to stderr)")
+	fs.DurationVar(&o.shift, "shift", 0, "if set, the load moves: every SHIFT only one member is hammered, in turn (0: all at once)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -119,6 +121,7 @@ type result struct {
 	Key     string `json:"key"`
 	Members int    `json:"members"`
 	Clients int    `json:"clients_per_member"`
+	Shift   string `json:"shift,omitempty"`
 	// Windows is the number of windows with at least one grant.
 	Windows int `json:"windows"`
 	// Grants and Sorry count the answers; Errors the failed calls.
@@ -133,15 +136,29 @@ type result struct {
 	// and the last (which the run only partly covers) over the limit
 	// times their number.
 	Utilization float64 `json:"utilization"`
-	limit       int64
+	// OverAt lists the windows over the limit, as "offset:grants", the
+	// offset counted from the first window with a grant.
+	OverAt []string `json:"over_at,omitempty"`
+	limit  int64
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%s %s, %d members x %d clients: %d windows, %d grants, %d sorry, %d errors; "+
+	load := "even load"
+	if r.Shift != "" {
+		load = "load moving every " + r.Shift
+	}
+	return fmt.Sprintf("%s %s, %d members x %d clients, %s: %d windows, %d grants, %d sorry, %d errors; "+
 		"windows over the limit %d, max per window %d (limit %d, %.2fx), grants over %d (%.2f%% of grants); utilization %.1f%%",
-		r.Mode, r.Key, r.Members, r.Clients, r.Windows, r.Grants, r.Sorry, r.Errors,
+		r.Mode, r.Key, r.Members, r.Clients, load, r.Windows, r.Grants, r.Sorry, r.Errors,
 		r.WindowsOver, r.MaxWindow, r.limit, float64(r.MaxWindow)/float64(r.limit), r.Over,
-		100*float64(r.Over)/float64(max(r.Grants, 1)), 100*r.Utilization)
+		100*float64(r.Over)/float64(max(r.Grants, 1)), 100*r.Utilization) + overAt(r.OverAt)
+}
+
+func overAt(at []string) string {
+	if len(at) == 0 {
+		return ""
+	}
+	return "; over in windows " + strings.Join(at, " ")
 }
 
 // proc is one lockerd process.
@@ -195,7 +212,7 @@ func measure(ctx context.Context, o options, name string, limit int64, stderr io
 	}
 	hammerCtx, stop := context.WithTimeout(ctx, o.duration)
 	defer stop()
-	h, err := hammer(hammerCtx, binds, o.clients, name)
+	h, err := hammer(hammerCtx, binds, o.clients, name, o.shift)
 	if err != nil {
 		return result{}, err
 	}
@@ -204,6 +221,9 @@ func measure(ctx context.Context, o options, name string, limit int64, stderr io
 	}
 	r := h.result(limit)
 	r.Mode, r.Key, r.Members, r.Clients = o.mode, o.key, o.members, o.clients
+	if o.shift > 0 {
+		r.Shift = o.shift.String()
+	}
 	return r, nil
 }
 
@@ -274,12 +294,17 @@ type hammered struct {
 }
 
 // hammer sends take requests for key to each endpoint from clients
-// goroutines each until ctx is done.
-func hammer(ctx context.Context, binds []string, clients int, key string) (*hammered, error) {
+// goroutines each until ctx is done; with shift > 0, only to member i
+// during the i-th of every len(binds) periods of shift.
+func hammer(ctx context.Context, binds []string, clients int, key string, shift time.Duration) (*hammered, error) {
 	h := &hammered{perWindow: make(map[int64]int64)}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for _, ep := range binds {
+	start := time.Now()
+	active := func(i int) bool {
+		return shift <= 0 || int(time.Since(start)/shift)%len(binds) == i
+	}
+	for m, ep := range binds {
 		for i := 0; i < clients; i++ {
 			c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: time.Second, Attempts: 1})
 			if err != nil {
@@ -290,6 +315,10 @@ func hammer(ctx context.Context, binds []string, clients int, key string) (*hamm
 				defer wg.Done()
 				defer c.Close()
 				for ctx.Err() == nil {
+					if !active(m) {
+						time.Sleep(time.Millisecond) // idle until this member's turn
+						continue
+					}
 					d, err := c.Take(ctx, key, 1)
 					h.add(d, err, ctx.Err() != nil)
 				}
@@ -330,6 +359,11 @@ func (h *hammered) result(limit int64) result {
 		}
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
+	for _, k := range ws {
+		if n := h.perWindow[k]; n > limit {
+			r.OverAt = append(r.OverAt, fmt.Sprintf("%d:%d", k-ws[0], n))
+		}
+	}
 	if len(ws) >= 3 {
 		var sum int64
 		first, last := ws[0]+1, ws[len(ws)-1]-1
