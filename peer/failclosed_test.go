@@ -310,3 +310,36 @@ func TestSharedLateMessages(t *testing.T) {
 		t.Errorf("granted %d, more than its share 34", got)
 	}
 }
+
+// TestSharedSilentKeepShare: a shared member that has heard no one yet
+// grants its share, not the limit; and a member that goes down (frozen,
+// cut off, or dead) keeps its share, since it may still be granting.
+// (Members not heard or down used to leave their shares free.)
+func TestSharedSilentKeepShare(t *testing.T) {
+	ms := newTestMembers(t, 3, false, time.Time{})
+	now := testEpoch.Add(time.Millisecond)
+	ms[0].m.flush(now)
+	if got := take(t, ms[0].counter, now, 100); got != 34 {
+		t.Fatalf("alone: granted %d, want its share 34", got)
+	}
+	for _, m := range ms {
+		deliver(t, now, m, ms, m.m.heartbeat(now), nil)
+	}
+	// Member 2 goes silent; 0 and 1 go on for a second.
+	live := ms[:2]
+	for i := 0; i < 10; i++ {
+		now = now.Add(testKey.Window)
+		for _, m := range live {
+			deliver(t, now, m, live, m.m.heartbeat(now), nil)
+		}
+	}
+	var total int
+	for _, m := range live {
+		m.m.flush(now)
+		total += take(t, m.counter, now, 100)
+		exchange(t, now, live)
+	}
+	if total > 67 {
+		t.Errorf("members 0 and 1 granted %d, more than their shares, 67", total)
+	}
+}

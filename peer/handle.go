@@ -27,13 +27,12 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 	}
 	newcomer = p.messages == 0 || !s.isUp(now, p)
 	p.lastSeen = now
-	p.lastSent = max(p.lastSent, m.Sent)
 	p.messages++
 	s.handleClock(now, p, m.Sent)
 	if m.Type == TypeHeartbeat {
 		s.handleHeartbeat(p, m)
 	}
-	s.handleCounts(now, p, m.Counts)
+	s.handleCounts(now, p, m.Sent, m.Counts)
 	s.handleTransfers(now, p, m.Transfers)
 	return newcomer
 }
@@ -56,7 +55,8 @@ func (s *merger) peer(now time.Time, m *Message) *member {
 		s.log.Warn("too many member ids; forgetting the one silent for longest", "peer", m.From, "forgotten", old.id)
 		s.retire(old)
 	}
-	p := &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64)}
+	p := &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64),
+		final: make(map[string]int64)}
 	s.peers[m.From] = p
 	s.log.Info("peer seen", "peer", m.From)
 	return p
@@ -133,7 +133,7 @@ func clampCount(c Count, limit int64) Count {
 
 // handleCounts folds a peer's counts in and updates the remote counts and
 // reserves of the windows whose grants changed.
-func (s *merger) handleCounts(now time.Time, p *member, counts []Count) {
+func (s *merger) handleCounts(now time.Time, p *member, sent int64, counts []Count) {
 	var touched map[countKey]bool
 	for _, c := range counts {
 		cur, cfg, ok := s.window(now, c.Key)
@@ -141,6 +141,9 @@ func (s *merger) handleCounts(now time.Time, p *member, counts []Count) {
 			continue
 		}
 		c = clampCount(c, cfg.Limit)
+		if c.Window < sent/int64(cfg.Window) && c.Window > p.final[c.Key] {
+			p.final[c.Key] = c.Window
+		}
 		byWin := p.counts[c.Key]
 		if byWin == nil {
 			byWin = make(map[int64]Count)

@@ -41,10 +41,10 @@ const giveNowAt = 0.25
 type member struct {
 	id       string
 	lastSeen time.Time
-	// lastSent is the largest send time (its clock) of its messages: once
-	// it is in a key's current window, the member's counts of the window
-	// before are final (it sends them when its window rolls).
-	lastSent int64
+	// final is, per key, the last window whose counts arrived in a
+	// message the member sent after that window ended (by its clock):
+	// they are final, and every member acts on the same figures.
+	final    map[string]int64
 	messages uint64
 	// heard is set once a heartbeat came; the fields below it are valid
 	// from then on.
@@ -325,6 +325,7 @@ func (s *merger) prune(now time.Time) {
 	pruneByWindow(s, now, s.retired, 1)
 	for id, p := range s.peers {
 		pruneByWindow(s, now, p.counts, 1)
+		pruneMap(p.final, func(key string) bool { return s.ended(now, key, p.final[key], 1) })
 		pruneByWindow(s, now, p.recv, 0)
 		if len(p.counts) == 0 && len(p.recv) == 0 && now.Sub(p.lastSeen) > forgetAfter*s.hb {
 			s.log.Info("peer forgotten", "peer", id, "silent_seconds", now.Sub(p.lastSeen).Seconds())

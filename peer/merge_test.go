@@ -142,7 +142,9 @@ func TestMergeCumulativeMax(t *testing.T) {
 // link; flushes lose messages but each heartbeat restores the exact
 // cluster-wide count, including for a member that starts mid-window.
 func TestMergeDropsAndLateJoiner(t *testing.T) {
-	ms := newTestMembers(t, 3, false, time.Time{})
+	// A limit the 80 grants stay under while member 2, not yet heard,
+	// keeps its share.
+	ms := newTestMembers(t, 3, false, time.Time{}, locker.KeyConfig{Name: testKey.Name, Limit: 1000, Window: testKey.Window})
 	rng := rand.New(rand.NewPCG(1, 2))
 	drop := func() bool { return rng.Float64() < 0.5 }
 	now := testEpoch

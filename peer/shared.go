@@ -39,7 +39,9 @@ func (s *merger) reserve(now time.Time, key string, k int64) {
 	for _, e := range entries {
 		pool += max(0, e.share-e.demand)
 		excess += max(0, e.demand-e.share)
-		weights += e.share
+		if !e.silent {
+			weights += e.share
+		}
 	}
 	pool = min(pool, cfg.Limit)
 	unclaimed := cfg.Limit
@@ -47,7 +49,7 @@ func (s *merger) reserve(now time.Time, key string, k int64) {
 		e := &entries[i]
 		e.ent = min(e.share, e.demand)
 		if ex := e.demand - e.share; ex > 0 && excess > 0 {
-			if e.p == nil {
+			if !e.other() {
 				e.ent += min(ex, pool*ex/excess)
 			} else {
 				// Rounded up: each member rounds the others' part up
@@ -60,14 +62,20 @@ func (s *merger) reserve(now time.Time, key string, k int64) {
 	unclaimed = max(0, unclaimed)
 	var total int64
 	for _, e := range entries {
-		if e.p == nil {
+		if !e.other() {
 			continue
 		}
-		part := ceilDiv(unclaimed, int64(len(entries)))
-		if weights > 0 {
+		// A silent member hears no one or is not heard: it grants at
+		// most its share (its own view keeps the others' shares).
+		part := int64(0)
+		switch {
+		case e.silent:
+		case weights > 0:
 			part = ceilDiv(unclaimed*e.share, weights)
+		default:
+			part = ceilDiv(unclaimed, int64(len(entries)))
 		}
-		total += max(0, e.ent+part-e.p.counts[key][k].Granted)
+		total += max(0, e.ent+part-e.grantedIn(key, k))
 	}
 	// Whatever the others announce, this member keeps what it is entitled
 	// to on its own share: no message can make it refuse everything.
@@ -83,12 +91,30 @@ func (s *merger) reserve(now time.Time, key string, k int64) {
 
 // entry is one member as reserve sees it.
 type entry struct {
-	p                  *member // nil for this member
+	p                  *member // nil for this member and silent ranks
 	share, demand, ent int64
+	// silent marks a rank no member up holds; granted is what its members
+	// that are down granted in the window.
+	silent  bool
+	granted int64
 }
 
-// entries returns this member, first, and the others that are up, with
-// their shares and their demand for window k of key.
+// other reports whether e is another member than this one.
+func (e *entry) other() bool { return e.p != nil || e.silent }
+
+// grantedIn returns what e granted in window k of key, as known.
+func (e *entry) grantedIn(key string, k int64) int64 {
+	if e.p == nil {
+		return e.granted
+	}
+	return e.p.counts[key][k].Granted
+}
+
+// entries returns this member, first, then the others with their shares
+// and their demand for window k of key: those that are up, and, for each
+// other rank of the member list that no member up holds, its share with
+// a demand of its share (a member down or not heard yet may still be
+// granting: its share stays its own, as in strict mode).
 func (s *merger) entries(now time.Time, key string, k, cur int64, cfg locker.KeyConfig) []entry {
 	frac := float64(now.UnixNano()-cur*int64(cfg.Window)) / float64(cfg.Window)
 	// demandOf takes a member's asked counts of windows cur-1 and cur.
@@ -105,17 +131,41 @@ func (s *merger) entries(now time.Time, key string, k, cur int64, cfg locker.Key
 	if self.Index != cur {
 		self = locker.LocalCount{}
 	}
-	out := []entry{{share: locker.Share(cfg.Limit, len(s.members), s.rank), demand: demandOf(self.PrevAsked, self.Asked)}}
+	n := len(s.members)
+	out := []entry{{share: locker.Share(cfg.Limit, n, s.rank), demand: demandOf(self.PrevAsked, self.Asked)}}
+	covered := make([]bool, n)
+	covered[s.rank] = true
+	down := make([]int64, n) // granted in k by members down, per rank
+	var unranked int64       // granted in k by members whose rank is not known
 	for _, p := range s.peers {
-		if !p.heard || !s.isUp(now, p) {
+		known := p.heard && p.members == n && p.rank < n
+		if !s.isUp(now, p) || !p.heard {
+			if known {
+				down[p.rank] += p.counts[key][k].Granted
+			} else {
+				unranked += p.counts[key][k].Granted
+			}
 			continue
+		}
+		if known {
+			covered[p.rank] = true
 		}
 		byWin := p.counts[key]
 		e := entry{p: p, share: locker.Share(cfg.Limit, p.members, p.rank), demand: demandOf(byWin[cur-1].Asked, byWin[cur].Asked)}
-		if k > cur || p.lastSent < cur*int64(cfg.Window) {
+		if k > cur || p.final[key] < cur-1 {
 			e.demand = max(e.demand, e.share)
 		}
 		out = append(out, e)
+	}
+	// The grants of members whose rank is not known yet count against
+	// the silent ranks, in order: they are counted as remote grants too.
+	for r, ok := range covered {
+		if !ok {
+			share := locker.Share(cfg.Limit, n, r)
+			g := min(share, down[r]+unranked)
+			unranked -= max(0, g-down[r])
+			out = append(out, entry{share: share, demand: share, granted: g, silent: true})
+		}
 	}
 	return out
 }
