@@ -53,6 +53,7 @@ type options struct {
 	jsonOut  bool
 	logLevel string
 	shift    time.Duration
+	freeze   time.Duration
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -67,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "how long to hammer (at most 1m)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
 	fs.StringVar(&o.logLevel, "log-level", "error", "log level of the lockerd processes (their log goes to stderr)")
+	fs.DurationVar(&o.freeze, "freeze", 0, "if set, member 1 is frozen (SIGSTOP) this long a third into the run, then resumed")
 	fs.DurationVar(&o.shift, "shift", 0, "if set, the load moves: every SHIFT only one member is hammered, in turn (0: all at once)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -122,6 +124,7 @@ type result struct {
 	Members int    `json:"members"`
 	Clients int    `json:"clients_per_member"`
 	Shift   string `json:"shift,omitempty"`
+	Freeze  string `json:"freeze,omitempty"`
 	// Windows is the number of windows with at least one grant.
 	Windows int `json:"windows"`
 	// Grants and Sorry count the answers; Errors the failed calls.
@@ -146,6 +149,9 @@ func (r result) String() string {
 	load := "even load"
 	if r.Shift != "" {
 		load = "load moving every " + r.Shift
+	}
+	if r.Freeze != "" {
+		load += ", member 1 frozen " + r.Freeze
 	}
 	return fmt.Sprintf("%s %s, %d members x %d clients, %s: %d windows, %d grants, %d sorry, %d errors; "+
 		"windows over the limit %d, max per window %d (limit %d, %.2fx), grants over %d (%.2f%% of grants); utilization %.1f%%",
@@ -212,6 +218,9 @@ func measure(ctx context.Context, o options, name string, limit int64, stderr io
 	}
 	hammerCtx, stop := context.WithTimeout(ctx, o.duration)
 	defer stop()
+	if o.freeze > 0 && len(procs) > 1 {
+		go freeze(hammerCtx, procs[1], o.duration/3, o.freeze)
+	}
 	h, err := hammer(hammerCtx, binds, o.clients, name, o.shift)
 	if err != nil {
 		return result{}, err
@@ -224,7 +233,26 @@ func measure(ctx context.Context, o options, name string, limit int64, stderr io
 	if o.shift > 0 {
 		r.Shift = o.shift.String()
 	}
+	if o.freeze > 0 {
+		r.Freeze = o.freeze.String()
+	}
 	return r, nil
+}
+
+// freeze stops p with SIGSTOP after a delay, and resumes it after d or
+// when ctx is done, whichever comes first.
+func freeze(ctx context.Context, p *proc, after, d time.Duration) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(after):
+	}
+	p.cmd.Process.Signal(syscall.SIGSTOP)
+	defer p.cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 // freeEndpoints returns n tcp endpoints on 127.0.0.1 that were free a
