@@ -343,3 +343,39 @@ func TestSharedSilentKeepShare(t *testing.T) {
 		t.Errorf("members 0 and 1 granted %d, more than their shares, 67", total)
 	}
 }
+
+// TestNeedOnlyAboveShare: a member publishes a need only in strict mode
+// and only for a refused request larger than its share, so its messages
+// stay in version 1, which members of older releases read, otherwise.
+func TestNeedOnlyAboveShare(t *testing.T) {
+	key := locker.KeyConfig{Name: testKey.Name, Limit: 3, Window: testKey.Window}
+	for _, strict := range []bool{false, true} {
+		ms := newTestMembers(t, 3, strict, testEpoch.Add(-time.Hour), key)
+		now := testEpoch.Add(time.Millisecond)
+		version := func() byte {
+			var v byte
+			for _, m := range ms[0].m.heartbeat(now) {
+				b, err := Encode(nil, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v = max(v, b[0])
+			}
+			return v
+		}
+		take(t, ms[0].counter, now, 5) // refusals of 1
+		if v := version(); v != Version {
+			t.Errorf("strict=%v: refusals of 1 sent in version %d, want %d", strict, v, Version)
+		}
+		if _, err := ms[0].counter.TakeAt(now, key.Name, 2); err != nil {
+			t.Fatal(err)
+		}
+		want := byte(Version)
+		if strict {
+			want = VersionNeed
+		}
+		if v := version(); v != want {
+			t.Errorf("strict=%v: a refused request for 2 sent in version %d, want %d", strict, v, want)
+		}
+	}
+}

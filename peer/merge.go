@@ -228,7 +228,7 @@ func (s *merger) changed(lcs []locker.LocalCount) []Count {
 		s.rolled[lc.Name] = lc.Index
 		for i, c := range [2]Count{
 			{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: lc.Need},
+			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: s.need(lc)},
 		} {
 			ck := countKey{c.Key, c.Window}
 			old, had := s.sent[ck]
@@ -253,7 +253,7 @@ func (s *merger) heartbeat(now time.Time) []*Message {
 	for _, lc := range lcs {
 		counts = append(counts,
 			Count{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: lc.Need})
+			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: s.need(lc)})
 		s.sent[countKey{lc.Name, lc.Index - 1}] = counts[len(counts)-2]
 		s.sent[countKey{lc.Name, lc.Index}] = counts[len(counts)-1]
 	}

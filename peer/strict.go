@@ -154,3 +154,14 @@ func (s *merger) giveNeeds(now time.Time, lc locker.LocalCount) {
 		}
 	}
 }
+
+// need returns the need to publish for lc: in strict mode, the largest
+// request refused in the window when it exceeds this member's share (the
+// others act on nothing smaller), else 0, so that messages stay in
+// version 1 for members of older releases.
+func (s *merger) need(lc locker.LocalCount) int64 {
+	if !s.strict || lc.Need <= locker.Share(lc.Limit, len(s.members), s.rank) {
+		return 0
+	}
+	return lc.Need
+}
