@@ -128,7 +128,9 @@ type result struct {
 	// Windows is the number of windows with at least one grant.
 	Windows int `json:"windows"`
 	// Grants and Sorry count the answers; Errors the failed calls.
-	Grants, Sorry, Errors int64
+	Grants int64 `json:"grants"`
+	Sorry  int64 `json:"sorry"`
+	Errors int64 `json:"errors"`
 	// WindowsOver is the number of windows that granted more than the
 	// limit; MaxWindow the most grants in one window; Over the grants
 	// above the limit, summed over the windows.
