@@ -49,7 +49,10 @@ func (s *merger) peer(now time.Time, m *Message) *member {
 	if len(s.peers) >= s.maxIDs() {
 		old := s.oldestDown(now)
 		if m.Type != TypeHeartbeat || m.Digest != s.digest || old == nil {
-			s.log.Warn("too many member ids; ignoring a new one until one is forgotten", "peer", m.From)
+			s.ignored++
+			if s.ignored&(s.ignored-1) == 0 { // log the 1st, 2nd, 4th, ... only
+				s.log.Warn("too many member ids; ignoring a new one until one is forgotten", "peer", m.From, "count", s.ignored)
+			}
 			return nil
 		}
 		s.log.Warn("too many member ids; forgetting the one silent for longest", "peer", m.From, "forgotten", old.id)

@@ -114,6 +114,8 @@ type merger struct {
 	// in a new window sends the final counts of the one before, so that
 	// shared members know them early.
 	rolled map[string]int64
+	// ignored counts messages from new ids ignored for want of room.
+	ignored uint64
 	// dropped counts messages the outbound queue had no room for.
 	dropped uint64
 }
