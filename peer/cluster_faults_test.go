@@ -77,7 +77,7 @@ func TestClusterStrictWaitAboveShare(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := cl.WaitMax(context.Background(), small.Name, 2, 1500*time.Millisecond)
+		d, err := cl.WaitMax(context.Background(), small.Name, 2, 5*time.Second)
 		cl.Close()
 		if err != nil || !d.OK {
 			t.Fatalf("member %d: wait for 2 answered %+v, %v; want go", i, d, err)
