@@ -77,11 +77,13 @@ func TestClusterStrictWaitAboveShare(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now()
 		d, err := cl.WaitMax(context.Background(), small.Name, 2, 5*time.Second)
 		cl.Close()
 		if err != nil || !d.OK {
 			t.Fatalf("member %d: wait for 2 answered %+v, %v; want go", i, d, err)
 		}
+		t.Logf("member %d: wait for 2 granted after %s (windows of %s)", i, time.Since(start).Round(time.Millisecond), small.Window)
 		waited[d.Window] += 2
 	}
 	cancel()
