@@ -74,6 +74,8 @@ type fedKey struct {
 	// the tokens granted here and requested here (granted or not) in
 	// it: asked is the demand that strict shares follow.
 	current, granted, asked int64
+	// need is the largest request refused in window current.
+	need int64
 	// prevGranted and prevAsked are the same for window current-1.
 	prevGranted, prevAsked int64
 	// wins holds what is known about windows from floor on: the current
@@ -222,6 +224,8 @@ func (fk *fedKey) take(ks *keyState, now time.Time, n int64) Decision {
 	d := ks.alg.TakeAt(now, n)
 	if d.OK {
 		fk.granted += n
+	} else {
+		fk.need = max(fk.need, n)
 	}
 	return d
 }
@@ -229,7 +233,7 @@ func (fk *fedKey) take(ks *keyState, now time.Time, n int64) Decision {
 // enter moves the key's state to window k, a later one.
 func (fk *fedKey) enter(k int64) {
 	fk.prevGranted, fk.prevAsked = fk.countsOf(k - 1)
-	fk.current, fk.granted, fk.asked = k, 0, 0
+	fk.current, fk.granted, fk.asked, fk.need = k, 0, 0, 0
 	fk.see(k)
 	fk.drop(k)
 }
@@ -285,6 +289,8 @@ type LocalCount struct {
 	// granted here and requested here (granted or refused) in it; Budget
 	// is the strict budget of it (the limit in shared mode).
 	Index, Granted, Asked, Budget int64
+	// Need is the largest request refused in window Index.
+	Need int64
 	// PrevGranted and PrevAsked are the same for window Index-1.
 	PrevGranted, PrevAsked int64
 	// Remote is the tokens granted by others in window Index as last set
@@ -306,6 +312,9 @@ func (c *Counter) LocalAt(now time.Time) []LocalCount {
 		}
 		lc := LocalCount{KeyConfig: ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
 		lc.Granted, lc.Asked = fk.countsOf(k)
+		if k == fk.current {
+			lc.Need = fk.need
+		}
 		lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
 		out = append(out, lc)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	"github.com/lockerd/lockerd/peer"
 )
 
@@ -137,23 +138,10 @@ func startTestNode(tb testing.TB, cc clusterConfig, pubs []string, i int) *testN
 	return tn
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			tb.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // waitAllUp waits until every node hears every other one.
 func waitAllUp(tb testing.TB, nodes []*testNode) {
 	tb.Helper()
-	waitFor(tb, 5*time.Second, "all peers up", func() bool {
+	lockertest.WaitFor(tb, func() bool {
 		for _, n := range nodes {
 			up := 0
 			for _, p := range n.node.PeerStats() {
@@ -354,7 +342,8 @@ func testSharedRecovers(t *testing.T, drop float64) {
 	nodes = append(nodes, startTestNode(t, cc, pubs, 2))
 	mustTake(t, nodes[2].endpoint, hourKey.Name, 7)
 	want := []int64{37, 57, 80}
-	took := waitFor(t, 5*time.Second, "views converge", func() bool {
+	start := time.Now()
+	lockertest.WaitFor(t, func() bool {
 		for i, n := range nodes {
 			if remoteOf(n, now(), hourKey.Name) != want[i] {
 				return false
@@ -363,7 +352,7 @@ func testSharedRecovers(t *testing.T, drop float64) {
 		return true
 	})
 	t.Logf("views converged %s after the last grant (heartbeat %s, %.0f%% of messages dropped)",
-		took, peer.DefaultHeartbeat, 100*drop)
+		time.Since(start), peer.DefaultHeartbeat, 100*drop)
 	// Granted in status is the cluster-wide count.
 	cl, err := locker.Dial(nodes[2].endpoint)
 	if err != nil {
@@ -411,7 +400,7 @@ func TestClusterStatusAndMismatch(t *testing.T) {
 			ConfigMismatch bool   `json:"config_mismatch"`
 		} `json:"federation"`
 	}
-	waitFor(t, 5*time.Second, "mismatch reported", func() bool {
+	lockertest.WaitFor(t, func() bool {
 		st, err := cl.Status(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	"github.com/lockerd/lockerd/peer"
 	zmq "github.com/pebbe/zmq4"
 )
@@ -67,7 +68,7 @@ func TestCurvePeers(t *testing.T) {
 	}
 
 	mustTake(t, nodes[0].endpoint, hourKey.Name, 5)
-	waitFor(t, 5*time.Second, "member 1 counts member 0's grants", func() bool {
+	lockertest.WaitFor(t, func() bool {
 		return remoteOf(nodes[1], now(), hourKey.Name) == 5
 	})
 	// Publish the fake grants for a while: no member may count them.

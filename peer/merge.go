@@ -41,6 +41,10 @@ const giveNowAt = 0.25
 type member struct {
 	id       string
 	lastSeen time.Time
+	// final is, per key, the last window whose counts arrived in a
+	// message the member sent after that window ended (by its clock):
+	// they are final, and every member acts on the same figures.
+	final    map[string]int64
 	messages uint64
 	// heard is set once a heartbeat came; the fields below it are valid
 	// from then on.
@@ -93,8 +97,11 @@ type merger struct {
 	minWindow time.Duration
 
 	peers map[string]*member
-	sent  map[countKey]Count
-	gave  map[giftKey]int64
+	// retired holds the grants, per key and window, of ids forgotten to
+	// make room while their windows had not ended: they still count.
+	retired map[string]map[int64]int64
+	sent    map[countKey]Count
+	gave    map[giftKey]int64
 	// self is this member's last LocalCount per key.
 	self map[string]locker.LocalCount
 	// reserved is what was last passed to SetReserveAt.
@@ -103,6 +110,12 @@ type merger struct {
 	decided  map[string]int64
 	// decidedNow is, per key, the last window whose own spare was given.
 	decidedNow map[string]int64
+	// rolled is, per key, the window of the last flush: the first flush
+	// in a new window sends the final counts of the one before, so that
+	// shared members know them early.
+	rolled map[string]int64
+	// ignored counts messages from new ids ignored for want of room.
+	ignored uint64
 	// dropped counts messages the outbound queue had no room for.
 	dropped uint64
 }
@@ -111,13 +124,15 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 	c *locker.Counter, log *slog.Logger) *merger {
 	s := &merger{
 		id: id, strict: strict, members: members, rank: rank, hb: hb, counter: c, log: log,
-		peers: make(map[string]*member),
-		sent:  make(map[countKey]Count),
-		gave:  make(map[giftKey]int64),
+		peers:   make(map[string]*member),
+		retired: make(map[string]map[int64]int64),
+		sent:    make(map[countKey]Count),
+		gave:    make(map[giftKey]int64),
 
 		reserved: make(map[countKey]int64),
 		self:     make(map[string]locker.LocalCount),
 		decided:  make(map[string]int64),
+		rolled:   make(map[string]int64),
 
 		decidedNow: make(map[string]int64),
 	}
@@ -179,109 +194,6 @@ func (s *merger) isUp(now time.Time, p *member) bool {
 	return now.Sub(p.lastSeen) <= downAfter*s.hb
 }
 
-// handle folds one received message into the state and the Counter. It
-// reports whether the sender is new or was down: it may not know this
-// member's state, which is then worth publishing at once.
-func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
-	if m.From == s.id {
-		return false
-	}
-	p := s.peers[m.From]
-	if p == nil {
-		if len(s.peers) >= 2*len(s.members)+8 {
-			s.log.Warn("too many member ids; ignoring a new one", "peer", m.From)
-			return false
-		}
-		p = &member{id: m.From, counts: make(map[string]map[int64]Count), recv: make(map[string]map[int64]int64)}
-		s.peers[m.From] = p
-		s.log.Info("peer seen", "peer", m.From)
-	}
-	newcomer = p.messages == 0 || !s.isUp(now, p)
-	p.lastSeen = now
-	p.messages++
-	p.samples[p.nsamples%offsetSamples] = m.Sent - now.UnixNano()
-	p.nsamples++
-	n := min(p.nsamples, offsetSamples)
-	best := p.samples[0]
-	for _, v := range p.samples[1:n] {
-		best = max(best, v)
-	}
-	p.offset = time.Duration(best)
-	if m.Type == TypeHeartbeat {
-		p.heard, p.strict, p.members, p.rank = true, m.Strict, m.Members, m.Rank
-		p.digest = m.Digest
-		mismatch := m.Digest != s.digest
-		if mismatch && !p.mismatch {
-			s.log.Error("peer configuration differs: keys, mode or member list disagree; the cluster limit is not enforced as configured",
-				"peer", p.id, "peer_digest", strconv.FormatUint(m.Digest, 16), "digest", strconv.FormatUint(s.digest, 16),
-				"peer_members", m.Members, "members", len(s.members), "peer_strict", m.Strict, "strict", s.strict)
-		} else if !mismatch && p.mismatch {
-			s.log.Info("peer configuration agrees again", "peer", p.id)
-		}
-		p.mismatch = mismatch
-	}
-
-	var touched map[countKey]bool
-	for _, c := range m.Counts {
-		cur, _, ok := s.window(now, c.Key)
-		if !ok || c.Window < cur-1 || c.Window > cur+2 {
-			continue
-		}
-		byWin := p.counts[c.Key]
-		if byWin == nil {
-			byWin = make(map[int64]Count)
-			p.counts[c.Key] = byWin
-		}
-		old, had := byWin[c.Window]
-		nc := Count{Key: c.Key, Window: c.Window, Granted: max(old.Granted, c.Granted), Asked: max(old.Asked, c.Asked)}
-		if had && nc == old {
-			continue
-		}
-		byWin[c.Window] = nc
-		if nc.Granted != old.Granted {
-			if touched == nil {
-				touched = make(map[countKey]bool)
-			}
-			touched[countKey{c.Key, c.Window}] = true
-		}
-	}
-	for ck := range touched {
-		var sum int64
-		for _, q := range s.peers {
-			sum += q.counts[ck.key][ck.window].Granted
-		}
-		s.counter.SetRemoteAt(now, ck.key, ck.window, sum)
-		if !s.strict {
-			s.reserve(now, ck.key, ck.window)
-		}
-	}
-
-	for _, t := range m.Transfers {
-		if t.To != s.id || !s.strict {
-			continue
-		}
-		cur, _, ok := s.window(now, t.Key)
-		if !ok || t.Window < cur || t.Window > cur+2 {
-			continue
-		}
-		byWin := p.recv[t.Key]
-		if byWin == nil {
-			byWin = make(map[int64]int64)
-			p.recv[t.Key] = byWin
-		}
-		if t.Total <= byWin[t.Window] {
-			continue
-		}
-		byWin[t.Window] = t.Total
-		var sum int64
-		for _, q := range s.peers {
-			sum += q.recv[t.Key][t.Window]
-		}
-		s.counter.SetReceivedAt(now, t.Key, t.Window, sum)
-	}
-	return newcomer
-}
-
 // flush returns the messages that publish what changed since the last
 // flush, or nil. In strict mode it first hands spare tokens to members
 // that need them.
@@ -296,21 +208,7 @@ func (s *merger) flush(now time.Time) []*Message {
 			s.reserve(now, lc.Name, lc.Index+1)
 		}
 	}
-	var counts []Count
-	for _, lc := range lcs {
-		for _, c := range [2]Count{
-			{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked},
-		} {
-			ck := countKey{c.Key, c.Window}
-			old, had := s.sent[ck]
-			if had && old == c || !had && c.Granted == 0 && c.Asked == 0 {
-				continue
-			}
-			s.sent[ck] = c
-			counts = append(counts, c)
-		}
-	}
+	counts := s.changed(lcs)
 	var transfers []Transfer
 	if s.repeat > 0 {
 		s.repeat--
@@ -322,96 +220,28 @@ func (s *merger) flush(now time.Time) []*Message {
 	return s.pack(now, TypeCounts, counts, transfers)
 }
 
-// reserve sets, in shared mode, how many tokens of key in window k are
-// kept for the other members that are up: what each is entitled to, less
-// what it has granted in k already.
-//
-// Entitlements follow demand, the tokens each member asked for in the
-// window before (for the next window: the current one, extrapolated). A
-// member is entitled to its demand up to its share; the shares that
-// members do not need are split among the members that need more, in
-// proportion to their excess. Every member computes the same split from
-// the same published counts, so two busy members do not both count on an
-// idle member's share while grants are in flight. What no one is entitled
-// to (the shares of idle or silent members beyond any demand) is free for
-// whoever asks first.
-func (s *merger) reserve(now time.Time, key string, k int64) {
-	cur, cfg, ok := s.window(now, key)
-	if !ok {
-		return
-	}
-	frac := float64(now.UnixNano()-cur*int64(cfg.Window)) / float64(cfg.Window)
-	demandOf := func(prev, asked int64) int64 {
-		switch {
-		case k <= cur:
-			return min(prev, cfg.Limit)
-		case frac > 0:
-			return min(demand(asked, frac), cfg.Limit)
-		}
-		return 0
-	}
-	type entry struct {
-		p             *member // nil for this member
-		share, demand int64
-	}
-	self := s.self[key]
-	if self.Index != cur {
-		self = locker.LocalCount{}
-	}
-	entries := []entry{{nil, locker.Share(cfg.Limit, len(s.members), s.rank), demandOf(self.PrevAsked, self.Asked)}}
-	for _, p := range s.peers {
-		if !p.heard || !s.isUp(now, p) {
-			continue
-		}
-		byWin := p.counts[key]
-		entries = append(entries, entry{p, locker.Share(cfg.Limit, p.members, p.rank),
-			demandOf(byWin[k-1].Asked, byWin[k].Asked)})
-	}
-	var pool, excess int64
-	for _, e := range entries {
-		pool += max(0, e.share-e.demand)
-		excess += max(0, e.demand-e.share)
-	}
-	var total int64
-	for _, e := range entries {
-		if e.p == nil {
-			continue
-		}
-		ent := min(e.share, e.demand)
-		if ex := e.demand - e.share; ex > 0 && excess > 0 {
-			// Rounded up: each member rounds the others' part up
-			// and so never counts on a token another counts on.
-			ent += min(ex, (pool*ex+excess-1)/excess)
-		}
-		total += max(0, ent-e.p.counts[key][k].Granted)
-	}
-	ck := countKey{key, k}
-	if old, had := s.reserved[ck]; had && old == total {
-		return
-	}
-	s.reserved[ck] = total
-	s.counter.SetReserveAt(now, key, k, total)
-}
-
-// transfers returns the gifts for windows that have not ended.
-func (s *merger) transfers(now time.Time) []Transfer {
-	var out []Transfer
-	for g, total := range s.gave {
-		if cur, _, ok := s.window(now, g.key); ok && g.window >= cur {
-			out = append(out, Transfer{To: g.to, Key: g.key, Window: g.window, Total: total})
+// changed returns the counts that changed since they were last sent, and
+// in shared mode the final counts of the window before when a key's
+// window rolled.
+func (s *merger) changed(lcs []locker.LocalCount) []Count {
+	var counts []Count
+	for _, lc := range lcs {
+		rolled := !s.strict && s.rolled[lc.Name] != lc.Index
+		s.rolled[lc.Name] = lc.Index
+		for i, c := range [2]Count{
+			{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
+			{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: s.need(lc)},
+		} {
+			ck := countKey{c.Key, c.Window}
+			old, had := s.sent[ck]
+			if (had && old == c || !had && c.Granted == 0 && c.Asked == 0) && !(i == 0 && rolled) {
+				continue
+			}
+			s.sent[ck] = c
+			counts = append(counts, c)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Key != b.Key {
-			return a.Key < b.Key
-		}
-		if a.Window != b.Window {
-			return a.Window < b.Window
-		}
-		return a.To < b.To
-	})
-	return out
+	return counts
 }
 
 // heartbeat returns the heartbeat and the full state, and does the
@@ -425,7 +255,7 @@ func (s *merger) heartbeat(now time.Time) []*Message {
 	for _, lc := range lcs {
 		counts = append(counts,
 			Count{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
-			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked})
+			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: s.need(lc)})
 		s.sent[countKey{lc.Name, lc.Index - 1}] = counts[len(counts)-2]
 		s.sent[countKey{lc.Name, lc.Index}] = counts[len(counts)-1]
 	}
@@ -458,55 +288,50 @@ func (s *merger) check(now time.Time) {
 	}
 }
 
-// prune forgets windows that ended.
+// ended reports whether window w of key is more than back windows before
+// key's current one at now, or key is gone.
+func (s *merger) ended(now time.Time, key string, w, back int64) bool {
+	cur, _, ok := s.window(now, key)
+	return !ok || w < cur-back
+}
+
+// pruneMap deletes the entries of m for which gone holds.
+func pruneMap[K comparable, V any](m map[K]V, gone func(K) bool) {
+	for k := range m {
+		if gone(k) {
+			delete(m, k)
+		}
+	}
+}
+
+// pruneByWindow deletes, from a map of key to window to value, the
+// windows more than back windows old, and the keys left empty.
+func pruneByWindow[V any](s *merger, now time.Time, m map[string]map[int64]V, back int64) {
+	for key, byWin := range m {
+		pruneMap(byWin, func(w int64) bool { return s.ended(now, key, w, back) })
+		if len(byWin) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+// prune forgets windows that ended, and the ids of members silent for
+// forgetAfter heartbeats whose windows all ended.
 func (s *merger) prune(now time.Time) {
-	for ck := range s.sent {
-		if cur, _, ok := s.window(now, ck.key); !ok || ck.window < cur-1 {
-			delete(s.sent, ck)
-		}
-	}
-	for ck := range s.reserved {
-		if cur, _, ok := s.window(now, ck.key); !ok || ck.window < cur {
-			delete(s.reserved, ck)
-		}
-	}
-	for g := range s.gave {
-		if cur, _, ok := s.window(now, g.key); !ok || g.window < cur {
-			delete(s.gave, g)
-		}
-	}
-	for key, w := range s.decided {
-		if cur, _, ok := s.window(now, key); !ok || w < cur {
-			delete(s.decided, key)
-		}
-	}
-	for key, w := range s.decidedNow {
-		if cur, _, ok := s.window(now, key); !ok || w < cur {
-			delete(s.decidedNow, key)
-		}
-	}
-	for _, p := range s.peers {
-		for key, byWin := range p.counts {
-			cur, _, ok := s.window(now, key)
-			for w := range byWin {
-				if !ok || w < cur-1 {
-					delete(byWin, w)
-				}
-			}
-			if len(byWin) == 0 {
-				delete(p.counts, key)
-			}
-		}
-		for key, byWin := range p.recv {
-			cur, _, ok := s.window(now, key)
-			for w := range byWin {
-				if !ok || w < cur {
-					delete(byWin, w)
-				}
-			}
-			if len(byWin) == 0 {
-				delete(p.recv, key)
-			}
+	pruneMap(s.sent, func(ck countKey) bool { return s.ended(now, ck.key, ck.window, 1) })
+	pruneMap(s.reserved, func(ck countKey) bool { return s.ended(now, ck.key, ck.window, 0) })
+	pruneMap(s.gave, func(g giftKey) bool { return s.ended(now, g.key, g.window, 0) })
+	pruneMap(s.decided, func(key string) bool { return s.ended(now, key, s.decided[key], 0) })
+	pruneMap(s.decidedNow, func(key string) bool { return s.ended(now, key, s.decidedNow[key], 0) })
+	pruneMap(s.rolled, func(key string) bool { return s.ended(now, key, s.rolled[key], 1) })
+	pruneByWindow(s, now, s.retired, 1)
+	for id, p := range s.peers {
+		pruneByWindow(s, now, p.counts, 1)
+		pruneMap(p.final, func(key string) bool { return s.ended(now, key, p.final[key], 1) })
+		pruneByWindow(s, now, p.recv, 0)
+		if len(p.counts) == 0 && len(p.recv) == 0 && now.Sub(p.lastSeen) > forgetAfter*s.hb {
+			s.log.Info("peer forgotten", "peer", id, "silent_seconds", now.Sub(p.lastSeen).Seconds())
+			delete(s.peers, id)
 		}
 	}
 }
@@ -528,88 +353,6 @@ func (s *merger) pack(now time.Time, typ MsgType, counts []Count, transfers []Tr
 		out = append(out, m)
 	}
 	return out
-}
-
-// demand estimates the tokens a member will ask for in a whole window
-// from what it asked in the part elapsed (frac).
-func demand(asked int64, frac float64) int64 {
-	return int64(float64(asked)/frac + 0.999)
-}
-
-// give hands spare tokens of this member's budget to the members that
-// need them, at two points of each window of each key:
-//
-//   - once the current window is giveNowAt through, the part of what is
-//     left of the current window that this member's own demand will not
-//     need goes to members that refused requests in it;
-//   - once it is giveAt through, the part of this member's share of the
-//     next window that its demand will not need goes to the members whose
-//     demand exceeds their share.
-//
-// Both are shared out in proportion to the others' excess. Tokens are
-// taken out of the budget (Counter.GiveAt) before they are announced.
-func (s *merger) give(now time.Time, lcs []locker.LocalCount) {
-	for _, lc := range lcs {
-		w := int64(lc.Window)
-		frac := float64(now.UnixNano()-lc.Index*w) / float64(w)
-		if frac >= giveNowAt && s.decidedNow[lc.Name] < lc.Index {
-			s.decidedNow[lc.Name] = lc.Index
-			need := demand(lc.Asked, frac) - lc.Asked // what the rest of the window will ask
-			need += need / 4
-			if spare := lc.Budget - lc.Granted - need; spare > 0 {
-				s.giveTo(now, lc, lc.Index, spare, func(p *member) int64 {
-					c := p.counts[lc.Name][lc.Index]
-					return c.Asked - c.Granted
-				})
-			}
-		}
-		if frac >= giveAt && s.decided[lc.Name] < lc.Index+1 {
-			s.decided[lc.Name] = lc.Index + 1
-			share := locker.Share(lc.Limit, len(s.members), s.rank)
-			keep := demand(lc.Asked, frac)
-			keep += keep / 4
-			if spare := share - min(share, keep); spare > 0 {
-				s.giveTo(now, lc, lc.Index+1, spare, func(p *member) int64 {
-					return demand(p.counts[lc.Name][lc.Index].Asked, frac) - locker.Share(lc.Limit, p.members, p.rank)
-				})
-			}
-		}
-	}
-}
-
-// giveTo shares spare tokens of window k of lc's key among the members
-// that are up and agree on the configuration, in proportion to the
-// positive excess each has.
-func (s *merger) giveTo(now time.Time, lc locker.LocalCount, k, spare int64, excess func(*member) int64) {
-	type want struct {
-		id     string
-		excess int64
-	}
-	var wants []want
-	var total int64
-	for _, p := range s.peers {
-		if !p.heard || !p.strict || p.mismatch || p.members != len(s.members) || !s.isUp(now, p) {
-			continue
-		}
-		if ex := excess(p); ex > 0 {
-			wants = append(wants, want{p.id, ex})
-			total += ex
-		}
-	}
-	if total == 0 {
-		return
-	}
-	sort.Slice(wants, func(i, j int) bool { return wants[i].id < wants[j].id })
-	for _, wt := range wants {
-		n := min(wt.excess, int64(float64(spare)*float64(wt.excess)/float64(total)))
-		if n <= 0 {
-			continue
-		}
-		if got := s.counter.GiveAt(now, lc.Name, k, n); got > 0 {
-			s.gave[giftKey{wt.id, lc.Name, k}] += got
-			s.repeat = repeatTransfers
-		}
-	}
 }
 
 // PeerStat is a snapshot of one other member, as heard by this one.

@@ -142,7 +142,9 @@ func TestMergeCumulativeMax(t *testing.T) {
 // link; flushes lose messages but each heartbeat restores the exact
 // cluster-wide count, including for a member that starts mid-window.
 func TestMergeDropsAndLateJoiner(t *testing.T) {
-	ms := newTestMembers(t, 3, false, time.Time{})
+	// A limit the 80 grants stay under while member 2, not yet heard,
+	// keeps its share.
+	ms := newTestMembers(t, 3, false, time.Time{}, locker.KeyConfig{Name: testKey.Name, Limit: 1000, Window: testKey.Window})
 	rng := rand.New(rand.NewPCG(1, 2))
 	drop := func() bool { return rng.Float64() < 0.5 }
 	now := testEpoch
@@ -278,7 +280,7 @@ func TestStrictFence(t *testing.T) {
 
 // TestSharedReserve: in shared mode a member that asked for tokens in the
 // last window is entitled to them, up to its share plus the shares idle
-// members do not need; an idle member keeps nothing.
+// members do not need; what no one asked for is split by share.
 func TestSharedReserve(t *testing.T) {
 	ms := newTestMembers(t, 3, false, time.Time{})
 	now := testEpoch.Add(time.Millisecond)
@@ -294,17 +296,23 @@ func TestSharedReserve(t *testing.T) {
 	}})
 	ms[0].m.flush(now)
 	// m1 is entitled to the 80 it asked for: its share 33 and 47 of the
-	// 67 that m0 and m2 did not ask for. 100 - 10 granted by m1 - 70
-	// still reserved for it leaves 20.
-	if got := take(t, ms[0].counter, now, 100); got != 20 {
-		t.Fatalf("granted %d, want 20", got)
+	// 67 that m0 and m2 did not ask for. The 20 no one asked for are split
+	// by share, the others' parts rounded up: 7 for m1, 7 for m2, 6 for
+	// m0. 100 - 10 granted by m1 - 77 still kept for it - 7 for m2 leaves
+	// 6. (They used to be free for whoever asked first, which let members
+	// that became busy together each take all of them.)
+	if got := take(t, ms[0].counter, now, 100); got != 6 {
+		t.Fatalf("granted %d, want 6", got)
 	}
 	// m1 asking for less than its share reserves only that.
 	ms[0].m.handle(now, &Message{Type: TypeCounts, From: "m1", Counts: []Count{
 		{Key: testKey.Name, Window: k + 1, Granted: 0, Asked: 0},
 	}})
 	later := now.Add(testKey.Window)
-	ms[0].m.handle(later, &Message{Type: TypeCounts, From: "m1", Counts: []Count{
+	for _, m := range ms[1:] { // messages sent in the new window
+		deliver(t, later, m, ms[:1], m.m.heartbeat(later), nil)
+	}
+	ms[0].m.handle(later, &Message{Type: TypeCounts, From: "m1", Sent: later.UnixNano(), Counts: []Count{
 		{Key: testKey.Name, Window: k, Granted: 20, Asked: 20},
 	}})
 	ms[0].m.flush(later)

@@ -10,11 +10,16 @@ import (
 
 // Protocol versions this package encodes and accepts.
 const (
-	// Version is the version written by Encode.
-	Version = 1
+	// Version is the version written by Encode for a message whose counts
+	// carry no Need; VersionNeed the version of one whose counts do (each
+	// count then has a fifth field). Members that only know version 1
+	// refuse the second, so they only miss the messages of a member that
+	// refuses requests larger than its strict share.
+	Version     = 1
+	VersionNeed = 2
 	// MinVersion and MaxVersion bound the versions Decode accepts.
 	MinVersion = 1
-	MaxVersion = 1
+	MaxVersion = 2
 )
 
 // Size limits of messages.
@@ -91,6 +96,10 @@ type Count struct {
 	Window  int64
 	Granted int64
 	Asked   int64
+	// Need is the largest request the member refused in the window
+	// (strict mode), so that the others can hand it the tokens a request
+	// larger than its share needs.
+	Need int64
 }
 
 // Transfer records that the sender has handed Total tokens (cumulative) of
@@ -133,53 +142,86 @@ func Encode(buf []byte, m *Message) ([]byte, error) {
 	if err := validID(m.From); err != nil {
 		return buf, err
 	}
-	buf = append(buf, Version, byte(m.Type))
+	version := byte(Version)
+	for _, c := range m.Counts {
+		if c.Need != 0 {
+			version = VersionNeed
+		}
+	}
+	buf = append(buf, version, byte(m.Type))
 	buf = appendString(buf, m.From)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(m.Sent))
+	var err error
 	if m.Type == TypeHeartbeat {
-		if m.Members < 1 || m.Members > MaxMembers || m.Rank < 0 || m.Rank >= m.Members {
-			return buf[:start], fmt.Errorf("peer: encode: rank %d of %d members", m.Rank, m.Members)
-		}
-		buf = binary.BigEndian.AppendUint64(buf, m.Digest)
-		var flags byte
-		if m.Strict {
-			flags |= 1
-		}
-		buf = append(buf, flags)
-		buf = binary.AppendUvarint(buf, uint64(m.Members))
-		buf = binary.AppendUvarint(buf, uint64(m.Rank))
+		buf, err = appendHeartbeat(buf, m)
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(m.Counts)))
-	for _, c := range m.Counts {
+	if err == nil {
+		buf, err = appendCounts(buf, m.Counts, version)
+	}
+	if err == nil {
+		buf, err = appendTransfers(buf, m.Transfers)
+	}
+	if err == nil && len(buf)-start > MaxMessageSize {
+		err = fmt.Errorf("peer: encode: message of %d bytes exceeds %d", len(buf)-start, MaxMessageSize)
+	}
+	if err != nil {
+		return buf[:start], err
+	}
+	return buf, nil
+}
+
+func appendHeartbeat(buf []byte, m *Message) ([]byte, error) {
+	if m.Members < 1 || m.Members > MaxMembers || m.Rank < 0 || m.Rank >= m.Members {
+		return buf, fmt.Errorf("peer: encode: rank %d of %d members", m.Rank, m.Members)
+	}
+	buf = binary.BigEndian.AppendUint64(buf, m.Digest)
+	var flags byte
+	if m.Strict {
+		flags |= 1
+	}
+	buf = append(buf, flags)
+	buf = binary.AppendUvarint(buf, uint64(m.Members))
+	return binary.AppendUvarint(buf, uint64(m.Rank)), nil
+}
+
+func inRange(v int64) bool { return v >= 0 && v <= maxCount }
+
+func appendCounts(buf []byte, counts []Count, version byte) ([]byte, error) {
+	buf = binary.AppendUvarint(buf, uint64(len(counts)))
+	for _, c := range counts {
 		if err := locker.ValidKeyName(c.Key); err != nil {
-			return buf[:start], fmt.Errorf("peer: encode: %w", err)
+			return buf, fmt.Errorf("peer: encode: %w", err)
 		}
-		if c.Granted < 0 || c.Granted > maxCount || c.Asked < 0 || c.Asked > maxCount {
-			return buf[:start], fmt.Errorf("peer: encode: count out of range")
+		if !inRange(c.Granted) || !inRange(c.Asked) || !inRange(c.Need) {
+			return buf, fmt.Errorf("peer: encode: count out of range")
 		}
 		buf = appendString(buf, c.Key)
 		buf = binary.AppendVarint(buf, c.Window)
 		buf = binary.AppendUvarint(buf, uint64(c.Granted))
 		buf = binary.AppendUvarint(buf, uint64(c.Asked))
+		if version == VersionNeed {
+			buf = binary.AppendUvarint(buf, uint64(c.Need))
+		}
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(m.Transfers)))
-	for _, t := range m.Transfers {
+	return buf, nil
+}
+
+func appendTransfers(buf []byte, transfers []Transfer) ([]byte, error) {
+	buf = binary.AppendUvarint(buf, uint64(len(transfers)))
+	for _, t := range transfers {
 		if err := validID(t.To); err != nil {
-			return buf[:start], err
+			return buf, err
 		}
 		if err := locker.ValidKeyName(t.Key); err != nil {
-			return buf[:start], fmt.Errorf("peer: encode: %w", err)
+			return buf, fmt.Errorf("peer: encode: %w", err)
 		}
-		if t.Total < 0 || t.Total > maxCount {
-			return buf[:start], fmt.Errorf("peer: encode: transfer out of range")
+		if !inRange(t.Total) {
+			return buf, fmt.Errorf("peer: encode: transfer out of range")
 		}
 		buf = appendString(buf, t.To)
 		buf = appendString(buf, t.Key)
 		buf = binary.AppendVarint(buf, t.Window)
 		buf = binary.AppendUvarint(buf, uint64(t.Total))
-	}
-	if len(buf)-start > MaxMessageSize {
-		return buf[:start], fmt.Errorf("peer: encode: message of %d bytes exceeds %d", len(buf)-start, MaxMessageSize)
 	}
 	return buf, nil
 }
@@ -296,60 +338,13 @@ func Decode(b []byte) (*Message, error) {
 		return nil, malformed("unknown type %d", m.Type)
 	}
 	m.From = d.string("sender id", MaxIDLen)
-	if d.err == nil {
-		if err := validID(m.From); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-	}
+	d.check(validID(m.From))
 	m.Sent = int64(d.u64("clock"))
 	if m.Type == TypeHeartbeat {
-		m.Digest = d.u64("digest")
-		flags := d.byte("flags")
-		if flags&^1 != 0 {
-			d.fail(malformed("unknown flags %#x", flags))
-		}
-		m.Strict = flags&1 != 0
-		m.Members = int(d.uvarint("members", MaxMembers))
-		m.Rank = int(d.uvarint("rank", MaxMembers))
-		if d.err == nil && (m.Members < 1 || m.Rank >= m.Members) {
-			return nil, malformed("rank %d of %d members", m.Rank, m.Members)
-		}
+		d.heartbeat(m)
 	}
-	n := d.uvarint("count entries", uint64(len(d.b)/minCountSize))
-	if d.err == nil && n > 0 {
-		m.Counts = make([]Count, 0, n)
-	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		c := Count{Key: d.string("key", locker.MaxKeyLen)}
-		c.Window = d.varint("window")
-		c.Granted = int64(d.uvarint("granted", maxCount))
-		c.Asked = int64(d.uvarint("asked", maxCount))
-		if d.err == nil {
-			if err := locker.ValidKeyName(c.Key); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-			}
-		}
-		m.Counts = append(m.Counts, c)
-	}
-	n = d.uvarint("transfer entries", uint64(len(d.b)/minTransferSize))
-	if d.err == nil && n > 0 {
-		m.Transfers = make([]Transfer, 0, n)
-	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		t := Transfer{To: d.string("transfer target", MaxIDLen)}
-		t.Key = d.string("key", locker.MaxKeyLen)
-		t.Window = d.varint("window")
-		t.Total = int64(d.uvarint("transfer total", maxCount))
-		if d.err == nil {
-			if err := validID(t.To); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-			}
-			if err := locker.ValidKeyName(t.Key); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-			}
-		}
-		m.Transfers = append(m.Transfers, t)
-	}
+	m.Counts = d.counts(v)
+	m.Transfers = d.transfers()
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -357,4 +352,69 @@ func Decode(b []byte) (*Message, error) {
 		return nil, malformed("%d trailing bytes", len(d.b))
 	}
 	return m, nil
+}
+
+// check records err, if any, as the reason the message is malformed.
+func (d *decoder) check(err error) {
+	if err != nil && d.err == nil {
+		d.fail(fmt.Errorf("%w: %v", ErrMalformed, err))
+	}
+}
+
+func (d *decoder) heartbeat(m *Message) {
+	m.Digest = d.u64("digest")
+	flags := d.byte("flags")
+	if flags&^1 != 0 {
+		d.fail(malformed("unknown flags %#x", flags))
+	}
+	m.Strict = flags&1 != 0
+	m.Members = int(d.uvarint("members", MaxMembers))
+	m.Rank = int(d.uvarint("rank", MaxMembers))
+	if d.err == nil && (m.Members < 1 || m.Rank >= m.Members) {
+		d.fail(malformed("rank %d of %d members", m.Rank, m.Members))
+	}
+}
+
+func (d *decoder) counts(version byte) []Count {
+	n := d.uvarint("count entries", uint64(len(d.b)/minCountSize))
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]Count, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		c := Count{Key: d.string("key", locker.MaxKeyLen)}
+		c.Window = d.varint("window")
+		c.Granted = int64(d.uvarint("granted", maxCount))
+		c.Asked = int64(d.uvarint("asked", maxCount))
+		if version == VersionNeed {
+			c.Need = int64(d.uvarint("need", maxCount))
+		}
+		if d.err == nil {
+			d.check(locker.ValidKeyName(c.Key))
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (d *decoder) transfers() []Transfer {
+	n := d.uvarint("transfer entries", uint64(len(d.b)/minTransferSize))
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]Transfer, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		t := Transfer{To: d.string("transfer target", MaxIDLen)}
+		t.Key = d.string("key", locker.MaxKeyLen)
+		t.Window = d.varint("window")
+		t.Total = int64(d.uvarint("transfer total", maxCount))
+		if d.err == nil {
+			d.check(validID(t.To))
+		}
+		if d.err == nil {
+			d.check(locker.ValidKeyName(t.Key))
+		}
+		out = append(out, t)
+	}
+	return out
 }

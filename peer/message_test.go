@@ -17,6 +17,8 @@ func sampleMessages() []*Message {
 			Counts:    []Count{{Key: "api", Window: -1, Granted: 0, Asked: 1}, {Key: "x.y", Window: 1 << 40, Granted: 1e9, Asked: 1e12}},
 			Transfers: []Transfer{{To: "a", Key: "api", Window: 18, Total: 33}}},
 		{Type: TypeCounts, From: "c"},
+		{Type: TypeCounts, From: "d", Sent: 2,
+			Counts: []Count{{Key: "api", Window: 3, Granted: 1, Asked: 7, Need: 2}, {Key: "b", Window: 3}}},
 	}
 }
 
@@ -91,7 +93,8 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, "truncated at version"},
 		{"version 0", withByte(good, 0, 0), "version 0"},
-		{"version 2", withByte(good, 0, 2), "version 2"},
+		{"version 3", withByte(good, 0, 3), "version 3"},
+		{"version 2 without need", withByte(good, 0, 2), "truncated"},
 		{"type 0", withByte(good, 1, 0), "unknown type 0"},
 		{"type 200", withByte(good, 1, 200), "unknown type 200"},
 		{"truncated", good[:len(good)-1], "transfer total"},

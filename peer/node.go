@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
@@ -134,43 +133,20 @@ type Node struct {
 // in the current and the next window from now on, whatever an earlier run
 // of this member did in them. Nothing is bound until Run.
 func New(cfg Config, counter *locker.Counter) (*Node, error) {
-	if err := validID(cfg.ID); err != nil {
+	cfg, err := checkConfig(cfg)
+	if err != nil {
 		return nil, err
-	}
-	if cfg.Publish == "" {
-		return nil, errors.New("peer: no publish endpoint")
-	}
-	if cfg.Mode > ModeStrict {
-		return nil, fmt.Errorf("peer: unknown mode %d", cfg.Mode)
-	}
-	if cfg.Mode == ModeStrict && strings.Contains(cfg.Publish, "*") {
-		return nil, fmt.Errorf("peer: strict mode needs a publish endpoint spelled as the peers list it, not %q", cfg.Publish)
-	}
-	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.Flush == 0 {
-		cfg.Flush = DefaultFlush
-	}
-	if cfg.Heartbeat < 0 || cfg.Flush < 0 {
-		return nil, errors.New("peer: negative interval")
-	}
-	if cfg.DropRate < 0 || cfg.DropRate > 1 {
-		return nil, fmt.Errorf("peer: drop rate %v not in 0..1", cfg.DropRate)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: cfg.Now, ready: make(chan struct{})}
 	if n.log == nil {
-		n.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		n.log = slog.New(slog.DiscardHandler)
 	}
 	if n.now == nil {
 		n.now = time.Now
 	}
 	n.members = append(n.members, cfg.Publish)
 	for _, p := range cfg.Peers {
-		if p == "" {
-			continue
-		}
-		if !slices.Contains(n.members, p) {
+		if p != "" && !slices.Contains(n.members, p) {
 			n.members = append(n.members, p)
 			n.others = append(n.others, p)
 		}
@@ -180,7 +156,7 @@ func New(cfg Config, counter *locker.Counter) (*Node, error) {
 	}
 	slices.Sort(n.members)
 	n.rank = slices.Index(n.members, cfg.Publish)
-	err := counter.EnableFederation(locker.FederationConfig{
+	err = counter.EnableFederation(locker.FederationConfig{
 		Strict: cfg.Mode == ModeStrict, Members: len(n.members), Rank: n.rank, Fence: n.now(),
 	})
 	if err != nil {
@@ -188,6 +164,35 @@ func New(cfg Config, counter *locker.Counter) (*Node, error) {
 	}
 	n.m = newMerger(cfg.ID, cfg.Mode == ModeStrict, n.members, n.rank, cfg.Heartbeat, counter, n.log)
 	return n, nil
+}
+
+// checkConfig checks cfg and fills in the defaults.
+func checkConfig(cfg Config) (Config, error) {
+	if err := validID(cfg.ID); err != nil {
+		return cfg, err
+	}
+	if cfg.Publish == "" {
+		return cfg, errors.New("peer: no publish endpoint")
+	}
+	if cfg.Mode > ModeStrict {
+		return cfg, fmt.Errorf("peer: unknown mode %d", cfg.Mode)
+	}
+	if cfg.Mode == ModeStrict && strings.Contains(cfg.Publish, "*") {
+		return cfg, fmt.Errorf("peer: strict mode needs a publish endpoint spelled as the peers list it, not %q", cfg.Publish)
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Flush == 0 {
+		cfg.Flush = DefaultFlush
+	}
+	if cfg.Heartbeat < 0 || cfg.Flush < 0 {
+		return cfg, errors.New("peer: negative interval")
+	}
+	if cfg.DropRate < 0 || cfg.DropRate > 1 {
+		return cfg, fmt.Errorf("peer: drop rate %v not in 0..1", cfg.DropRate)
+	}
+	return cfg, nil
 }
 
 // Ready returns a channel that is closed once the PUB socket is bound.
@@ -227,22 +232,8 @@ func (n *Node) Run(ctx context.Context) error {
 	defer flush.Stop()
 	hb := time.NewTicker(n.cfg.Heartbeat)
 	defer hb.Stop()
-	var buf []byte
-	send := func(msgs []*Message) {
-		for _, m := range msgs {
-			b, err := Encode(buf[:0], m)
-			if err != nil {
-				n.log.Error("encode", "err", err)
-				continue
-			}
-			select {
-			case out <- slices.Clone(b):
-			default:
-				n.m.dropped++
-			}
-			buf = b
-		}
-	}
+	s := &sender{n: n, out: out}
+	send := s.send
 	n.mu.Lock()
 	send(n.m.heartbeat(n.now()))
 	n.mu.Unlock()
@@ -251,26 +242,16 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ErrNodeClosed
 		case err := <-subErr:
+			if ctx.Err() != nil { // both ended with ctx
+				return ErrNodeClosed
+			}
 			cancel()
+			if err == nil {
+				err = errors.New("peer: subscriber stopped")
+			}
 			return err
 		case m := <-in:
-			n.mu.Lock()
-			newcomer := n.m.handle(n.now(), m)
-			// Drain what else is queued under the same lock.
-			for i, more := 0, true; more && i < queueLen; i++ {
-				select {
-				case m = <-in:
-					newcomer = n.m.handle(n.now(), m) || newcomer
-				default:
-					more = false
-				}
-			}
-			if newcomer {
-				// A member that (re)joined learns this one's state now
-				// rather than at the next heartbeat.
-				send(n.m.heartbeat(n.now()))
-			}
-			n.mu.Unlock()
+			n.receive(m, in, send)
 		case <-flush.C:
 			n.mu.Lock()
 			send(n.m.flush(n.now()))
@@ -280,6 +261,52 @@ func (n *Node) Run(ctx context.Context) error {
 			send(n.m.heartbeat(n.now()))
 			n.mu.Unlock()
 		}
+	}
+}
+
+// sender encodes messages and queues them for the PUB goroutine; it
+// requires that n.mu is held.
+type sender struct {
+	n   *Node
+	out chan<- []byte
+	buf []byte
+}
+
+// send queues msgs, counting those the queue has no room for.
+func (s *sender) send(msgs []*Message) {
+	for _, m := range msgs {
+		b, err := Encode(s.buf[:0], m)
+		if err != nil {
+			s.n.log.Error("encode", "err", err)
+			continue
+		}
+		select {
+		case s.out <- slices.Clone(b):
+		default:
+			s.n.m.dropped++
+		}
+		s.buf = b
+	}
+}
+
+// receive folds m and whatever else is queued on in into the state, under
+// one lock.
+func (n *Node) receive(m *Message, in <-chan *Message, send func([]*Message)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	newcomer := n.m.handle(n.now(), m)
+	for i, more := 0, true; more && i < queueLen; i++ {
+		select {
+		case m = <-in:
+			newcomer = n.m.handle(n.now(), m) || newcomer
+		default:
+			more = false
+		}
+	}
+	if newcomer {
+		// A member that (re)joined learns this one's state now rather
+		// than at the next heartbeat.
+		send(n.m.heartbeat(n.now()))
 	}
 }
 
@@ -333,6 +360,30 @@ func (n *Node) subscribe(ctx context.Context, in chan<- *Message) error {
 		return fmt.Errorf("peer: socket: %w", err)
 	}
 	defer sock.Close()
+	if err := n.setupSub(sock); err != nil {
+		return err
+	}
+	r := &receiver{n: n, sock: sock, in: in}
+	if n.cfg.DropRate > 0 {
+		r.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	}
+	poller := zmq.NewPoller()
+	poller.Add(sock, zmq.POLLIN)
+	for {
+		if _, err := poller.Poll(pollInterval); err != nil && !retryable(err) {
+			return fmt.Errorf("peer: poll: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := r.drain(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// setupSub sets the SUB socket's options and connects it to the others.
+func (n *Node) setupSub(sock *zmq.Socket) error {
 	for _, set := range []func() error{
 		func() error { return sock.SetLinger(0) },
 		func() error { return sock.SetIpv6(true) }, // for tcp://[::1]:P
@@ -358,111 +409,54 @@ func (n *Node) subscribe(ctx context.Context, in chan<- *Message) error {
 			return fmt.Errorf("peer: connect %s: %w", p, err)
 		}
 	}
-	var rng *rand.Rand
-	if n.cfg.DropRate > 0 {
-		rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	}
-	poller := zmq.NewPoller()
-	poller.Add(sock, zmq.POLLIN)
-	bad := 0
+	return nil
+}
+
+// receiver reads the SUB socket; it is owned by the SUB goroutine.
+type receiver struct {
+	n    *Node
+	sock *zmq.Socket
+	in   chan<- *Message
+	rng  *rand.Rand // drops on purpose when not nil
+	bad  int        // messages that did not decode
+}
+
+// drain hands every message waiting on the socket to r.in, until there
+// is none or ctx is done.
+func (r *receiver) drain(ctx context.Context) error {
 	for {
-		if _, err := poller.Poll(pollInterval); err != nil && !retryable(err) {
-			return fmt.Errorf("peer: poll: %w", err)
-		}
-		if ctx.Err() != nil {
+		b, err := r.sock.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			if !retryable(err) {
+				return fmt.Errorf("peer: recv: %w", err)
+			}
 			return nil
 		}
-		for {
-			b, err := sock.RecvBytes(zmq.DONTWAIT)
-			if err != nil {
-				if !retryable(err) {
-					return fmt.Errorf("peer: recv: %w", err)
-				}
-				break
+		if r.rng != nil && r.rng.Float64() < r.n.cfg.DropRate {
+			continue
+		}
+		m, err := Decode(b)
+		if err != nil {
+			r.bad++
+			if r.bad&(r.bad-1) == 0 { // log the 1st, 2nd, 4th, ... only
+				r.n.log.Warn("bad peer message", "err", err, "count", r.bad)
 			}
-			if rng != nil && rng.Float64() < n.cfg.DropRate {
-				continue
-			}
-			m, err := Decode(b)
-			if err != nil {
-				bad++
-				if bad&(bad-1) == 0 { // log the 1st, 2nd, 4th, ... only
-					n.log.Warn("bad peer message", "err", err, "count", bad)
-				}
-				continue
-			}
-			select {
-			case in <- m:
-			case <-ctx.Done():
-				return nil
-			}
+			continue
+		}
+		select {
+		case r.in <- m:
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }
 
+// retryable reports whether err only says "not now" (EAGAIN) or
+// "interrupted" (EINTR).
 func retryable(err error) bool {
 	switch zmq.AsErrno(err) {
-	case zmq.Errno(11), zmq.Errno(4): // EAGAIN, EINTR
+	case zmq.Errno(syscall.EAGAIN), zmq.Errno(syscall.EINTR):
 		return true
 	}
 	return false
-}
-
-// PeerStats returns a snapshot of the other members heard from, sorted by
-// id.
-func (n *Node) PeerStats() []PeerStat {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.m.stats(n.now())
-}
-
-// ConfigMismatch reports whether some member heard from has a different
-// configuration digest.
-func (n *Node) ConfigMismatch() bool {
-	for _, p := range n.PeerStats() {
-		if p.ConfigMismatch {
-			return true
-		}
-	}
-	return false
-}
-
-// StatusExtra returns the "peers" and "federation" fields of the status
-// document; it suits locker.Config.StatusExtra and does not block for
-// long.
-func (n *Node) StatusExtra() map[string]any {
-	n.mu.Lock()
-	now := n.now()
-	stats := n.m.stats(now)
-	digest, dropped := n.m.digest, n.m.dropped
-	n.mu.Unlock()
-	type peerJSON struct {
-		ID             string  `json:"id"`
-		Up             bool    `json:"up"`
-		LastSeen       string  `json:"last_seen,omitempty"`
-		LastSeenMS     int64   `json:"last_seen_ms_ago"`
-		Messages       uint64  `json:"messages"`
-		ClockOffsetMS  float64 `json:"clock_offset_ms"`
-		ConfigMismatch bool    `json:"config_mismatch"`
-	}
-	peers := make([]peerJSON, len(stats))
-	up, mismatch := 0, false
-	for i, p := range stats {
-		peers[i] = peerJSON{ID: p.Name, Up: p.Up, LastSeen: p.LastSeen.UTC().Format(time.RFC3339Nano),
-			LastSeenMS: now.Sub(p.LastSeen).Milliseconds(), Messages: p.Messages,
-			ClockOffsetMS: float64(p.ClockOffset) / 1e6, ConfigMismatch: p.ConfigMismatch}
-		if p.Up {
-			up++
-		}
-		mismatch = mismatch || p.ConfigMismatch
-	}
-	return map[string]any{
-		"peers": peers,
-		"federation": map[string]any{
-			"id": n.cfg.ID, "mode": n.cfg.Mode.String(), "publish": n.cfg.Publish,
-			"members": len(n.members), "rank": n.rank, "peers_expected": len(n.others), "peers_up": up,
-			"heartbeat_ms": n.cfg.Heartbeat.Milliseconds(), "config_digest": strconv.FormatUint(digest, 16),
-			"config_mismatch": mismatch, "dropped_outbound": dropped,
-		},
-	}
 }
