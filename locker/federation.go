@@ -38,10 +38,13 @@ type FederationConfig struct {
 	// Members is the number of members of the federation, this one
 	// included; Rank is this member's position among them, 0-based.
 	Members, Rank int
-	// Fence is when this member started. In strict mode it grants nothing
-	// in the window that contains Fence nor in the next one: an earlier
-	// run of the same member may have granted in the first before it
-	// stopped, and may have given its share of the second away.
+	// Fence is when this member started. It grants nothing in the window
+	// that contains Fence: an earlier run of the same member may have
+	// granted in it before it stopped, grants that neither this run nor
+	// (once this run's counts replace them) the others would count. In
+	// strict mode it grants nothing in the next window either: the
+	// earlier run may have given its share of that one away. The zero
+	// Fence fences nothing.
 	Fence time.Time
 }
 
@@ -169,7 +172,7 @@ func (fk *fedKey) budget(limit, k int64) int64 {
 	if !fk.cfg.Strict {
 		return limit
 	}
-	if fk.cfg.fence != 0 && k <= windowOf(fk.cfg.fence, fk.window)+1 {
+	if fk.fenced(k) {
 		return 0
 	}
 	b := Share(limit, fk.cfg.Members, fk.cfg.Rank)
@@ -182,11 +185,25 @@ func (fk *fedKey) budget(limit, k int64) int64 {
 	return max(b, 0)
 }
 
+// fenced reports whether window k is one this member may not grant in
+// because it started in it or, in strict mode, in the window before it.
+func (fk *fedKey) fenced(k int64) bool {
+	if fk.cfg.fence == 0 {
+		return false
+	}
+	last := windowOf(fk.cfg.fence, fk.window)
+	if fk.cfg.Strict {
+		last++
+	}
+	return k <= last
+}
+
 // capacity returns the tokens this member may grant in window k in all:
 // the limit less what others granted, and at most the strict budget, or
-// less the tokens reserved for others in shared mode.
+// less the tokens reserved for others in shared mode; nothing in a
+// fenced window.
 func (fk *fedKey) capacity(limit, k int64) int64 {
-	if k < fk.floor {
+	if k < fk.floor || fk.fenced(k) {
 		return 0
 	}
 	var w fedWin

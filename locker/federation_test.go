@@ -99,9 +99,23 @@ func TestStrictBudget(t *testing.T) {
 	}
 }
 
+// TestSharedFence: a shared member grants nothing in the window it
+// started in, where an earlier run of it may have granted already, and
+// grants from the next window on.
+func TestSharedFence(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := mustFedCounter(t, FederationConfig{Members: 3, Rank: 1, Fence: t0.Add(300 * time.Millisecond)})
+	if got := grants(t, c, t0.Add(900*time.Millisecond), 10); got != 0 {
+		t.Fatalf("start window granted %d, want 0", got)
+	}
+	if got := grants(t, c, t0.Add(time.Second), 10); got != 10 {
+		t.Fatalf("next window granted %d, want 10", got)
+	}
+}
+
 func TestSharedRemote(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	c := mustFedCounter(t, FederationConfig{Members: 3, Rank: 1, Fence: t0})
+	c := mustFedCounter(t, FederationConfig{Members: 3, Rank: 1, Fence: t0.Add(-time.Hour)})
 	k := WindowIndex(t0, time.Second)
 	c.SetRemoteAt(t0, "k", k, 6)
 	c.SetRemoteAt(t0, "k", k+1, 9) // next window: kept until it starts

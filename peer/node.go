@@ -99,6 +99,11 @@ type Config struct {
 	// DropRate, for tests, is the fraction of received messages dropped
 	// on purpose, between 0 and 1.
 	DropRate float64
+	// Started, for tests, is when this member's run began, for its fence
+	// (see locker.FederationConfig.Fence): it grants nothing in the window
+	// it started in (strict: nor in the next). If zero, Now() at New is
+	// used, as it must be in a real server.
+	Started time.Time
 	// PubSecurity, if not nil, is applied to the PUB socket before it
 	// binds: a CURVE server whose allow list holds the members' keys, so
 	// a stranger cannot read the stream.
@@ -156,8 +161,12 @@ func New(cfg Config, counter *locker.Counter) (*Node, error) {
 	}
 	slices.Sort(n.members)
 	n.rank = slices.Index(n.members, cfg.Publish)
+	started := cfg.Started
+	if started.IsZero() {
+		started = n.now()
+	}
 	err = counter.EnableFederation(locker.FederationConfig{
-		Strict: cfg.Mode == ModeStrict, Members: len(n.members), Rank: n.rank, Fence: n.now(),
+		Strict: cfg.Mode == ModeStrict, Members: len(n.members), Rank: n.rank, Fence: started,
 	})
 	if err != nil {
 		return nil, err
