@@ -877,3 +877,25 @@ func TestMetricsFloodLeavesDescriptors(t *testing.T) {
 		t.Errorf("lockerd holds %d descriptors, want at most %d", n, before+metrics.MaxConns+clients+2)
 	}
 }
+
+// TestFederationSubscriberPanicEndsNode panics in the federation's SUB
+// goroutine: the node's Run returns an error, which stops lockerd
+// cleanly (see TestFederationEndStopsLockerd), instead of crashing the
+// process with its held waits unanswered.
+func TestFederationSubscriberPanicEndsNode(t *testing.T) {
+	counter, err := locker.NewCounter([]locker.KeyConfig{{Name: "api", Limit: 5, Window: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := freeEndpoint(t)
+	n, err := peer.New(peer.Config{ID: "a", Publish: pub, Peers: []string{pub, freeEndpoint(t)},
+		SubSecurity: func(*zmq.Socket) error { panic("injected") }}, counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := n.Run(ctx); err == nil || !strings.Contains(err.Error(), "subscriber panic: injected") {
+		t.Fatalf("Run=%v, want the subscriber's panic as an error", err)
+	}
+}
