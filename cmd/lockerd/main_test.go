@@ -577,6 +577,14 @@ func TestCurveFlags(t *testing.T) {
 	if err := ping(locker.CurveKeyPair{}, false); !errors.Is(err, locker.ErrTimeout) {
 		t.Fatalf("plaintext: %v, want no answer", err)
 	}
+	// A public key file with a line of 100 KiB is refused naming its
+	// line, not with "token too long".
+	huge := filepath.Join(dir, "huge.pub")
+	os.WriteFile(huge, []byte("# a comment\n"+strings.Repeat("k", 100<<10)+"\n"), 0o644)
+	var hugeOut bytes.Buffer
+	if code := run(t.Context(), []string{"--bind", freeEndpoint(t), "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", huge}, io.Discard, &hugeOut); code != exitUsage || !strings.Contains(hugeOut.String(), "huge.pub:2: locker: a CURVE key is 40 Z85 characters, got 102400") {
+		t.Fatalf("huge .pub: exit %d, %q; want 2 naming the line", code, hugeOut.String())
+	}
 	// A secret key others can read is refused before anything binds.
 	os.Chmod(server+".key", 0o644)
 	var errOut bytes.Buffer
