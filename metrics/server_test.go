@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	"github.com/lockerd/lockerd/metrics"
 	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,7 +71,8 @@ func TestServerTraffic(t *testing.T) {
 	if _, err := dealer.SendMessage("", "wait api 1 60000"); err != nil {
 		t.Fatalf("send wait: %v", err)
 	}
-	waitFor(t, 5*time.Second, "lockerd_waiters{key=api} never reached 1", func() bool {
+	// lockerd_waiters{key=api} reaches 1.
+	lockertest.WaitFor(t, func() bool {
 		err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP lockerd_waiters Wait requests held for a key.
 # TYPE lockerd_waiters gauge
