@@ -122,12 +122,16 @@ func checkHost(host string, use endpointUse) error {
 	case strings.Contains(host, ":"):
 		return fmt.Errorf("an IPv6 address goes in brackets, like tcp://[%s]:7777", host)
 	}
-	for _, c := range host {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return fmt.Errorf("host %q: want a name, an IPv4 address or an IPv6 address in brackets", host)
-		}
+	if strings.IndexFunc(host, notHostChar) >= 0 {
+		return fmt.Errorf("host %q: want a name, an IPv4 address or an IPv6 address in brackets", host)
 	}
 	return nil
+}
+
+// notHostChar reports whether c cannot be part of a host name, an IPv4
+// address or an interface name.
+func notHostChar(c rune) bool {
+	return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_')
 }
 
 // checkPort checks the port of a tcp endpoint: 1 to 65535, or, when

@@ -731,23 +731,7 @@ func TestFederationEndStopsLockerd(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fail := make(chan struct{})
-			realRun := runNode
-			t.Cleanup(func() { runNode = realRun })
-			runNode = func(n *peer.Node, ctx context.Context) error {
-				errc := make(chan error, 1)
-				go func() { errc <- realRun(n, ctx) }()
-				select {
-				case <-n.Ready():
-				case err := <-errc:
-					return err
-				}
-				select {
-				case <-fail:
-					return tc.end() // the real node stops with lockerd's context
-				case <-ctx.Done():
-					return <-errc
-				}
-			}
+			endNodeOn(t, fail, tc.end)
 			ep, pub := freeEndpoint(t), freeEndpoint(t)
 			var errOut syncBuffer
 			done := make(chan int, 1)
@@ -788,6 +772,29 @@ func TestFederationEndStopsLockerd(t *testing.T) {
 				t.Fatalf("lockerd still serving 10s after its federation ended; stderr:\n%s", errOut.String())
 			}
 		})
+	}
+}
+
+// endNodeOn makes the federation node of the run calls of the test end
+// by end once fail is closed, after it is ready; the real node runs
+// meanwhile, and stops with lockerd's context.
+func endNodeOn(tb testing.TB, fail <-chan struct{}, end func() error) {
+	realRun := runNode
+	tb.Cleanup(func() { runNode = realRun })
+	runNode = func(n *peer.Node, ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- realRun(n, ctx) }()
+		select {
+		case <-n.Ready():
+		case err := <-errc:
+			return err
+		}
+		select {
+		case <-fail:
+			return end()
+		case <-ctx.Done():
+			return <-errc
+		}
 	}
 }
 
