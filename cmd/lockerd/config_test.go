@@ -287,3 +287,13 @@ func TestCheckEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestIPv6EndpointsPassFlags checks that IPv6 endpoints, in brackets,
+// are accepted for every endpoint flag.
+func TestIPv6EndpointsPassFlags(t *testing.T) {
+	args := []string{"--bind", "tcp://[::1]:7777", "--publish", "tcp://[::1]:7778", "--peer", "tcp://[::1]:7778",
+		"--peer", "tcp://[::1]:7779", "--metrics-addr", "[::1]:9777"}
+	if _, err := parseOptions(args, io.Discard); err != nil {
+		t.Fatalf("parseOptions(%q): %v", args, err)
+	}
+}
