@@ -916,3 +916,24 @@ func TestFederationSubscriberPanicEndsNode(t *testing.T) {
 		t.Fatalf("Run=%v, want the subscriber's panic as an error", err)
 	}
 }
+
+// TestPeerWithoutPortExits2 runs the command line that used to start a
+// member unable to reach its peer, serving its full limit alone: lockerd
+// exits 2 with one line naming the flag, and binds nothing.
+func TestPeerWithoutPortExits2(t *testing.T) {
+	bindPort, pubPort := freePort(t), freePort(t)
+	p := startLockerd(t, "", "--bind", "tcp://127.0.0.1:"+strconv.Itoa(bindPort), "--metrics-addr", "",
+		"--publish", "tcp://127.0.0.1:"+strconv.Itoa(pubPort), "--peer", "tcp://127.0.0.1")
+	code := p.wait(t, 10*time.Second)
+	lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+	if code != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], `--peer "tcp://127.0.0.1": a tcp endpoint needs host and port`) {
+		t.Fatalf("exit %d, stderr %q; want 2 and one line naming --peer", code, p.stderr.String())
+	}
+	for _, port := range []int{bindPort, pubPort} {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatalf("port %d bound after a usage error: %v", port, err)
+		}
+		l.Close()
+	}
+}
