@@ -64,45 +64,39 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	closeLn := func() {
-		if ln != nil {
-			ln.Close()
-		}
+	if ln != nil {
+		defer ln.Close() // closed already, unless a step below failed
 	}
 	reg := metrics.NewRegistry()
 	m, err := metrics.New(reg, metrics.BuildInfo{Version: Version, Revision: Revision})
 	if err != nil {
-		closeLn()
 		return err
 	}
 	curve, err := newCurve(o, log)
 	if err != nil {
-		closeLn()
 		return err
 	}
 	if curve != nil {
-		defer curve.Close() // deferred first, so it runs after every part ended
+		defer curve.Close() // runs after every part ended
 	}
 	var node *peer.Node
 	srv, err := locker.NewServer(serverConfig(o, log, m, curve, &node))
 	if err != nil {
-		closeLn()
 		return err
 	}
 	m.SetStats(srv)
 
 	p := newParts(ctx, log)
+	defer p.cancel()
 	if o.publish != "" {
 		closeFed, err := startFederation(p, o, srv, curve, &node, log)
 		if err != nil {
-			closeLn()
 			return err
 		}
 		defer closeFed()
 		m.SetPeers(peerStats{node})
 		// The server answers only once the federation is bound.
 		if !p.await(node.Ready()) {
-			closeLn()
 			return p.wait()
 		}
 	}
