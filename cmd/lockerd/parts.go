@@ -41,7 +41,7 @@ func newParts(ctx context.Context, log *slog.Logger) *parts {
 func (p *parts) start(name string, run func(ctx context.Context) error) {
 	p.running++
 	go func() {
-		err := errUnasked
+		var err error
 		defer func() {
 			if r := recover(); r != nil {
 				p.log.Error("panic", "part", name, "panic", r, "stack", string(debug.Stack()))
@@ -84,6 +84,7 @@ func (p *parts) ended(e partEnd) {
 	}
 	if e.err != nil && p.err == nil {
 		p.err = fmt.Errorf("%s: %w", e.name, e.err)
+		p.log.Error("stopping: a part of lockerd ended", "part", e.name, "err", e.err)
 	}
 	p.cancel()
 }
