@@ -1,8 +1,6 @@
 package locker
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -108,20 +106,18 @@ func ReadCurveKey(path string) (string, error) {
 
 func parseKeyLines(b []byte, name string) ([]string, error) {
 	var keys []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	// Split, not a bufio.Scanner: a line of any length gets its line
+	// number in the error, not "token too long".
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' {
 			continue
 		}
 		k, err := ParseCurveKey(line)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+			return nil, fmt.Errorf("%s:%d: %w", name, i+1, err)
 		}
 		keys = append(keys, k)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("locker: %s: %w", name, err)
 	}
 	return keys, nil
 }

@@ -147,16 +147,3 @@ func histogramCount(tb testing.TB, g prometheus.Gatherer, name string) uint64 {
 	tb.Fatalf("no histogram %s", name)
 	return 0
 }
-
-// waitFor polls cond every 10ms until it returns true or d passes, and
-// fails the test with msg then.
-func waitFor(tb testing.TB, d time.Duration, msg string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %s", d, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

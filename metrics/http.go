@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,22 @@ const DefaultAddr = ":9777"
 // shutdownTimeout bounds how long Serve waits for scrapes in flight once
 // its context is done.
 const shutdownTimeout = 5 * time.Second
+
+// MaxConns is the most connections Serve holds at once. Beyond it, new
+// connections wait in the kernel's accept queue, where they hold no file
+// descriptor of the process: however many clients connect to the metrics
+// port, the request sockets keep the descriptors they need. A scraper or
+// two and the probes need a few.
+const MaxConns = 32
+
+// Timeouts of the metrics server: short, so that idle or slow
+// connections give their place back soon.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 30 * time.Second // above Prometheus' default scrape interval of 15s
+)
 
 // Check reports whether a component is healthy: nil if it is, or why
 // not. It is called on every probe and must not block.
@@ -124,15 +141,16 @@ func probe(c Check) http.Handler {
 // Serve serves h on ln until ctx is done, then shuts down, waiting up to
 // five seconds for requests in flight, and returns nil. It returns an
 // error, and closes ln, if serving fails before that. It does not leave
-// goroutines behind.
+// goroutines behind. It holds at most MaxConns connections at once.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 	}
+	ln = LimitListener(ln, MaxConns)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -162,4 +180,54 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler) error {
 		return fmt.Errorf("metrics: listen: %w", err)
 	}
 	return Serve(ctx, ln, h)
+}
+
+// LimitListener returns a listener that accepts at most n connections at
+// once from ln: its Accept waits until one of them is closed. Closing it
+// closes ln and ends a waiting Accept.
+func LimitListener(ln net.Listener, n int) net.Listener {
+	return &limitListener{Listener: ln, slots: make(chan struct{}, n), closed: make(chan struct{})}
+}
+
+// limitListener is a net.Listener with a semaphore of connections.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // one element per open connection
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// Accept waits for a free slot, then for a connection.
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+// Close closes the listener and ends a waiting Accept.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its slot back when closed, once.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+// Close closes the connection and frees its slot.
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

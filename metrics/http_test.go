@@ -207,3 +207,56 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// TestLimitListener checks that a LimitListener holds at most n
+// connections: a third waits until one of two is closed (closing it twice
+// frees one slot only), and Close ends a waiting Accept.
+func TestLimitListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := metrics.LimitListener(inner, 2)
+	defer ln.Close()
+	for i := 0; i < 4; i++ {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	accept := func() <-chan net.Conn {
+		ch := make(chan net.Conn, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				c = nil
+			}
+			ch <- c
+		}()
+		return ch
+	}
+	a, b := <-accept(), <-accept()
+	if a == nil || b == nil {
+		t.Fatal("Accept failed below the limit")
+	}
+	third := accept()
+	select {
+	case <-third:
+		t.Fatal("a third connection accepted while two are open")
+	default:
+	}
+	a.Close()
+	a.Close() // a second Close must not free a second slot
+	c := <-third
+	if c == nil {
+		t.Fatal("Accept failed after a slot was freed")
+	}
+	fourth := accept()
+	ln.Close()
+	if c := <-fourth; c != nil {
+		t.Fatal("Accept returned a connection after Close with every slot taken")
+	}
+	b.Close()
+	c.Close()
+}

@@ -21,7 +21,9 @@ const namespace = "lockerd"
 const (
 	// UnknownKey is the key label of requests that named no configured
 	// key. Keys come from clients, so they never become label values.
-	UnknownKey = "_unknown"
+	// No key name can contain < or >, so it never collides with a
+	// configured key (see locker.ValidKeyName).
+	UnknownKey = "<unknown>"
 	// MaxKeyLabels caps the key label values of lockerd_requests_total.
 	// The server only reports configured keys, so the cap is a guard
 	// against misuse: beyond it, requests count under UnknownKey.

@@ -33,9 +33,9 @@ func TestRequestsTotal(t *testing.T) {
 		{
 			name: "no source",
 			want: `
-lockerd_requests_total{decision="error",key="_unknown"} 0
-lockerd_requests_total{decision="go",key="_unknown"} 0
-lockerd_requests_total{decision="sorry",key="_unknown"} 0
+lockerd_requests_total{decision="error",key="<unknown>"} 0
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
 `,
 		},
 		{
@@ -43,9 +43,9 @@ lockerd_requests_total{decision="sorry",key="_unknown"} 0
 			keys: []string{"api", "default"},
 			obs:  []obs{{"api", locker.OutcomeGo}, {"api", locker.OutcomeGo}, {"api", locker.OutcomeSorry}},
 			want: `
-lockerd_requests_total{decision="error",key="_unknown"} 0
-lockerd_requests_total{decision="go",key="_unknown"} 0
-lockerd_requests_total{decision="sorry",key="_unknown"} 0
+lockerd_requests_total{decision="error",key="<unknown>"} 0
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
 lockerd_requests_total{decision="error",key="api"} 0
 lockerd_requests_total{decision="go",key="api"} 2
 lockerd_requests_total{decision="sorry",key="api"} 1
@@ -58,21 +58,36 @@ lockerd_requests_total{decision="sorry",key="default"} 0
 			name: "no key counts as unknown",
 			obs:  []obs{{"", locker.OutcomeError}, {"", locker.OutcomeError}},
 			want: `
-lockerd_requests_total{decision="error",key="_unknown"} 2
-lockerd_requests_total{decision="go",key="_unknown"} 0
-lockerd_requests_total{decision="sorry",key="_unknown"} 0
+lockerd_requests_total{decision="error",key="<unknown>"} 2
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
 `,
 		},
 		{
 			name: "key seen before any stats",
 			obs:  []obs{{"late", locker.OutcomeSorry}},
 			want: `
-lockerd_requests_total{decision="error",key="_unknown"} 0
-lockerd_requests_total{decision="go",key="_unknown"} 0
-lockerd_requests_total{decision="sorry",key="_unknown"} 0
+lockerd_requests_total{decision="error",key="<unknown>"} 0
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
 lockerd_requests_total{decision="error",key="late"} 0
 lockerd_requests_total{decision="go",key="late"} 0
 lockerd_requests_total{decision="sorry",key="late"} 1
+`,
+		},
+		{
+			// A key may be named _unknown: requests naming no key are
+			// not counted as its errors.
+			name: "a key named like the old unknown label",
+			keys: []string{"_unknown"},
+			obs:  []obs{{"", locker.OutcomeError}, {"_unknown", locker.OutcomeGo}},
+			want: `
+lockerd_requests_total{decision="error",key="<unknown>"} 1
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
+lockerd_requests_total{decision="error",key="_unknown"} 0
+lockerd_requests_total{decision="go",key="_unknown"} 1
+lockerd_requests_total{decision="sorry",key="_unknown"} 0
 `,
 		},
 		{
@@ -80,9 +95,9 @@ lockerd_requests_total{decision="sorry",key="late"} 1
 			keys: []string{"api"},
 			obs:  []obs{{"api", locker.Outcome(200)}},
 			want: `
-lockerd_requests_total{decision="error",key="_unknown"} 0
-lockerd_requests_total{decision="go",key="_unknown"} 0
-lockerd_requests_total{decision="sorry",key="_unknown"} 0
+lockerd_requests_total{decision="error",key="<unknown>"} 0
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
 lockerd_requests_total{decision="error",key="api"} 1
 lockerd_requests_total{decision="go",key="api"} 0
 lockerd_requests_total{decision="sorry",key="api"} 0
@@ -90,7 +105,7 @@ lockerd_requests_total{decision="sorry",key="api"} 0
 		},
 	}
 	const header = `
-# HELP lockerd_requests_total Requests answered, by configured key (_unknown for none) and decision (go, sorry, error).
+# HELP lockerd_requests_total Requests answered, by configured key (<unknown> for none) and decision (go, sorry, error).
 # TYPE lockerd_requests_total counter
 `
 	for _, tc := range tests {
@@ -115,6 +130,14 @@ lockerd_requests_total{decision="sorry",key="api"} 0
 				t.Errorf("histogram count=%d, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestUnknownKeyIsNoKeyName checks that the label of requests naming no
+// key can never be the name of a configured key.
+func TestUnknownKeyIsNoKeyName(t *testing.T) {
+	if err := locker.ValidKeyName(metrics.UnknownKey); err == nil {
+		t.Fatalf("ValidKeyName(%q)=nil: a configured key could share the unknown label", metrics.UnknownKey)
 	}
 }
 
@@ -322,7 +345,7 @@ func TestKeyLabelCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Three decisions per key, plus the three of _unknown.
+	// Three decisions per key, plus the three of <unknown>.
 	if want := 3 * (metrics.MaxKeyLabels + 1); n != want {
 		t.Errorf("series=%d, want %d", n, want)
 	}

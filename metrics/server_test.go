@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	"github.com/lockerd/lockerd/metrics"
 	zmq "github.com/pebbe/zmq4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,7 @@ func TestServerTraffic(t *testing.T) {
 		{"take api", "sorry "},
 		{"take api", "sorry "},
 		{"take api 99", "error "}, // above the limit: counted under api
-		{"take nope", "error "},   // unknown key: counted under _unknown
+		{"take nope", "error "},   // unknown key: counted under <unknown>
 		{"take no\x01pe 1", "error "},
 		{"let me go", "go"}, // legacy request: key default, limit 1
 		{"let me go", "sorry"},
@@ -70,7 +71,8 @@ func TestServerTraffic(t *testing.T) {
 	if _, err := dealer.SendMessage("", "wait api 1 60000"); err != nil {
 		t.Fatalf("send wait: %v", err)
 	}
-	waitFor(t, 5*time.Second, "lockerd_waiters{key=api} never reached 1", func() bool {
+	// lockerd_waiters{key=api} reaches 1.
+	lockertest.WaitFor(t, func() bool {
 		err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP lockerd_waiters Wait requests held for a key.
 # TYPE lockerd_waiters gauge
@@ -88,11 +90,11 @@ lockerd_waiters{key="default"} 0
 # TYPE lockerd_limit gauge
 lockerd_limit{key="api"} 3
 lockerd_limit{key="default"} 1
-# HELP lockerd_requests_total Requests answered, by configured key (_unknown for none) and decision (go, sorry, error).
+# HELP lockerd_requests_total Requests answered, by configured key (<unknown> for none) and decision (go, sorry, error).
 # TYPE lockerd_requests_total counter
-lockerd_requests_total{decision="error",key="_unknown"} 2
-lockerd_requests_total{decision="go",key="_unknown"} 0
-lockerd_requests_total{decision="sorry",key="_unknown"} 0
+lockerd_requests_total{decision="error",key="<unknown>"} 2
+lockerd_requests_total{decision="go",key="<unknown>"} 0
+lockerd_requests_total{decision="sorry",key="<unknown>"} 0
 lockerd_requests_total{decision="error",key="api"} 1
 lockerd_requests_total{decision="go",key="api"} 3
 lockerd_requests_total{decision="sorry",key="api"} 2

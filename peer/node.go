@@ -232,7 +232,17 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	subErr := make(chan error, 1)
 	wg.Add(1)
-	go func() { defer wg.Done(); subErr <- n.subscribe(ctx, in) }()
+	go func() {
+		defer wg.Done()
+		defer func() {
+			// Decoding what peers send must not crash the process: a
+			// panic ends Run with an error, as a socket failure does.
+			if r := recover(); r != nil {
+				subErr <- fmt.Errorf("peer: subscriber panic: %v", r)
+			}
+		}()
+		subErr <- n.subscribe(ctx, in)
+	}()
 	close(n.ready)
 	n.log.Info("federation started", "id", n.cfg.ID, "mode", n.cfg.Mode.String(), "publish", n.cfg.Publish,
 		"peers", n.others, "rank", n.rank, "members", len(n.members))

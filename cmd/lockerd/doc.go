@@ -29,9 +29,12 @@
 // Names are the long flag names (a leading -- is allowed). Blank lines
 // and lines whose first non-blank character is # are skipped; a value may
 // be double-quoted, with Go escapes. A repeatable flag (bind, key, peer)
-// repeats, and the file's list replaces the flag's default. config,
-// version and help cannot be set in a file; an unknown name is an error
-// that names the file and line.
+// repeats, and the file's list replaces the flag's default; any other
+// setting given twice is an error naming both lines. config, version and
+// help cannot be set in a file; an unknown name is an error that names
+// the file and line. The file is read whole, up to 64 MiB (a larger one
+// is refused), with lines of any length and a leading UTF-8 byte order
+// mark skipped.
 //
 // # Environment
 //
@@ -47,11 +50,29 @@
 // file, which wins over the defaults. For a repeatable flag, values from a
 // higher source replace those from a lower one; they are not merged.
 //
+// # Fail closed
+//
+// lockerd stops rather than serve with a part missing. Every endpoint
+// (--bind, --publish, --peer) is checked when the flags are read: a tcp
+// endpoint needs a host and a port, an IPv6 host goes in brackets
+// (tcp://[::1]:7777), a peer cannot be *, and a published port cannot be
+// picked at random. The metrics listener and the federation's PUB socket
+// are bound before the request sockets, so "serving" is logged only once
+// everything is bound. While serving, lockerd runs four parts (request
+// server, federation node, metrics endpoint, SIGHUP reloader), each
+// reporting its end on one channel: the first to end by an error, a panic
+// or unasked stops the others, held waits are answered sorry, and lockerd
+// exits 1 naming the part. The metrics endpoint holds at most
+// metrics.MaxConns connections, so it cannot take the file descriptors
+// the request sockets need.
+//
 // # Exit status
 //
 // 0 after SIGINT or SIGTERM (held waits are answered sorry first) or for
-// --help and --version; 1 when lockerd cannot serve, e.g. an endpoint is
-// in use; 2 for a bad flag, key spec, environment variable or config
-// file, reported in one line on stderr before anything is bound. SIGHUP
-// re-reads the config file and applies the keys.
+// --help and --version; 1 when lockerd cannot serve or a part of it
+// stops, e.g. an endpoint is in use or the federation fails; 2 for a bad
+// flag, endpoint, key spec, environment variable or config file, reported
+// in one line on stderr before anything is bound. SIGHUP re-reads the
+// config file and applies the keys; an invalid file keeps the old
+// configuration.
 package main

@@ -21,6 +21,8 @@ import (
 
 	"github.com/lockerd/lockerd/locker"
 	"github.com/lockerd/lockerd/locker/lockertest"
+	"github.com/lockerd/lockerd/metrics"
+	"github.com/lockerd/lockerd/peer"
 	zmq "github.com/pebbe/zmq4"
 	"go.uber.org/goleak"
 )
@@ -88,7 +90,14 @@ type proc struct {
 // ends if still running.
 func startLockerd(tb testing.TB, endpoint string, args ...string) *proc {
 	tb.Helper()
-	p := &proc{cmd: exec.Command(lockerdBin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	return startCommand(tb, endpoint, exec.Command(lockerdBin, args...))
+}
+
+// startCommand starts cmd, a command that runs lockerd, as startLockerd
+// does.
+func startCommand(tb testing.TB, endpoint string, cmd *exec.Cmd) *proc {
+	tb.Helper()
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -158,6 +167,14 @@ func TestBadFlagsExit2BeforeBinding(t *testing.T) {
 		{"unknown setting in file", []string{"-c", badConf}, "bad.conf:2: unknown setting"},
 		{"bad key in file", []string{"-c", badKeyConf}, `limit "0"`},
 		{"curve secret without clients", []string{"--curve-secret", badConf}, "needs --curve-clients"},
+		{"peer without port", []string{"--publish", "tcp://127.0.0.1:" + strconv.Itoa(freePort(t)), "--peer", "tcp://127.0.0.1"}, `--peer "tcp://127.0.0.1": a tcp endpoint needs host and port`},
+		{"peer on every interface", []string{"--publish", "tcp://127.0.0.1:" + strconv.Itoa(freePort(t)), "--peer", "tcp://*:7778"}, "--peer"},
+		{"publish on a random port", []string{"--publish", "tcp://127.0.0.1:*"}, "--publish"},
+		{"publish without port", []string{"--publish", "tcp://127.0.0.1"}, "--publish"},
+		{"bind without port", []string{"--bind", "tcp://127.0.0.1"}, "needs host and port"},
+		{"bind IPv6 without brackets", []string{"--bind", "tcp://::1:7777"}, "in brackets"},
+		{"bind unknown transport", []string{"--bind", "udp://127.0.0.1:7777"}, "want tcp, ipc or inproc"},
+		{"bad metrics address", []string{"--metrics-addr", "9777"}, "--metrics-addr"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -560,6 +577,14 @@ func TestCurveFlags(t *testing.T) {
 	if err := ping(locker.CurveKeyPair{}, false); !errors.Is(err, locker.ErrTimeout) {
 		t.Fatalf("plaintext: %v, want no answer", err)
 	}
+	// A public key file with a line of 100 KiB is refused naming its
+	// line, not with "token too long".
+	huge := filepath.Join(dir, "huge.pub")
+	os.WriteFile(huge, []byte("# a comment\n"+strings.Repeat("k", 100<<10)+"\n"), 0o644)
+	var hugeOut bytes.Buffer
+	if code := run(t.Context(), []string{"--bind", freeEndpoint(t), "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", huge}, io.Discard, &hugeOut); code != exitUsage || !strings.Contains(hugeOut.String(), "huge.pub:2: locker: a CURVE key is 40 Z85 characters, got 102400") {
+		t.Fatalf("huge .pub: exit %d, %q; want 2 naming the line", code, hugeOut.String())
+	}
 	// A secret key others can read is refused before anything binds.
 	os.Chmod(server+".key", 0o644)
 	var errOut bytes.Buffer
@@ -686,5 +711,229 @@ func TestREQStartedBeforeServer(t *testing.T) {
 	}
 	if r, err := locker.ParseReply([]byte(reply)); err != nil || r.Kind != locker.ReplyGo || !r.Full {
 		t.Fatalf("reply %q (%+v, %v), want go for the first take of the key default", reply, r, err)
+	}
+}
+
+// TestFederationEndStopsLockerd makes the federation end while lockerd
+// serves, in each way it can (an error, a panic, a return nobody asked
+// for): lockerd answers its held waits sorry, as at shutdown, and exits
+// 1 naming the federation, instead of serving on alone.
+func TestFederationEndStopsLockerd(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func() error
+		want string
+	}{
+		{"error", func() error { return errors.New("peer: recv: injected") }, "lockerd: federation: peer: recv: injected"},
+		{"panic", func() error { panic("injected") }, "lockerd: federation: panic: injected"},
+		{"return", func() error { return nil }, "lockerd: federation: stopped while lockerd was serving"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fail := make(chan struct{})
+			endNodeOn(t, fail, tc.end)
+			ep, pub := freeEndpoint(t), freeEndpoint(t)
+			var errOut syncBuffer
+			done := make(chan int, 1)
+			go func() {
+				done <- run(t.Context(), []string{"--bind", ep, "--metrics-addr", "", "--key", "api=1/1h",
+					"--publish", pub, "--peer", pub}, io.Discard, &errOut)
+			}()
+			c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 5 * time.Second, Attempts: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if d, err := c.Take(t.Context(), "api", 1); err != nil || !d.OK {
+				t.Fatalf("Take=%+v, %v", d, err)
+			}
+			held := make(chan error, 1)
+			go func() {
+				d, err := c.WaitMax(t.Context(), "api", 1, 20*time.Second)
+				if err == nil && d.OK {
+					err = errors.New("go for an exhausted key")
+				}
+				held <- err
+			}()
+			waitFor(t, func() bool {
+				st, err := c.Status(t.Context())
+				return err == nil && st.Keys[0].Waiters == 1
+			})
+			close(fail)
+			if err := <-held; err != nil {
+				t.Fatalf("held wait: %v, want sorry", err)
+			}
+			select {
+			case code := <-done:
+				if code != exitError || !strings.Contains(errOut.String(), tc.want) {
+					t.Fatalf("exit %d, stderr:\n%s\nwant 1 and %q", code, errOut.String(), tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("lockerd still serving 10s after its federation ended; stderr:\n%s", errOut.String())
+			}
+		})
+	}
+}
+
+// endNodeOn makes the federation node of the run calls of the test end
+// by end once fail is closed, after it is ready; the real node runs
+// meanwhile, and stops with lockerd's context.
+func endNodeOn(tb testing.TB, fail <-chan struct{}, end func() error) {
+	realRun := runNode
+	tb.Cleanup(func() { runNode = realRun })
+	runNode = func(n *peer.Node, ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- realRun(n, ctx) }()
+		select {
+		case <-n.Ready():
+		case err := <-errc:
+			return err
+		}
+		select {
+		case <-fail:
+			return end()
+		case <-ctx.Done():
+			return <-errc
+		}
+	}
+}
+
+// TestFederationBindFailureExits1 starts a member whose publish endpoint
+// is taken: it exits 1 naming the federation, without serving requests.
+func TestFederationBindFailureExits1(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pub := "tcp://" + l.Addr().String()
+	p := startLockerd(t, "", "--bind", freeEndpoint(t), "--metrics-addr", "", "--publish", pub, "--peer", pub)
+	code := p.wait(t, 10*time.Second)
+	if stderr := p.stderr.String(); code != exitError || !strings.Contains(stderr, "lockerd: federation: peer: bind") || strings.Contains(stderr, "msg=serving") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant 1, a federation bind error and no serving", code, stderr)
+	}
+}
+
+// TestMetricsBindFailureBeforeServing takes the metrics port: lockerd
+// exits 1 before it says it serves, and never binds its request endpoint.
+func TestMetricsBindFailureBeforeServing(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := freePort(t)
+	p := startLockerd(t, "", "--bind", "tcp://127.0.0.1:"+strconv.Itoa(port), "--metrics-addr", l.Addr().String())
+	code := p.wait(t, 10*time.Second)
+	if stderr := p.stderr.String(); code != exitError || !strings.Contains(stderr, "lockerd: metrics:") || strings.Contains(stderr, "msg=serving") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant 1, a metrics error and no serving", code, stderr)
+	}
+	if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+		t.Fatalf("request port still bound: %v", err)
+	} else {
+		l.Close()
+	}
+}
+
+// TestMetricsFloodLeavesDescriptors runs lockerd with few file
+// descriptors, holds hundreds of idle connections to its metrics port,
+// and checks that new ZeroMQ clients are still served: the metrics
+// server holds at most metrics.MaxConns of them.
+func TestMetricsFloodLeavesDescriptors(t *testing.T) {
+	const nofile, flood, clients = 80, 300, 10
+	ep := freeEndpoint(t)
+	maddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	// sh sets both the soft and the hard limit, so the Go runtime in
+	// lockerd cannot raise it.
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n `+strconv.Itoa(nofile)+` && exec "$0" "$@"`,
+		lockerdBin, "--bind", ep, "--metrics-addr", maddr)
+	p := startCommand(t, ep, cmd)
+	fds := func() int {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+		if err != nil {
+			t.Skipf("cannot count descriptors: %v", err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < flood; i++ {
+		c, err := net.Dial("tcp", maddr)
+		if err != nil {
+			t.Fatalf("flood connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// The flood is in: lockerd holds as many as it will. before may
+	// still count the connection of startLockerd's ping, which lockerd
+	// closes in its own time.
+	waitFor(t, func() bool { return fds() >= before-1+metrics.MaxConns })
+	var cs []*locker.Client
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	for i := 0; i < clients; i++ {
+		c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 3 * time.Second, Attempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		if _, err := c.Ping(t.Context()); err != nil {
+			t.Fatalf("new client %d while the metrics port is flooded: %v (lockerd holds %d descriptors of %d)\nstderr:\n%s",
+				i, err, fds(), nofile, p.stderr.String())
+		}
+	}
+	if n := fds(); n > before+metrics.MaxConns+clients+2 {
+		t.Errorf("lockerd holds %d descriptors, want at most %d", n, before+metrics.MaxConns+clients+2)
+	}
+}
+
+// TestFederationSubscriberPanicEndsNode panics in the federation's SUB
+// goroutine: the node's Run returns an error, which stops lockerd
+// cleanly (see TestFederationEndStopsLockerd), instead of crashing the
+// process with its held waits unanswered.
+func TestFederationSubscriberPanicEndsNode(t *testing.T) {
+	counter, err := locker.NewCounter([]locker.KeyConfig{{Name: "api", Limit: 5, Window: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := freeEndpoint(t)
+	n, err := peer.New(peer.Config{ID: "a", Publish: pub, Peers: []string{pub, freeEndpoint(t)},
+		SubSecurity: func(*zmq.Socket) error { panic("injected") }}, counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := n.Run(ctx); err == nil || !strings.Contains(err.Error(), "subscriber panic: injected") {
+		t.Fatalf("Run=%v, want the subscriber's panic as an error", err)
+	}
+}
+
+// TestPeerWithoutPortExits2 runs the command line that used to start a
+// member unable to reach its peer, serving its full limit alone: lockerd
+// exits 2 with one line naming the flag, and binds nothing.
+func TestPeerWithoutPortExits2(t *testing.T) {
+	bindPort, pubPort := freePort(t), freePort(t)
+	p := startLockerd(t, "", "--bind", "tcp://127.0.0.1:"+strconv.Itoa(bindPort), "--metrics-addr", "",
+		"--publish", "tcp://127.0.0.1:"+strconv.Itoa(pubPort), "--peer", "tcp://127.0.0.1")
+	code := p.wait(t, 10*time.Second)
+	lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+	if code != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], `--peer "tcp://127.0.0.1": a tcp endpoint needs host and port`) {
+		t.Fatalf("exit %d, stderr %q; want 2 and one line naming --peer", code, p.stderr.String())
+	}
+	for _, port := range []int{bindPort, pubPort} {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatalf("port %d bound after a usage error: %v", port, err)
+		}
+		l.Close()
 	}
 }

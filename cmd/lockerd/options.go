@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -45,9 +45,6 @@ type options struct {
 	secretKey   string
 	allowedKeys []string
 }
-
-// errHelp is returned for -h/--help: usage was printed, exit 0.
-var errHelp = pflag.ErrHelp
 
 func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("lockerd", pflag.ContinueOnError)
@@ -153,19 +150,17 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkEntries(fs, path, entries); err != nil {
+		return err
+	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { onCommandLine[f.Name] = true })
 	cleared := map[string]bool{}
 	for _, e := range entries {
-		f := fs.Lookup(e.name)
-		switch {
-		case f == nil:
-			return fmt.Errorf("%s:%d: unknown setting %q", path, e.line, e.name)
-		case e.name == "config" || e.name == "version" || e.name == "help":
-			return fmt.Errorf("%s:%d: %q cannot be set in a config file", path, e.line, e.name)
-		case onCommandLine[e.name]:
+		if onCommandLine[e.name] {
 			continue
 		}
+		f := fs.Lookup(e.name)
 		if sv, ok := f.Value.(pflag.SliceValue); ok && !cleared[e.name] {
 			sv.Replace(nil) // the file's list replaces the default
 			cleared[e.name] = true
@@ -177,35 +172,79 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 	return nil
 }
 
+// checkEntries refuses a config file that names an unknown setting, one
+// that only the command line may set, or the same single-valued setting
+// twice: which of two values was meant cannot be known, so neither is
+// used.
+func checkEntries(fs *pflag.FlagSet, path string, entries []configEntry) error {
+	firstAt := map[string]int{}
+	for _, e := range entries {
+		f := fs.Lookup(e.name)
+		switch {
+		case f == nil:
+			return fmt.Errorf("%s:%d: unknown setting %q", path, e.line, clip(e.name))
+		case e.name == "config" || e.name == "version" || e.name == "help":
+			return fmt.Errorf("%s:%d: %q cannot be set in a config file", path, e.line, e.name)
+		}
+		if _, repeatable := f.Value.(pflag.SliceValue); repeatable {
+			continue
+		}
+		if at, ok := firstAt[e.name]; ok {
+			return fmt.Errorf("%s:%d: %q is already set on line %d; only bind, key and peer may repeat", path, e.line, e.name, at)
+		}
+		firstAt[e.name] = e.line
+	}
+	return nil
+}
+
 type configEntry struct {
 	line        int
 	name, value string
 }
 
+// maxConfigSize bounds a config file. lockerd reads a file whole or
+// refuses it: a file cut short would start with keys missing.
+const maxConfigSize = 64 << 20
+
 // readConfigFile reads "name = value" lines; blank lines and lines
-// starting with # are skipped.
+// starting with # are skipped, and so is a UTF-8 byte order mark at the
+// start of the file. Lines have no length limit of their own.
 func readConfigFile(path string) ([]configEntry, error) {
+	b, err := readFileMax(path, maxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	text := strings.TrimPrefix(string(b), "\ufeff")
+	var out []configEntry
+	for i, line := range strings.Split(text, "\n") {
+		e, ok, err := parseConfigLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, i+1, err)
+		}
+		if ok {
+			e.line = i + 1
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// readFileMax returns the contents of the file path, or an error naming
+// the limit if it holds more than limit bytes.
+func readFileMax(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	var out []configEntry
-	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
-	for n := 1; sc.Scan(); n++ {
-		e, ok, err := parseConfigLine(sc.Text())
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %v", path, n, err)
-		}
-		if ok {
-			e.line = n
-			out = append(out, e)
-		}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d MiB, the limit of a config file", path, limit>>20)
 	}
-	return out, nil
+	return b, nil
 }
 
 // parseConfigLine parses one line of a config file. It reports false for
@@ -218,16 +257,26 @@ func parseConfigLine(line string) (configEntry, bool, error) {
 	name, value, ok := strings.Cut(line, "=")
 	name, value = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), "--")), strings.TrimSpace(value)
 	if !ok || name == "" {
-		return configEntry{}, false, fmt.Errorf("want \"name = value\", got %q", line)
+		return configEntry{}, false, fmt.Errorf("want \"name = value\", got %q", clip(line))
 	}
 	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
 		uq, err := strconv.Unquote(value)
 		if err != nil {
-			return configEntry{}, false, fmt.Errorf("bad quoted value %s", value)
+			return configEntry{}, false, fmt.Errorf("bad quoted value %s", clip(value))
 		}
 		value = uq
 	}
 	return configEntry{name: name, value: value}, true, nil
+}
+
+// clip shortens s for an error message: a config line can be megabytes
+// long.
+func clip(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
 }
 
 // check validates o and derives its keys.
@@ -236,8 +285,13 @@ func (o *options) check(fs *pflag.FlagSet) error {
 		return errors.New("no --bind endpoint")
 	}
 	for _, b := range o.binds {
-		if !strings.Contains(b, "://") {
-			return fmt.Errorf("--bind %q: want an endpoint like tcp://*:7777", b)
+		if err := checkEndpoint(b, useBind); err != nil {
+			return fmt.Errorf("--bind %q: %v", b, err)
+		}
+	}
+	if o.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %q: want HOST:PORT, like 127.0.0.1:9777", o.metricsAddr)
 		}
 	}
 	if o.maxWait < 0 {
@@ -283,9 +337,15 @@ func (o *options) checkFederation() error {
 		}
 		return nil
 	}
-	for _, ep := range append([]string{o.publish}, o.peers...) {
-		if !strings.Contains(ep, "://") {
-			return fmt.Errorf("federation endpoint %q: want an endpoint like tcp://10.0.0.1:7778", ep)
+	if err := checkEndpoint(o.publish, usePublish); err != nil {
+		return fmt.Errorf("--publish %q: %v", o.publish, err)
+	}
+	for _, ep := range o.peers {
+		if ep == o.publish {
+			continue // this server's own, in a list shared by all members
+		}
+		if err := checkEndpoint(ep, useConnect); err != nil {
+			return fmt.Errorf("--peer %q: %v", ep, err)
 		}
 	}
 	if o.federation == "strict" && strings.Contains(o.publish, "*") {
@@ -303,7 +363,7 @@ func (o *options) keyConfigs(fs *pflag.FlagSet) ([]locker.KeyConfig, error) {
 	for _, spec := range o.keySpecs {
 		k, err := locker.ParseKeySpec(spec)
 		if err != nil {
-			return nil, fmt.Errorf("--key: %s", strings.TrimPrefix(err.Error(), "locker: "))
+			return nil, fmt.Errorf("--key: %w", err)
 		}
 		if seen[k.Name] {
 			return nil, fmt.Errorf("--key %s: key %q given twice", spec, k.Name)
@@ -338,15 +398,15 @@ func (o *options) loadCurve() error {
 		return errors.New("--curve-secret needs --curve-clients: without an allow list nobody could connect")
 	}
 	if err := locker.SecretKeyFileMode(o.curveSecret); err != nil {
-		return fmt.Errorf("--curve-secret: %s", strings.TrimPrefix(err.Error(), "locker: "))
+		return fmt.Errorf("--curve-secret: %w", err)
 	}
 	sec, err := locker.ReadCurveKey(o.curveSecret)
 	if err != nil {
-		return fmt.Errorf("--curve-secret: %s", strings.TrimPrefix(err.Error(), "locker: "))
+		return fmt.Errorf("--curve-secret: %w", err)
 	}
 	allowed, err := locker.ReadAllowList(o.curveClients)
 	if err != nil {
-		return fmt.Errorf("--curve-clients: %s", strings.TrimPrefix(err.Error(), "locker: "))
+		return fmt.Errorf("--curve-clients: %w", err)
 	}
 	o.secretKey, o.allowedKeys = sec, allowed
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/lockerd/lockerd/metrics"
 	"github.com/lockerd/lockerd/peer"
 	zmq "github.com/pebbe/zmq4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 )
 
@@ -50,17 +51,97 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// serve runs the server until ctx is done, with its metrics endpoint,
-// reloading the config file on SIGHUP.
+// serve runs lockerd until ctx is done or one of its parts ends. The
+// parts are the request server, the federation node, the metrics
+// endpoint and the SIGHUP reloader; each starts in one function and
+// reports its end on one channel. The first part to end stops the
+// others, and serve returns once all have ended: an end that ctx did not
+// ask for, or any error, is returned, so lockerd never serves with a part
+// missing. Held waits are answered as at shutdown.
 func serve(ctx context.Context, o *options, args []string, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
+	// Every listener is bound before the server says "serving".
+	ln, err := listenMetrics(o.metricsAddr)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close() // closed already, unless a step below failed
+	}
 	reg := metrics.NewRegistry()
 	m, err := metrics.New(reg, metrics.BuildInfo{Version: Version, Revision: Revision})
 	if err != nil {
 		return err
 	}
+	curve, err := newCurve(o, log)
+	if err != nil {
+		return err
+	}
+	if curve != nil {
+		defer curve.Close() // runs after every part ended
+	}
+	var node *peer.Node
+	srv, err := locker.NewServer(serverConfig(o, log, m, curve, &node))
+	if err != nil {
+		return err
+	}
+	m.SetStats(srv)
+
+	p := newParts(ctx, log)
+	defer p.cancel()
+	if o.publish != "" {
+		closeFed, err := startFederation(p, o, srv, curve, &node, log)
+		if err != nil {
+			return err
+		}
+		defer closeFed()
+		m.SetPeers(peerStats{node})
+		// The server answers only once the federation is bound.
+		if !p.await(node.Ready()) {
+			return p.wait()
+		}
+	}
+	loopDone := startServer(p, srv)
+	if ln != nil {
+		startMetrics(p, ln, reg, health(srv, loopDone, node, o), log)
+	}
+	startReload(p, srv, curve, o, args, log)
+	err = p.wait()
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// listenMetrics binds the metrics address, unless it is empty.
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return ln, nil
+}
+
+// newCurve returns the CURVE server of the request sockets, or nil when
+// CURVE is off.
+func newCurve(o *options, log *slog.Logger) (*locker.CurveServer, error) {
+	if o.secretKey == "" {
+		return nil, nil
+	}
+	curve, err := locker.NewCurveServer(o.secretKey, o.allowedKeys)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("CURVE on", "public_key", curve.PublicKey(), "allowed_clients", len(o.allowedKeys))
+	return curve, nil
+}
+
+// serverConfig is the request server's configuration. When federating,
+// the status document carries the federation's fields from *node, which
+// is set before the server runs.
+func serverConfig(o *options, log *slog.Logger, m *metrics.Metrics, curve *locker.CurveServer, node **peer.Node) locker.Config {
 	cfg := locker.Config{
 		Endpoints:  o.binds,
 		Keys:       o.keys,
@@ -70,113 +151,112 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 		Logger:     log,
 		Observer:   m,
 	}
-	var curve *locker.CurveServer
-	if o.secretKey != "" {
-		if curve, err = locker.NewCurveServer(o.secretKey, o.allowedKeys); err != nil {
-			return err
-		}
-		defer curve.Close() // deferred first, so it runs after the server stopped
+	if curve != nil {
 		cfg.Security = curve.Apply
-		log.Info("CURVE on", "public_key", curve.PublicKey(), "allowed_clients", len(o.allowedKeys))
 	}
-	var node *peer.Node
 	if o.publish != "" {
-		// Set before the server runs; called only from its loop.
-		cfg.StatusExtra = func() map[string]any { return node.StatusExtra() }
+		// Called only from the server loop, once *node is set.
+		cfg.StatusExtra = func() map[string]any { return (*node).StatusExtra() }
 	}
-	srv, err := locker.NewServer(cfg)
-	if err != nil {
-		return err
-	}
-	m.SetStats(srv)
-	if o.publish != "" {
-		mode, _ := peer.ParseMode(o.federation) // checked by parseOptions
-		pc := peer.Config{ID: o.id, Publish: o.publish, Peers: o.peers, Mode: mode,
-			Heartbeat: o.heartbeat, Logger: log.With("component", "peer")}
-		if curve != nil {
-			// Members share the server key pair: each PUB admits only
-			// that key, and each SUB checks it, so a stranger can neither
-			// read the stream nor publish grants.
-			peerCurve, err := locker.NewCurveServer(o.secretKey, []string{curve.PublicKey()})
-			if err != nil {
-				return err
-			}
-			defer peerCurve.Close()
-			sub, err := locker.CurveClient(curve.PublicKey(), locker.CurveKeyPair{Secret: o.secretKey})
-			if err != nil {
-				return err
-			}
-			pc.PubSecurity, pc.SubSecurity = peerCurve.Apply, sub
-		}
-		node, err = peer.New(pc, srv.Counter())
-		if err != nil {
-			return err
-		}
-		m.SetPeers(peerStats{node})
-		nodeDone := make(chan error, 1)
-		go func() { nodeDone <- node.Run(ctx) }()
-		defer func() {
-			cancel()
-			if err := <-nodeDone; !errors.Is(err, peer.ErrNodeClosed) {
-				log.Error("federation", "err", err)
-			}
-		}()
-		select {
-		case <-node.Ready():
-		case err := <-nodeDone:
-			nodeDone <- err
-			return err
-		}
-	}
+	return cfg
+}
 
-	loopDone := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
+// startServer starts the request server as a part. The returned channel
+// is closed when its loop has returned.
+func startServer(p *parts, srv *locker.Server) <-chan struct{} {
+	stopped := make(chan struct{})
+	p.start("server", func(ctx context.Context) error {
+		defer close(stopped)
 		err := srv.Run(ctx)
-		close(loopDone)
-		done <- err
-	}()
-	if o.metricsAddr != "" {
-		ln, err := net.Listen("tcp", o.metricsAddr)
-		if err != nil {
-			cancel()
-			<-done
-			return fmt.Errorf("metrics: %w", err)
+		if errors.Is(err, locker.ErrServerClosed) {
+			return nil
 		}
-		ready := metrics.Closed(srv.Ready(), "server not bound")
-		if node != nil {
-			ready = metrics.All(ready, peersHeard(node, o, time.Now()))
-		}
-		h := metrics.Handler(reg, metrics.Health{
-			Live:  metrics.Running(srv.Ready(), loopDone),
-			Ready: ready,
-		})
-		httpDone := make(chan error, 1)
-		go func() { httpDone <- metrics.Serve(ctx, ln, h) }()
-		defer func() {
-			cancel()
-			if err := <-httpDone; err != nil {
-				log.Error("metrics", "err", err)
-			}
-		}()
-		log.Info("serving metrics", "addr", ln.Addr().String())
-	}
+		return err
+	})
+	return stopped
+}
 
+// runNode runs a federation node; tests replace it to make the
+// federation fail while lockerd serves.
+var runNode = (*peer.Node).Run
+
+// startFederation makes the server's counter a member of the federation
+// and starts its node as a part, setting *node. The returned function
+// releases what the node used, once it has stopped.
+func startFederation(p *parts, o *options, srv *locker.Server, curve *locker.CurveServer, node **peer.Node, log *slog.Logger) (func(), error) {
+	mode, _ := peer.ParseMode(o.federation) // checked by parseOptions
+	pc := peer.Config{ID: o.id, Publish: o.publish, Peers: o.peers, Mode: mode,
+		Heartbeat: o.heartbeat, Logger: log.With("component", "peer")}
+	var peerCurve *locker.CurveServer
+	if curve != nil {
+		// Members share the server key pair: each PUB admits only that
+		// key, and each SUB checks it, so a stranger can neither read
+		// the stream nor publish grants.
+		var err error
+		if peerCurve, err = locker.NewCurveServer(o.secretKey, []string{curve.PublicKey()}); err != nil {
+			return nil, err
+		}
+		sub, err := locker.CurveClient(curve.PublicKey(), locker.CurveKeyPair{Secret: o.secretKey})
+		if err != nil {
+			peerCurve.Close()
+			return nil, err
+		}
+		pc.PubSecurity, pc.SubSecurity = peerCurve.Apply, sub
+	}
+	release := func() {
+		if peerCurve != nil {
+			peerCurve.Close()
+		}
+	}
+	n, err := peer.New(pc, srv.Counter())
+	if err != nil {
+		release()
+		return nil, err
+	}
+	*node = n
+	p.start("federation", func(ctx context.Context) error {
+		err := runNode(n, ctx)
+		if errors.Is(err, peer.ErrNodeClosed) {
+			return nil
+		}
+		return err
+	})
+	return release, nil
+}
+
+// health is what /healthz and /readyz check: the request loop runs; the
+// server is bound and, when federating, the peers were heard.
+func health(srv *locker.Server, loopDone <-chan struct{}, node *peer.Node, o *options) metrics.Health {
+	ready := metrics.Closed(srv.Ready(), "server not bound")
+	if node != nil {
+		ready = metrics.All(ready, peersHeard(node, o, time.Now()))
+	}
+	return metrics.Health{Live: metrics.Running(srv.Ready(), loopDone), Ready: ready}
+}
+
+// startMetrics serves /metrics and the probes on ln as a part.
+func startMetrics(p *parts, ln net.Listener, reg *prometheus.Registry, h metrics.Health, log *slog.Logger) {
+	handler := metrics.Handler(reg, h)
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	p.start("metrics", func(ctx context.Context) error { return metrics.Serve(ctx, ln, handler) })
+}
+
+// startReload starts, as a part, the loop that reloads the configuration
+// on SIGHUP.
+func startReload(p *parts, srv *locker.Server, curve *locker.CurveServer, o *options, args []string, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case err := <-done:
-			if errors.Is(err, locker.ErrServerClosed) {
-				log.Info("stopped")
+	p.start("reload", func(ctx context.Context) error {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-hup:
+				reload(srv, curve, o, args, log)
 			}
-			return err
-		case <-hup:
-			reload(srv, curve, o, args, log)
 		}
-	}
+	})
 }
 
 // peersHeard is ready once every peer has been heard from, or once
