@@ -64,7 +64,7 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringVar(&o.curveClients, "curve-clients", "", "FILE of client public keys, one per line, or DIR of *.pub files: the only clients let in")
 	fs.StringVar(&o.publish, "publish", "", "federation: ZeroMQ endpoint to publish this server's counts on, spelled as the peers list it")
 	fs.StringArrayVar(&o.peers, "peer", nil, "federation: publish endpoint of a peer (repeatable; the same list may include this server's own)")
-	fs.StringVar(&o.federation, "federation", "shared", "federation mode: shared (may over-admit by grants in flight) or strict (never above the limit)")
+	fs.StringVar(&o.federation, "federation", "strict", "federation mode: strict (never above the limit) or shared (split by demand; holds the limit while members agree on who is up)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", peer.DefaultHeartbeat, "federation heartbeat interval; a peer silent for 3 is down")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
