@@ -42,6 +42,7 @@ func TestClusterRestartNewIDs(t *testing.T) {
 			return remoteOf(nodes[0], now(), hourKey.Name) == 5+want && remoteOf(nodes[1], now(), hourKey.Name) == want
 		})
 		n2.stop()
+		waitPortFree(t, pubs[2])
 	}
 	for i, n := range nodes {
 		if got := len(n.node.PeerStats()); got > 2*3+8 {

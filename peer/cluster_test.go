@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +46,22 @@ func freeEndpoints(tb testing.TB, n int) []string {
 		l.Close()
 	}
 	return out
+}
+
+// waitPortFree waits until the tcp endpoint ep can be bound again: a
+// closed ZeroMQ socket gives its port back in the background, after Close
+// has returned.
+func waitPortFree(tb testing.TB, ep string) {
+	tb.Helper()
+	addr := strings.TrimPrefix(ep, "tcp://")
+	lockertest.WaitFor(tb, func() bool {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	})
 }
 
 // clusterConfig describes an in-process federation.
