@@ -262,3 +262,17 @@ func TestServerAllowed(t *testing.T) {
 	cs.Close()
 	check("after Close", false, false)
 }
+
+// TestHandlerRestarts closes the only Server and makes a new one, many
+// times: each Close stops the ZAP handler and each NewServer starts it
+// again on the same inproc endpoint, which must be free by then.
+func TestHandlerRestarts(t *testing.T) {
+	kp := mustKeyPair(t)
+	for i := 0; i < 20; i++ {
+		cs, err := curve.NewServer(kp.Secret, []string{kp.Public})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		cs.Close()
+	}
+}

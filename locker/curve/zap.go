@@ -111,7 +111,13 @@ func (z *zapHandler) loop(errc chan<- error, stop <-chan struct{}, done chan<- s
 	if err != nil {
 		return
 	}
-	defer sock.Close()
+	defer func() {
+		// Unbinding an inproc endpoint frees its name at once; Close
+		// leaves that to libzmq's reaper thread, and a handler started
+		// again before it ran would find the name still taken.
+		sock.Unbind(zapEndpoint)
+		sock.Close()
+	}()
 	poller := zmq.NewPoller()
 	poller.Add(sock, zmq.POLLIN)
 	for {
