@@ -45,4 +45,11 @@
 //	d, err = c.Wait(ctx, "api", 1)  // blocks until go, or ctx is done
 //
 // A Client is safe for use by many goroutines; they share one socket.
+//
+// # Security
+//
+// Config.Security and ClientConfig.Security set a socket up before it
+// binds or connects, and Config.ClientAllowed lets the server refuse the
+// requests of a client key on connections already open. Package
+// locker/curve provides all three for CURVE.
 package locker

@@ -14,6 +14,13 @@ const maxKeptFrames = 8
 // User-Id that the ZAP handler gave the connection.
 const userIDProperty = "User-Id"
 
+// userAllowed reports whether a request with the User-Id user may be
+// served: always when Config.ClientAllowed is nil, else when it allows
+// user now.
+func (s *Server) userAllowed(user string) bool {
+	return s.cfg.ClientAllowed == nil || s.cfg.ClientAllowed(user)
+}
+
 // recvFrames receives one message without waiting, like
 // Socket.RecvMessageBytes(zmq.DONTWAIT), but into frames[:0], so the
 // loops that call it for every request do not grow a new slice of frames

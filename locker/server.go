@@ -108,11 +108,18 @@ type Config struct {
 	// status document. It must not block.
 	StatusExtra func() map[string]any
 	// Security, if not nil, is applied to the server socket before it
-	// binds (for example CURVE). When it is the Apply method of a
-	// CurveServer, the client key of every request is checked against
-	// that CurveServer's allow list as it is at that moment, so a key it
-	// no longer allows is refused on connections already open.
+	// binds (for example the Apply method of a curve.Server).
 	Security func(*zmq.Socket) error
+	// ClientAllowed, if not nil, is asked about the User-Id that the
+	// ZAP handler gave the connection of every request (with CURVE, the
+	// client's public key; "" when the connection has none), as the
+	// request arrives and again each time a held wait is served. A
+	// request or held wait of a User-Id it rejects is answered with the
+	// error "client key not allowed", so a key removed from an allow
+	// list is refused on connections already open. Set it with Security,
+	// for example to the Allowed method of the same curve.Server. It is
+	// called from the server loop and must not block.
+	ClientAllowed func(userID string) bool
 }
 
 // Server answers go/sorry requests on a ZeroMQ ROUTER socket, which REQ
@@ -146,9 +153,6 @@ type Server struct {
 	poll time.Duration
 	// recv receives one message; tests replace it to inject errors.
 	recv func(sock *zmq.Socket, frames [][]byte, withUser bool) ([][]byte, string, error)
-	// zapDomain is the CURVE domain whose allow list each request's
-	// User-Id is checked against; "" when requests are not checked.
-	zapDomain string
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -269,7 +273,7 @@ func (s *Server) loop(ctx context.Context) error {
 		}
 		s.serveWaiters(s.now())
 		for i := 0; i < recvBatch; i++ {
-			msg, user, err := s.recv(s.sock, s.frames, s.zapDomain != "")
+			msg, user, err := s.recv(s.sock, s.frames, s.cfg.ClientAllowed != nil)
 			s.frames = msg
 			if err != nil {
 				if !isRetryable(err) {
@@ -344,7 +348,6 @@ func (s *Server) listen() (*zmq.Socket, error) {
 		if err := s.cfg.Security(sock); err != nil {
 			return nil, err
 		}
-		s.zapDomain = checkedDomain(sock)
 	}
 	var eps []string
 	for _, ep := range s.cfg.Endpoints {

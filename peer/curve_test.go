@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 	"github.com/lockerd/lockerd/locker/lockertest"
 	"github.com/lockerd/lockerd/peer"
 	zmq "github.com/pebbe/zmq4"
@@ -12,13 +13,13 @@ import (
 
 // curveTweak makes every member use the cluster key pair kp for its PUB
 // (server) and SUB (client) sockets.
-func curveTweak(tb testing.TB, kp locker.CurveKeyPair) func(int, *locker.Config, *peer.Config) {
-	cs, err := locker.NewCurveServer(kp.Secret, []string{kp.Public})
+func curveTweak(tb testing.TB, kp curve.KeyPair) func(int, *locker.Config, *peer.Config) {
+	cs, err := curve.NewServer(kp.Secret, []string{kp.Public})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(cs.Close)
-	sub, err := locker.CurveClient(kp.Public, kp)
+	sub, err := curve.Client(kp.Public, kp)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func TestCurvePeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node test")
 	}
-	kp, err := locker.NewCurveKeyPair()
+	kp, err := curve.NewKeyPair()
 	if err != nil {
 		t.Skipf("no CURVE: %v", err)
 	}
@@ -44,8 +45,8 @@ func TestCurvePeers(t *testing.T) {
 	// Members 0 and 1 run; member 2's endpoint is taken by a stranger
 	// who publishes without the cluster key.
 	nodes := []*testNode{startTestNode(t, cc, pubs, 0), startTestNode(t, cc, pubs, 1)}
-	strangerKP, _ := locker.NewCurveKeyPair()
-	strangerCS, err := locker.NewCurveServer(strangerKP.Secret, []string{kp.Public})
+	strangerKP, _ := curve.NewKeyPair()
+	strangerCS, err := curve.NewServer(strangerKP.Secret, []string{kp.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestCurvePeers(t *testing.T) {
 	sub.SetLinger(0)
 	sub.SetSubscribe("")
 	sub.SetRcvtimeo(500 * time.Millisecond) // several heartbeats
-	sc, _ := locker.CurveClient(kp.Public, strangerKP)
+	sc, _ := curve.Client(kp.Public, strangerKP)
 	sc(sub)
 	sub.Connect(pubs[0])
 	if b, err := sub.RecvBytes(0); err == nil {

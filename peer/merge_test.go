@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"testing"
@@ -13,7 +12,7 @@ import (
 var (
 	testKey    = locker.KeyConfig{Name: "api", Limit: 100, Window: 100 * time.Millisecond}
 	testEpoch  = time.Unix(1_700_000_000, 0) // a window boundary for 100ms windows
-	discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+	discardLog = slog.New(slog.DiscardHandler)
 )
 
 // testMember is one member of an in-memory federation: a counter and its

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 	zmq "github.com/pebbe/zmq4"
 	"github.com/spf13/pflag"
 )
@@ -134,15 +135,15 @@ func (g *globals) security() (func(*zmq.Socket) error, error) {
 	case g.curveServer == "" || g.curveSecret == "":
 		return nil, errors.New("--curve-server and --curve-secret go together")
 	}
-	sp, err := locker.ReadCurveKey(g.curveServer)
+	sp, err := curve.ReadKey(g.curveServer)
 	if err != nil {
 		return nil, fmt.Errorf("--curve-server: %w", err)
 	}
-	sec, err := locker.ReadCurveKey(g.curveSecret)
+	sec, err := curve.ReadKey(g.curveSecret)
 	if err != nil {
 		return nil, fmt.Errorf("--curve-secret: %w", err)
 	}
-	return locker.CurveClient(sp, locker.CurveKeyPair{Secret: sec})
+	return curve.Client(sp, curve.KeyPair{Secret: sec})
 }
 
 // explain explains a timeout in terms of what the user asked for. ctx is

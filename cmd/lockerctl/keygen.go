@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 )
 
 // KeygenCommand writes a new CURVE key pair.
@@ -26,11 +26,11 @@ func (c *KeygenCommand) Run(_ context.Context, args []string) error {
 	if *out == "" {
 		return errors.New("keygen needs --out PREFIX")
 	}
-	kp, err := locker.NewCurveKeyPair()
+	kp, err := curve.NewKeyPair()
 	if err != nil {
 		return err
 	}
-	if err := locker.WriteCurveKeyPair(*out, kp); err != nil {
+	if err := curve.WriteKeyPair(*out, kp); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.g.stdout, "wrote %s.pub and %s.key\npublic key: %s\n", *out, *out, kp.Public)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
@@ -123,13 +124,13 @@ func TestKeygenAndCurve(t *testing.T) {
 	if code, _, errOut := runCtl(t, t.Context(), "keygen", "--out", client); code != exitError || !strings.Contains(errOut, "exists") {
 		t.Fatalf("keygen over an existing key: %d %q, want 2 and 'exists'", code, errOut)
 	}
-	secret, _ := locker.ReadCurveKey(server + ".key")
-	allowed, _ := locker.ReadAllowList(client + ".pub")
-	cs, err := locker.NewCurveServer(secret, allowed)
+	secret, _ := curve.ReadKey(server + ".key")
+	allowed, _ := curve.ReadAllowList(client + ".pub")
+	cs, err := curve.NewServer(secret, allowed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := lockertest.NewServer(t, locker.Config{ID: "curved", Security: cs.Apply})
+	srv := lockertest.NewServer(t, locker.Config{ID: "curved", Security: cs.Apply, ClientAllowed: cs.Allowed})
 	t.Cleanup(cs.Close)
 	args := []string{"ping", "-s", srv.Endpoint, "--timeout", "500ms", "--curve-server", server + ".pub"}
 	if code, out, errOut := runCtl(t, t.Context(), append(args, "--curve-secret", client+".key")...); code != exitGo || !strings.Contains(out, "curved") {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 	"github.com/lockerd/lockerd/locker/lockertest"
 	"github.com/lockerd/lockerd/metrics"
 	"github.com/lockerd/lockerd/peer"
@@ -537,13 +538,13 @@ func TestCurveFlags(t *testing.T) {
 	dir := t.TempDir()
 	server, client, stranger := filepath.Join(dir, "server"), filepath.Join(dir, "clients", "c1"), filepath.Join(dir, "stranger")
 	os.Mkdir(filepath.Join(dir, "clients"), 0o755)
-	kps := map[string]locker.CurveKeyPair{}
+	kps := map[string]curve.KeyPair{}
 	for _, p := range []string{server, client, stranger} {
-		kp, err := locker.NewCurveKeyPair()
+		kp, err := curve.NewKeyPair()
 		if err != nil {
 			t.Skipf("no CURVE: %v", err)
 		}
-		if err := locker.WriteCurveKeyPair(p, kp); err != nil {
+		if err := curve.WriteKeyPair(p, kp); err != nil {
 			t.Fatal(err)
 		}
 		kps[p] = kp
@@ -551,10 +552,10 @@ func TestCurveFlags(t *testing.T) {
 	ep := freeEndpoint(t)
 	args := []string{"--bind", ep, "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", filepath.Join(dir, "clients")}
 	startLockerd(t, "", args...)
-	ping := func(kp locker.CurveKeyPair, withCurve bool) error {
+	ping := func(kp curve.KeyPair, withCurve bool) error {
 		cfg := locker.ClientConfig{Endpoints: []string{ep}, Timeout: 500 * time.Millisecond, Attempts: 4}
 		if withCurve {
-			sec, err := locker.CurveClient(kps[server].Public, kp)
+			sec, err := curve.Client(kps[server].Public, kp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -574,7 +575,7 @@ func TestCurveFlags(t *testing.T) {
 	if err := ping(kps[stranger], true); !errors.Is(err, locker.ErrTimeout) {
 		t.Fatalf("unknown key: %v, want no answer", err)
 	}
-	if err := ping(locker.CurveKeyPair{}, false); !errors.Is(err, locker.ErrTimeout) {
+	if err := ping(curve.KeyPair{}, false); !errors.Is(err, locker.ErrTimeout) {
 		t.Fatalf("plaintext: %v, want no answer", err)
 	}
 	// A public key file with a line of 100 KiB is refused naming its
@@ -582,7 +583,7 @@ func TestCurveFlags(t *testing.T) {
 	huge := filepath.Join(dir, "huge.pub")
 	os.WriteFile(huge, []byte("# a comment\n"+strings.Repeat("k", 100<<10)+"\n"), 0o644)
 	var hugeOut bytes.Buffer
-	if code := run(t.Context(), []string{"--bind", freeEndpoint(t), "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", huge}, io.Discard, &hugeOut); code != exitUsage || !strings.Contains(hugeOut.String(), "huge.pub:2: locker: a CURVE key is 40 Z85 characters, got 102400") {
+	if code := run(t.Context(), []string{"--bind", freeEndpoint(t), "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", huge}, io.Discard, &hugeOut); code != exitUsage || !strings.Contains(hugeOut.String(), "huge.pub:2: curve: a CURVE key is 40 Z85 characters, got 102400") {
 		t.Fatalf("huge .pub: exit %d, %q; want 2 naming the line", code, hugeOut.String())
 	}
 	// A secret key others can read is refused before anything binds.

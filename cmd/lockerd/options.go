@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 	"github.com/lockerd/lockerd/metrics"
 	"github.com/lockerd/lockerd/peer"
 	"github.com/spf13/pflag"
@@ -397,14 +398,14 @@ func (o *options) loadCurve() error {
 	case o.curveClients == "":
 		return errors.New("--curve-secret needs --curve-clients: without an allow list nobody could connect")
 	}
-	if err := locker.SecretKeyFileMode(o.curveSecret); err != nil {
+	if err := curve.SecretKeyFileMode(o.curveSecret); err != nil {
 		return fmt.Errorf("--curve-secret: %w", err)
 	}
-	sec, err := locker.ReadCurveKey(o.curveSecret)
+	sec, err := curve.ReadKey(o.curveSecret)
 	if err != nil {
 		return fmt.Errorf("--curve-secret: %w", err)
 	}
-	allowed, err := locker.ReadAllowList(o.curveClients)
+	allowed, err := curve.ReadAllowList(o.curveClients)
 	if err != nil {
 		return fmt.Errorf("--curve-clients: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
 	"github.com/lockerd/lockerd/metrics"
 	"github.com/lockerd/lockerd/peer"
 	zmq "github.com/pebbe/zmq4"
@@ -72,15 +73,15 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	curve, err := newCurve(o, log)
+	cs, err := newCurve(o, log)
 	if err != nil {
 		return err
 	}
-	if curve != nil {
-		defer curve.Close() // runs after every part ended
+	if cs != nil {
+		defer cs.Close() // runs after every part ended
 	}
 	var node *peer.Node
-	srv, err := locker.NewServer(serverConfig(o, log, m, curve, &node))
+	srv, err := locker.NewServer(serverConfig(o, log, m, cs, &node))
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 	p := newParts(ctx, log)
 	defer p.cancel()
 	if o.publish != "" {
-		closeFed, err := startFederation(p, o, srv, curve, &node, log)
+		closeFed, err := startFederation(p, o, srv, cs, &node, log)
 		if err != nil {
 			return err
 		}
@@ -104,7 +105,7 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 	if ln != nil {
 		startMetrics(p, ln, reg, health(srv, loopDone, node, o), log)
 	}
-	startReload(p, srv, curve, o, args, log)
+	startReload(p, srv, cs, o, args, log)
 	err = p.wait()
 	if err == nil {
 		log.Info("stopped")
@@ -126,22 +127,22 @@ func listenMetrics(addr string) (net.Listener, error) {
 
 // newCurve returns the CURVE server of the request sockets, or nil when
 // CURVE is off.
-func newCurve(o *options, log *slog.Logger) (*locker.CurveServer, error) {
+func newCurve(o *options, log *slog.Logger) (*curve.Server, error) {
 	if o.secretKey == "" {
 		return nil, nil
 	}
-	curve, err := locker.NewCurveServer(o.secretKey, o.allowedKeys)
+	cs, err := curve.NewServer(o.secretKey, o.allowedKeys)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("CURVE on", "public_key", curve.PublicKey(), "allowed_clients", len(o.allowedKeys))
-	return curve, nil
+	log.Info("CURVE on", "public_key", cs.PublicKey(), "allowed_clients", len(o.allowedKeys))
+	return cs, nil
 }
 
 // serverConfig is the request server's configuration. When federating,
 // the status document carries the federation's fields from *node, which
 // is set before the server runs.
-func serverConfig(o *options, log *slog.Logger, m *metrics.Metrics, curve *locker.CurveServer, node **peer.Node) locker.Config {
+func serverConfig(o *options, log *slog.Logger, m *metrics.Metrics, cs *curve.Server, node **peer.Node) locker.Config {
 	cfg := locker.Config{
 		Endpoints:  o.binds,
 		Keys:       o.keys,
@@ -151,8 +152,8 @@ func serverConfig(o *options, log *slog.Logger, m *metrics.Metrics, curve *locke
 		Logger:     log,
 		Observer:   m,
 	}
-	if curve != nil {
-		cfg.Security = curve.Apply
+	if cs != nil {
+		cfg.Security, cfg.ClientAllowed = cs.Apply, cs.Allowed
 	}
 	if o.publish != "" {
 		// Called only from the server loop, once *node is set.
@@ -183,20 +184,20 @@ var runNode = (*peer.Node).Run
 // startFederation makes the server's counter a member of the federation
 // and starts its node as a part, setting *node. The returned function
 // releases what the node used, once it has stopped.
-func startFederation(p *parts, o *options, srv *locker.Server, curve *locker.CurveServer, node **peer.Node, log *slog.Logger) (func(), error) {
+func startFederation(p *parts, o *options, srv *locker.Server, cs *curve.Server, node **peer.Node, log *slog.Logger) (func(), error) {
 	mode, _ := peer.ParseMode(o.federation) // checked by parseOptions
 	pc := peer.Config{ID: o.id, Publish: o.publish, Peers: o.peers, Mode: mode,
 		Heartbeat: o.heartbeat, Logger: log.With("component", "peer")}
-	var peerCurve *locker.CurveServer
-	if curve != nil {
+	var peerCurve *curve.Server
+	if cs != nil {
 		// Members share the server key pair: each PUB admits only that
 		// key, and each SUB checks it, so a stranger can neither read
 		// the stream nor publish grants.
 		var err error
-		if peerCurve, err = locker.NewCurveServer(o.secretKey, []string{curve.PublicKey()}); err != nil {
+		if peerCurve, err = curve.NewServer(o.secretKey, []string{cs.PublicKey()}); err != nil {
 			return nil, err
 		}
-		sub, err := locker.CurveClient(curve.PublicKey(), locker.CurveKeyPair{Secret: o.secretKey})
+		sub, err := curve.Client(cs.PublicKey(), curve.KeyPair{Secret: o.secretKey})
 		if err != nil {
 			peerCurve.Close()
 			return nil, err
@@ -243,7 +244,7 @@ func startMetrics(p *parts, ln net.Listener, reg *prometheus.Registry, h metrics
 
 // startReload starts, as a part, the loop that reloads the configuration
 // on SIGHUP.
-func startReload(p *parts, srv *locker.Server, curve *locker.CurveServer, o *options, args []string, log *slog.Logger) {
+func startReload(p *parts, srv *locker.Server, cs *curve.Server, o *options, args []string, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	p.start("reload", func(ctx context.Context) error {
@@ -253,7 +254,7 @@ func startReload(p *parts, srv *locker.Server, curve *locker.CurveServer, o *opt
 			case <-ctx.Done():
 				return nil
 			case <-hup:
-				reload(srv, curve, o, args, log)
+				reload(srv, cs, o, args, log)
 			}
 		}
 	})
@@ -306,14 +307,14 @@ func (p peerStats) PeerStats() []metrics.PeerStat {
 // reload re-reads the flags and config file and applies the keys. An
 // invalid configuration is logged and the old one stays. Settings other
 // than keys need a restart.
-func reload(srv *locker.Server, curve *locker.CurveServer, old *options, args []string, log *slog.Logger) {
+func reload(srv *locker.Server, cs *curve.Server, old *options, args []string, log *slog.Logger) {
 	var msgs strings.Builder
 	o, err := parseOptions(args, &msgs)
 	if err != nil {
 		log.Error("reload failed, keeping the old configuration", "err", err)
 		return
 	}
-	if (o.secretKey != "") != (curve != nil) {
+	if (o.secretKey != "") != (cs != nil) {
 		log.Error("reload failed, keeping the old configuration", "err", "turning CURVE on or off needs a restart")
 		return
 	}
@@ -321,8 +322,8 @@ func reload(srv *locker.Server, curve *locker.CurveServer, old *options, args []
 		log.Error("reload failed, keeping the old configuration", "err", err)
 		return
 	}
-	if curve != nil {
-		curve.SetAllowed(o.allowedKeys)
+	if cs != nil {
+		cs.SetAllowed(o.allowedKeys)
 	}
 	if strings.Join(o.binds, " ") != strings.Join(old.binds, " ") || o.maxWait != old.maxWait || o.maxWaiters != old.maxWaiters {
 		log.Warn("reload applies keys only; restart lockerd to change endpoints or wait limits")

@@ -1,4 +1,4 @@
-package locker_test
+package curve_test
 
 import (
 	"errors"
@@ -9,22 +9,45 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/curve"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 )
 
-func mustKeyPair(tb testing.TB) locker.CurveKeyPair {
+func mustKeyPair(tb testing.TB) curve.KeyPair {
 	tb.Helper()
-	kp, err := locker.NewCurveKeyPair()
+	kp, err := curve.NewKeyPair()
 	if err != nil {
 		tb.Skipf("no CURVE: %v", err)
 	}
 	return kp
 }
 
-func TestCurveKeyFiles(t *testing.T) {
+// mustClient returns a client for cfg that is closed when the test ends.
+func mustClient(tb testing.TB, cfg locker.ClientConfig) *locker.Client {
+	tb.Helper()
+	c, err := locker.NewClient(cfg)
+	if err != nil {
+		tb.Fatalf("NewClient: %v", err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitersOf returns how many waits the server holds for key.
+func waitersOf(srv *locker.Server, key string) int64 {
+	for _, k := range srv.Stats().Keys {
+		if k.Name == key {
+			return k.Waiters
+		}
+	}
+	return -1
+}
+
+func TestKeyFiles(t *testing.T) {
 	kp := mustKeyPair(t)
 	prefix := filepath.Join(t.TempDir(), "client")
-	if err := locker.WriteCurveKeyPair(prefix, kp); err != nil {
+	if err := curve.WriteKeyPair(prefix, kp); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(prefix + ".key")
@@ -34,26 +57,26 @@ func TestCurveKeyFiles(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret key mode=%v, want 0600", fi.Mode().Perm())
 	}
-	if err := locker.SecretKeyFileMode(prefix + ".key"); err != nil {
+	if err := curve.SecretKeyFileMode(prefix + ".key"); err != nil {
 		t.Fatal(err)
 	}
-	if err := locker.WriteCurveKeyPair(prefix, kp); err == nil {
-		t.Fatal("WriteCurveKeyPair overwrote an existing key")
+	if err := curve.WriteKeyPair(prefix, kp); err == nil {
+		t.Fatal("WriteKeyPair overwrote an existing key")
 	}
-	pub, err := locker.ReadCurveKey(prefix + ".pub")
+	pub, err := curve.ReadKey(prefix + ".pub")
 	if err != nil || pub != kp.Public {
-		t.Fatalf("ReadCurveKey(pub)=%q, %v, want %q", pub, err, kp.Public)
+		t.Fatalf("ReadKey(pub)=%q, %v, want %q", pub, err, kp.Public)
 	}
-	sec, err := locker.ReadCurveKey(prefix + ".key")
+	sec, err := curve.ReadKey(prefix + ".key")
 	if err != nil || sec != kp.Secret {
-		t.Fatalf("ReadCurveKey(key)=%q, %v", sec, err)
+		t.Fatalf("ReadKey(key)=%q, %v", sec, err)
 	}
 	// A key given inline instead of a file name.
-	if k, err := locker.ReadCurveKey(kp.Public); err != nil || k != kp.Public {
-		t.Fatalf("ReadCurveKey(inline)=%q, %v", k, err)
+	if k, err := curve.ReadKey(kp.Public); err != nil || k != kp.Public {
+		t.Fatalf("ReadKey(inline)=%q, %v", k, err)
 	}
 	os.Chmod(prefix+".key", 0o644)
-	if err := locker.SecretKeyFileMode(prefix + ".key"); err == nil {
+	if err := curve.SecretKeyFileMode(prefix + ".key"); err == nil {
 		t.Fatal("SecretKeyFileMode accepted a world-readable secret key")
 	}
 }
@@ -63,7 +86,7 @@ func TestReadAllowList(t *testing.T) {
 	dir := t.TempDir()
 	list := filepath.Join(dir, "clients.txt")
 	os.WriteFile(list, []byte("# clients\n"+a.Public+"\n\n"+b.Public+"\n"), 0o644)
-	keys, err := locker.ReadAllowList(list)
+	keys, err := curve.ReadAllowList(list)
 	if err != nil || len(keys) != 2 || keys[0] != a.Public || keys[1] != b.Public {
 		t.Fatalf("ReadAllowList(file)=%v, %v", keys, err)
 	}
@@ -71,7 +94,7 @@ func TestReadAllowList(t *testing.T) {
 	os.Mkdir(kd, 0o755)
 	os.WriteFile(filepath.Join(kd, "a.pub"), []byte(a.Public+"\n"), 0o644)
 	os.WriteFile(filepath.Join(kd, "a.key"), []byte(a.Secret+"\n"), 0o600) // not a .pub: ignored
-	keys, err = locker.ReadAllowList(kd)
+	keys, err = curve.ReadAllowList(kd)
 	if err != nil || len(keys) != 1 || keys[0] != a.Public {
 		t.Fatalf("ReadAllowList(dir)=%v, %v", keys, err)
 	}
@@ -84,31 +107,31 @@ func TestReadAllowList(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(dir, tc.name)
 			os.WriteFile(p, []byte(tc.text), 0o644)
-			if keys, err := locker.ReadAllowList(p); err == nil {
+			if keys, err := curve.ReadAllowList(p); err == nil {
 				t.Fatalf("ReadAllowList=%v, want an error", keys)
 			}
 		})
 	}
 }
 
-// TestCurveServer checks that an allowed key is served and that an
+// TestServer checks that an allowed key is served and that an
 // unknown key and a plaintext client get no answer at all.
-func TestCurveServer(t *testing.T) {
+func TestServer(t *testing.T) {
 	serverKP, allowedKP, strangerKP := mustKeyPair(t), mustKeyPair(t), mustKeyPair(t)
-	cs, err := locker.NewCurveServer(serverKP.Secret, []string{allowedKP.Public})
+	cs, err := curve.NewServer(serverKP.Secret, []string{allowedKP.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ep := newTestServer(t, locker.Config{ID: "secure", Security: cs.Apply})
 	t.Cleanup(cs.Close) // after the server stops: cleanups run last-in first-out
+	ep := lockertest.NewServer(t, locker.Config{ID: "secure", Security: cs.Apply, ClientAllowed: cs.Allowed}).Endpoint
 	if cs.PublicKey() != serverKP.Public {
 		t.Fatalf("PublicKey()=%q, want %q", cs.PublicKey(), serverKP.Public)
 	}
 
-	client := func(kp *locker.CurveKeyPair) *locker.Client {
+	client := func(kp *curve.KeyPair) *locker.Client {
 		cfg := locker.ClientConfig{Endpoints: []string{ep}, Timeout: 300 * time.Millisecond, Attempts: 1}
 		if kp != nil {
-			sec, err := locker.CurveClient(serverKP.Public, *kp)
+			sec, err := curve.Client(serverKP.Public, *kp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,62 +168,38 @@ func TestCurveServer(t *testing.T) {
 	}
 }
 
-func TestLocalEndpoint(t *testing.T) {
-	tests := []struct {
-		ep   string
-		want bool
-	}{
-		{"tcp://127.0.0.1:7777", true},
-		{"tcp://127.1.2.3:*", true},
-		{"tcp://localhost:7777", true},
-		{"tcp://[::1]:7777", true},
-		{"ipc:///tmp/lockerd.sock", true},
-		{"inproc://x", true},
-		{"tcp://*:7777", false},
-		{"tcp://0.0.0.0:7777", false},
-		{"tcp://10.0.0.1:7777", false},
-		{"tcp://eth0:7777", false},
-		{"tcp://[::]:7777", false},
-		{"garbage", false},
-	}
-	for _, tc := range tests {
-		if got := locker.LocalEndpoint(tc.ep); got != tc.want {
-			t.Errorf("LocalEndpoint(%q)=%v, want %v", tc.ep, got, tc.want)
-		}
-	}
-}
-
-// TestCurveLeavesPlainSocketsAlone checks that a plaintext server in the
+// TestLeavesPlainSocketsAlone checks that a plaintext server in the
 // same process keeps working while the authentication handler runs.
-func TestCurveLeavesPlainSocketsAlone(t *testing.T) {
+func TestLeavesPlainSocketsAlone(t *testing.T) {
 	kp := mustKeyPair(t)
-	cs, err := locker.NewCurveServer(kp.Secret, []string{kp.Public})
+	cs, err := curve.NewServer(kp.Secret, []string{kp.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	_, ep := newTestServer(t, locker.Config{ID: "plain"})
+	ep := lockertest.NewServer(t, locker.Config{ID: "plain"}).Endpoint
 	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: time.Second, Attempts: 1})
 	if id, err := c.Ping(t.Context()); err != nil || id != "plain" {
 		t.Fatalf("Ping()=%q, %v", id, err)
 	}
 }
 
-// TestCurveRevokedKeyRefused connects two allowed CURVE clients, one of
+// TestRevokedKeyRefused connects two allowed CURVE clients, one of
 // them with a wait held, then removes that one's key from the allow list:
 // its open connection is refused from then on, its held wait included,
 // while the other client is still served.
-func TestCurveRevokedKeyRefused(t *testing.T) {
+func TestRevokedKeyRefused(t *testing.T) {
 	serverKP, keptKP, revokedKP := mustKeyPair(t), mustKeyPair(t), mustKeyPair(t)
-	cs, err := locker.NewCurveServer(serverKP.Secret, []string{keptKP.Public, revokedKP.Public})
+	cs, err := curve.NewServer(serverKP.Secret, []string{keptKP.Public, revokedKP.Public})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, ep := newTestServer(t, locker.Config{ID: "secure", Security: cs.Apply,
+	t.Cleanup(cs.Close) // after the server stops
+	srv := lockertest.NewServer(t, locker.Config{ID: "secure", Security: cs.Apply, ClientAllowed: cs.Allowed,
 		Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}, {Name: "free", Limit: 1000, Window: time.Hour}}})
-	t.Cleanup(cs.Close)
-	client := func(kp locker.CurveKeyPair) *locker.Client {
-		sec, err := locker.CurveClient(serverKP.Public, kp)
+	ep := srv.Endpoint
+	client := func(kp curve.KeyPair) *locker.Client {
+		sec, err := curve.Client(serverKP.Public, kp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +217,7 @@ func TestCurveRevokedKeyRefused(t *testing.T) {
 		_, err := revoked.WaitMax(t.Context(), "api", 1, time.Hour)
 		waitErr <- err
 	}()
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+	lockertest.WaitFor(t, func() bool { return waitersOf(srv.Server, "api") == 1 })
 
 	cs.SetAllowed([]string{keptKP.Public})
 	var se *locker.ServerError
@@ -233,5 +232,47 @@ func TestCurveRevokedKeyRefused(t *testing.T) {
 	}
 	if d, err := kept.Take(t.Context(), "free", 1); err != nil || !d.OK {
 		t.Fatalf("kept client after the revocation: Take=%+v, %v", d, err)
+	}
+}
+
+// TestServerAllowed checks that Allowed follows the allow list as
+// SetAllowed replaces it, and admits nobody once the Server is closed.
+func TestServerAllowed(t *testing.T) {
+	serverKP, a, b := mustKeyPair(t), mustKeyPair(t), mustKeyPair(t)
+	cs, err := curve.NewServer(serverKP.Secret, []string{a.Public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	check := func(when string, wantA, wantB bool) {
+		t.Helper()
+		if got := cs.Allowed(a.Public); got != wantA {
+			t.Errorf("%s: Allowed(a)=%v, want %v", when, got, wantA)
+		}
+		if got := cs.Allowed(b.Public); got != wantB {
+			t.Errorf("%s: Allowed(b)=%v, want %v", when, got, wantB)
+		}
+	}
+	check("at start", true, false)
+	if cs.Allowed("") {
+		t.Error(`Allowed("") is true, want false: a connection without a key`)
+	}
+	cs.SetAllowed([]string{b.Public})
+	check("after SetAllowed(b)", false, true)
+	cs.Close()
+	check("after Close", false, false)
+}
+
+// TestHandlerRestarts closes the only Server and makes a new one, many
+// times: each Close stops the ZAP handler and each NewServer starts it
+// again on the same inproc endpoint, which must be free by then.
+func TestHandlerRestarts(t *testing.T) {
+	kp := mustKeyPair(t)
+	for i := 0; i < 20; i++ {
+		cs, err := curve.NewServer(kp.Secret, []string{kp.Public})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		cs.Close()
 	}
 }
