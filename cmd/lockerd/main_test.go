@@ -400,13 +400,13 @@ func TestSeedClientGetsExactlyLimit(t *testing.T) {
 }
 
 // TestConcurrentClientsExactLimitPerWindow has 8 clients hammer a real
-// lockerd for about 20 windows and counts go per WINDOW field.
+// lockerd for about 20 windows and counts go and sorry per WINDOW field.
 func TestConcurrentClientsExactLimitPerWindow(t *testing.T) {
 	const limit, window, windows = 5, 50 * time.Millisecond, 20
 	ep := freeEndpoint(t)
 	startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "--key", fmt.Sprintf("api=%d/%s", limit, window))
 	var mu sync.Mutex
-	gos := map[int64]int{}
+	gos, sorries := map[int64]int{}, map[int64]int{}
 	ctx, cancel := context.WithTimeout(t.Context(), windows*window)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -424,32 +424,37 @@ func TestConcurrentClientsExactLimitPerWindow(t *testing.T) {
 				if err != nil {
 					return
 				}
+				mu.Lock()
 				if d.OK {
-					mu.Lock()
 					gos[d.Window]++
-					mu.Unlock()
+				} else {
+					sorries[d.Window]++
 				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	lo, hi := int64(-1), int64(-1)
-	for k := range gos {
-		if lo < 0 || k < lo {
-			lo = k
-		}
-		if k > hi {
-			hi = k
+	// Whether the clients keep a window busy depends on how the machine
+	// schedules them; what must hold whatever it does: no window grants
+	// more than the limit, and a window that said sorry to a request for
+	// one token had granted exactly the limit.
+	full := 0
+	for k, n := range gos {
+		if n > limit {
+			t.Errorf("window %d: %d go, more than the limit %d", k, n, limit)
 		}
 	}
-	if hi-lo < windows/2 {
-		t.Fatalf("saw windows %d..%d only", lo, hi)
-	}
-	for k := lo + 1; k < hi; k++ {
+	for k := range sorries {
 		if gos[k] != limit {
-			t.Errorf("window %d: %d go, want exactly %d", k, gos[k], limit)
+			t.Errorf("window %d: sorry after %d go, want exactly %d", k, gos[k], limit)
 		}
+		full++
 	}
+	if full == 0 {
+		t.Fatalf("no window was ever full in %d windows of %s: %v go per window", windows, window, gos)
+	}
+	t.Logf("%d windows full, %d windows seen", full, len(gos))
 }
 
 // TestClientSurvivesKillAndRestart kills lockerd with SIGKILL under a
