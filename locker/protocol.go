@@ -261,9 +261,12 @@ func AppendDecision(buf []byte, d Decision, bare bool) []byte {
 func AppendError(buf []byte, err error) []byte {
 	buf = append(buf, wordError...)
 	buf = append(buf, ' ')
-	var we wireError
-	if errors.As(err, &we) {
-		return append(buf, we...)
+	// errors.As would allocate its target; a plain walk of the chain
+	// keeps every error reply allocation-free.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if we, ok := e.(wireError); ok {
+			return append(buf, we...)
+		}
 	}
 	return append(buf, strings.TrimPrefix(err.Error(), "locker: ")...)
 }
