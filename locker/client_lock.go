@@ -120,9 +120,10 @@ func (o LockOptions) request(name string, maxWait time.Duration) (LockRequest, e
 // passes, Lock asks again. When ctx ends the client withdraws the queued
 // acquisition (abandon), and releases a grant that crossed it.
 //
-// The lease renews itself until Unlock or its loss (see Lease). Lock
-// returns a *ServerError for a request the server refuses, and an error
-// wrapping ErrNoLocks for a server that does not serve locks.
+// The lease renews itself until Unlock or its loss (see Lease). While no
+// server answers, Lock keeps trying until ctx ends. It returns a
+// *ServerError for a request the server refuses, and an error wrapping
+// ErrNoLocks for a server that does not serve locks.
 func (c *Client) Lock(ctx context.Context, name string, o LockOptions) (*Lease, error) {
 	return c.lock(ctx, name, o, true)
 }
@@ -150,6 +151,15 @@ func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool
 		cl := c.acquireCall(req)
 		sent := time.Now()
 		b, err := c.doLock(ctx, cl)
+		if wait && errors.Is(err, ErrTimeout) {
+			// No server answered: keep trying, as Wait does, until ctx
+			// ends.
+			if err := sleepCtx(ctx, backoff); err != nil {
+				return nil, err
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
 		if err != nil {
 			if busy != nil && ctx.Err() != nil {
 				return nil, fmt.Errorf("%w: %w", err, busy)
