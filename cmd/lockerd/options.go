@@ -40,6 +40,8 @@ type options struct {
 	federation string
 	heartbeat  time.Duration
 
+	locks lockOptions // lockflags.go
+
 	// Derived by check.
 	keys        []locker.KeyConfig
 	secretKey   string
@@ -69,6 +71,7 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringArrayVar(&o.peers, "peer", nil, "federation: publish endpoint of a peer (repeatable; the same list may include this server's own)")
 	fs.StringVar(&o.federation, "federation", "shared", "federation mode: shared (may over-admit by grants in flight) or strict (never above the limit)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", peer.DefaultHeartbeat, "federation heartbeat interval; a peer silent for 3 is down")
+	addLockFlags(fs, &o.locks)
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
 	fs.Usage = func() {
@@ -253,6 +256,9 @@ func (o *options) check(fs *pflag.FlagSet) error {
 		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	if err := o.checkFederation(); err != nil {
+		return err
+	}
+	if err := o.locks.check(fs); err != nil {
 		return err
 	}
 	keys, err := o.keyConfigs(fs)

@@ -69,6 +69,8 @@ func serve(ctx context.Context, o *options, args []string, log *slog.Logger) err
 		MaxWaiters: o.maxWaiters,
 		Logger:     log,
 		Observer:   m,
+		Locks:      o.locks.cfg,
+		Federated:  o.publish != "",
 	}
 	var curve *locker.CurveServer
 	if o.secretKey != "" {
@@ -244,6 +246,7 @@ func reload(srv *locker.Server, curve *locker.CurveServer, old *options, args []
 	if curve != nil {
 		curve.SetAllowed(o.allowedKeys)
 	}
+	warnLockReload(old.locks, o.locks, log)
 	if strings.Join(o.binds, " ") != strings.Join(old.binds, " ") || o.maxWait != old.maxWait || o.maxWaiters != old.maxWaiters {
 		log.Warn("reload applies keys only; restart lockerd to change endpoints or wait limits")
 	}
