@@ -5,6 +5,14 @@
 // Exit status: 0 go, 1 sorry, 2 error, no answer, output that could not
 // be written, or interrupted (a wait ended by SIGINT or SIGTERM exits 2,
 // not 130, so that scripts need to tell only three cases apart).
+//
+// lockerctl lock runs a command while holding a lock, as flock(1) does on
+// one host:
+//
+//	lockerctl lock nightly-backup --max-wait 10m -- /usr/local/bin/backup
+//
+// It exits with the command's status; 1 if the lock was not granted in
+// time, 2 on error, 3 if the lease was lost while the command ran.
 package main
 
 import (
