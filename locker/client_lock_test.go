@@ -302,3 +302,67 @@ func TestClientLockRefused(t *testing.T) {
 		t.Fatal("a bad lock name was sent")
 	}
 }
+
+// TestClientLockGrantAfterGiveUpReleased: a caller that gives up just as
+// its acquisition is granted leaves the lock free: either the abandon
+// withdrew it, or the client releases the grant that crossed it. The
+// race is run many times; a lease left behind would hold the lock for its
+// whole minute.
+func TestClientLockGrantAfterGiveUpReleased(t *testing.T) {
+	_, c := lockServer(t, locker.LockTableConfig{})
+	ctx := context.Background()
+	for range 20 {
+		held, err := c.Lock(ctx, "race", locker.LockOptions{Owner: "holder"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		got := make(chan *locker.Lease, 1)
+		go func() {
+			l, _ := c.Lock(cctx, "race", locker.LockOptions{TTL: time.Minute, Owner: "quitter"})
+			got <- l
+		}()
+		lockertest.WaitFor(t, func() bool { return len(waitersOfLock(t, c, "race")) == 1 })
+		go held.Unlock(ctx)
+		cancel()
+		if l := <-got; l != nil {
+			l.Unlock(ctx) // granted before it gave up: an ordinary release
+		}
+		lockertest.WaitFor(t, func() bool {
+			ls, err := c.Locks(ctx, "race")
+			return err == nil && len(ls) == 0
+		})
+	}
+}
+
+// TestClientLeaseAfterLongWait: a lease granted after a wait longer than
+// its TTL is renewed before Lock returns, so its end is not counted from
+// a request sent long before the grant.
+func TestClientLeaseAfterLongWait(t *testing.T) {
+	_, c := lockServer(t, locker.LockTableConfig{})
+	ctx := context.Background()
+	held, err := c.Lock(ctx, "slow", locker.LockOptions{Owner: "holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *locker.Lease, 1)
+	go func() {
+		l, err := c.Lock(ctx, "slow", locker.LockOptions{TTL: 100 * time.Millisecond})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	lockertest.WaitFor(t, func() bool { return len(waitersOfLock(t, c, "slow")) == 1 })
+	queued := time.Now()
+	<-time.After(300 * time.Millisecond) // the scenario: a wait of three TTLs, not a synchronization
+	held.Unlock(ctx)
+	l := <-got
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Unlock(ctx)
+	if end := l.Deadline(); !end.After(queued.Add(300 * time.Millisecond)) {
+		t.Fatalf("lease end %v counted from the acquisition sent before %v", end, queued)
+	}
+}

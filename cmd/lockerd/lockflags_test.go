@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,5 +80,23 @@ func TestLockFlags(t *testing.T) {
 				t.Fatalf("lock config\n %+v\nwant\n %+v", o.locks.cfg, tc.want)
 			}
 		})
+	}
+}
+
+// TestFederatedLockerdRefusesLocks: a lockerd started with --publish
+// answers lock requests with an error: locks are not shared between
+// federated servers, so granting one would let two hold it.
+func TestFederatedLockerdRefusesLocks(t *testing.T) {
+	bind, pub := freeEndpoint(t), freeEndpoint(t)
+	startLockerd(t, bind, "--bind", bind, "--publish", pub, "--peer", pub, "--metrics-addr=", "--lock-grace=0")
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{bind}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.TryLock(context.Background(), "nightly", locker.LockOptions{})
+	var se *locker.ServerError
+	if !errors.As(err, &se) || se.Msg != "locks are served by a single lockerd, not a federation" {
+		t.Fatalf("TryLock on a federated lockerd: %v", err)
 	}
 }
