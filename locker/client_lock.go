@@ -486,8 +486,10 @@ func (l *Lease) Unlock(ctx context.Context) error {
 	if !first {
 		return errors.New("locker: lease already unlocked")
 	}
-	<-l.done
+	// Release at once, without waiting for the renewals to stop: a
+	// renewal that crosses the release only finds the lease lost.
 	err := l.release(ctx)
+	<-l.done
 	if lost := l.Err(); lost != nil {
 		return lost
 	}
