@@ -395,3 +395,24 @@ func (s *Server) LockStats() (labels []ServerLockStats, live int64) {
 	}
 	return ls.stats(), ls.live.Load()
 }
+
+// lockStatus is the "locks" field of the status document.
+type lockStatus struct {
+	Served  bool  `json:"served"`
+	Live    int   `json:"live"`
+	Holders int   `json:"holders"`
+	Waiters int   `json:"waiters"`
+	GraceMS int64 `json:"grace_ms"`
+}
+
+// statusDoc summarises the lock table for the status document: served
+// is false on a federated server, grace_ms is what is left of the grace
+// period.
+func (ls *lockServer) statusDoc(now time.Time, federated bool) lockStatus {
+	st := ls.table.Stats()
+	doc := lockStatus{Served: !federated, Live: st.Locks, Holders: st.Holders, Waiters: st.Waiters}
+	if !st.GraceEnd.IsZero() && st.GraceEnd.After(now) {
+		doc.GraceMS = millis(st.GraceEnd.Sub(now))
+	}
+	return doc
+}

@@ -167,10 +167,38 @@ func TestLockServerGrace(t *testing.T) {
 	}
 	send(t, d, 1, "acquire job exclusive 0 30000")
 	lockertest.WaitFor(t, func() bool { l := listing(t, req, "job"); return len(l) == 1 && len(l[0].Waiters) == 1 })
+	clk.Set(start.Add(4 * time.Second))
+	if st := lockStatusOf(t, req); !st.Served || st.Live != 1 || st.Waiters != 1 || st.GraceMS != 6000 {
+		t.Fatalf("status in the grace period: %+v", st)
+	}
 	clk.Set(start.Add(10 * time.Second))
 	if _, body := recv(t, d); lockReply(t, body).Status != locker.LockGranted {
 		t.Fatalf("after the grace period: %q, want locked", body)
 	}
+	if st := lockStatusOf(t, req); st.Holders != 1 || st.Waiters != 0 || st.GraceMS != 0 {
+		t.Fatalf("status after the grace period: %+v", st)
+	}
+}
+
+// lockStatusOf returns the locks field of a status reply over s.
+func lockStatusOf(tb testing.TB, s *zmq.Socket) (st struct {
+	Served                 bool
+	Live, Holders, Waiters int
+	GraceMS                int64 `json:"grace_ms"`
+}) {
+	tb.Helper()
+	var doc struct {
+		Locks *struct {
+			Served                 bool
+			Live, Holders, Waiters int
+			GraceMS                int64 `json:"grace_ms"`
+		}
+	}
+	r := roundTrip(tb, s, "status")
+	if err := json.Unmarshal([]byte(r), &doc); err != nil || doc.Locks == nil {
+		tb.Fatalf("status %q: no locks field (%v)", r, err)
+	}
+	return *doc.Locks
 }
 
 // TestLockServerAbandon: abandon withdraws the acquisition held with the
@@ -236,6 +264,9 @@ func TestLockServerRefusals(t *testing.T) {
 		if got := roundTrip(t, tc.sock, tc.body); got != tc.want {
 			t.Errorf("%.40q: got %q, want %q", tc.body, got, tc.want)
 		}
+	}
+	if st := lockStatusOf(t, fedReq); st.Served {
+		t.Fatalf("a federated server's status says it serves locks: %+v", st)
 	}
 	// The held-bytes bound of held waits applies to acquisitions.
 	d := mustDEALER(t, ep)

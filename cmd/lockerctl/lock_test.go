@@ -490,3 +490,34 @@ func TestLockRestartGrace(t *testing.T) {
 		t.Fatalf("old holder exit %d, want 3; stderr %q", code, holder.errText())
 	}
 }
+
+// TestLocksListing: lockerctl locks shows holders with owner and fence,
+// and waiters, as a table and as JSON.
+func TestLocksListing(t *testing.T) {
+	ep := freeEndpoint(t)
+	startLockerd(t, ep, "--lock-grace=0", "--lock", "lic=2")
+	if code, out, _ := runCtl(t, t.Context(), "locks", "-s", ep); code != exitGo || out != "no live locks\n" {
+		t.Fatalf("empty listing: %d %q", code, out)
+	}
+	holder := startCtl(t, "lock", "lic", "--shared", "--owner", "web1", "-s", ep, "--", "sh", "-c", "echo $LOCKER_FENCE; exec sleep 60")
+	fence := holder.line(t)
+	waiter := startCtl(t, "lock", "lic", "--owner", "writer", "-s", ep, "--", "true")
+	lockertest.WaitFor(t, func() bool { return len(lockState(t, ep, "lic").Waiters) == 1 })
+	code, out, errOut := runCtl(t, t.Context(), "locks", "-s", ep)
+	if code != exitGo {
+		t.Fatalf("locks: %d %q", code, errOut)
+	}
+	for _, want := range []string{"lic   shared  2    1        1", "holder    web1    shared", fence, "waiter 1  writer  exclusive"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("listing lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCtl(t, t.Context(), "locks", "lic", "--json", "-s", ep)
+	if code != exitGo || !strings.Contains(out, `"owner":"web1","fence":`+fence+`,"mode":"shared"`) || !strings.Contains(out, `"owner":"writer","mode":"exclusive"`) {
+		t.Fatalf("locks --json: %d %q", code, out)
+	}
+	holder.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waiter.wait(t); code != 0 {
+		t.Fatalf("writer exit %d", code)
+	}
+}

@@ -72,8 +72,12 @@ func (c *LocksCommand) Run(ctx context.Context, args []string) error {
 	if *asJSON {
 		return c.printJSON(locks)
 	}
-	if name != "" && len(locks) == 0 {
+	switch {
+	case name != "" && len(locks) == 0:
 		fmt.Fprintf(c.g.stdout, "%s: free, nobody waits\n", name)
+		return nil
+	case len(locks) == 0:
+		fmt.Fprintln(c.g.stdout, "no live locks")
 		return nil
 	}
 	w := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
