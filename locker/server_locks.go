@@ -91,6 +91,7 @@ type lockServer struct {
 	byEnv  map[string][]uint64  // name, NUL, packed envelope -> tickets
 	events []LockEvent
 	infos  []LockInfo
+	peak   int // most queued acquisitions since the maps were made
 	exact  map[string]bool
 	tmpls  []LockSpec // longest prefix first
 	obs    LockObserver
@@ -224,10 +225,12 @@ func (s *Server) handleLock(r *request, lr LockRequest, err error) {
 	label := ls.label(name)
 	switch res.Status {
 	case LockQueued:
-		key := name + "\x00" + string(packFrames(s.packBuf[:0], r.env))
+		s.packBuf = packFrames(s.packBuf[:0], r.env)
+		key := name + "\x00" + string(s.packBuf)
 		w := &lockWait{env: packFrames(make([]byte, 0, packedLen(r.env)), r.env), user: r.user, key: key, name: name, label: label}
 		ls.held[res.Ticket] = w
 		ls.byEnv[key] = append(ls.byEnv[key], res.Ticket)
+		ls.peak = max(ls.peak, len(ls.held))
 		ls.gauge(label).waiters.Add(1)
 	case LockGranted:
 		if lr.Verb == LockAcquire {
@@ -264,17 +267,17 @@ func (s *Server) abandonLock(r *request, lr LockRequest, now time.Time) {
 	s.packBuf = packFrames(s.packBuf[:0], r.env)
 	key := string(lr.Name) + "\x00" + string(s.packBuf)
 	n := 0
-	for _, ticket := range ls.byEnv[key] {
+	// A copy: forget edits the list.
+	for _, ticket := range append([]uint64(nil), ls.byEnv[key]...) {
 		w := ls.held[ticket]
 		lr.Ticket = ticket
 		if res := ls.table.Apply(now, lr); res.Count == 1 {
-			delete(ls.held, ticket)
+			ls.forget(ticket, w)
 			ls.gauge(w.label).waiters.Add(-1)
 			ls.observe(w.label, LockOutcomeAbandoned, 0)
 			n++
 		}
 	}
-	delete(ls.byEnv, key)
 	s.reply(r.env, AppendLockReply(s.buf[:0], now, LockResult{Status: LockAbandoned, Count: n}))
 	s.deliverLocks(now)
 }
@@ -293,6 +296,11 @@ func (ls *lockServer) forget(ticket uint64, w *lockWait) {
 		delete(ls.byEnv, w.key)
 	} else {
 		ls.byEnv[w.key] = ts
+	}
+	if len(ls.held) == 0 && ls.peak > 1024 {
+		// Go maps keep their buckets: start afresh so that memory
+		// returns to where it was after a burst of waiters.
+		ls.held, ls.byEnv, ls.peak = make(map[uint64]*lockWait), make(map[string][]uint64), 0
 	}
 }
 
