@@ -120,6 +120,10 @@ func (o LockOptions) request(name string, maxWait time.Duration) (LockRequest, e
 // passes, Lock asks again. When ctx ends the client withdraws the queued
 // acquisition (abandon), and releases a grant that crossed it.
 //
+// One acquisition is held at most DefaultMaxLockWait (30 s), or the
+// server's maximum if lower; the one sent after it joins the back of the
+// queue.
+//
 // The lease renews itself until Unlock or its loss (see Lease). While no
 // server answers, Lock keeps trying until ctx ends. It returns a
 // *ServerError for a request the server refuses, and an error wrapping
