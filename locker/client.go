@@ -133,6 +133,14 @@ type call struct {
 	// cancel is the request that withdraws this one when it is a wait
 	// that may be held ("cancel KEY"), sent with the same id.
 	cancel []byte
+	// orphan, if not nil, is told the replies that come for this call
+	// after its caller gave up (claimed first); it returns a request to
+	// send in answer, with an id of its own, or nil. It is how a lock
+	// granted to a caller that stopped waiting is released at once.
+	orphan func(reply []byte) []byte
+	// claimed is set by whoever takes the reply: the loop delivering it
+	// or, for a call with orphan set, the caller giving up.
+	claimed atomic.Bool
 }
 
 type result struct {

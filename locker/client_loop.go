@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"runtime"
@@ -18,7 +19,7 @@ func (c *Client) loop(ready chan<- error) {
 		return
 	}
 	defer p.close()
-	l := &clientLoop{c: c, pending: make(map[uint64]*call)}
+	l := &clientLoop{c: c, pending: make(map[uint64]*call), orphans: make(map[uint64]orphanCall)}
 	if err := l.connect(); err != nil {
 		ready <- err
 		return
@@ -157,6 +158,16 @@ type clientLoop struct {
 	idb     [8]byte  // the id frame being sent
 	// delivered is how many callers the last turn answered.
 	delivered int
+	// orphans are the calls with an orphan handler whose callers gave
+	// up, kept until a reply to their cancel comes or until expires.
+	orphans map[uint64]orphanCall
+}
+
+// orphanCall is a call whose caller gave up, and until when its late
+// replies are looked at.
+type orphanCall struct {
+	cl      *call
+	expires time.Time
 }
 
 func (l *clientLoop) connect() error {
@@ -256,11 +267,34 @@ func (l *clientLoop) deliver(msg [][]byte) bool {
 	id := binary.BigEndian.Uint64(msg[0])
 	cl := l.pending[id]
 	if cl == nil {
+		if o, ok := l.orphans[id]; ok {
+			l.orphaned(id, o.cl, msg[len(msg)-1])
+		}
 		return false // answered already, or abandoned
+	}
+	if cl.orphan != nil && !cl.claimed.CompareAndSwap(false, true) {
+		l.orphaned(id, cl, msg[len(msg)-1]) // its caller just gave up
+		return false
 	}
 	delete(l.pending, id)
 	cl.reply <- result{body: msg[len(msg)-1]}
 	return true
+}
+
+// orphaned hands a reply for the call id, whose caller gave up, to its
+// orphan handler, and sends what that asks for.
+func (l *clientLoop) orphaned(id uint64, cl *call, body []byte) {
+	if next := cl.orphan(body); next != nil && l.sock != nil {
+		l.sendBody(l.c.nextID.Add(1), next)
+	}
+	if cl.cancel != nil && !bytes.HasPrefix(body, []byte(wordAbandoned)) {
+		// The reply to its cancel, sent after the call, is yet to come.
+		if _, ok := l.orphans[id]; !ok {
+			l.orphans[id] = orphanCall{cl: cl, expires: time.Now().Add(l.c.cfg.Timeout)}
+		}
+		return
+	}
+	delete(l.orphans, id)
 }
 
 // expire drops abandoned calls and ends the attempts that timed out. It
@@ -272,6 +306,9 @@ func (l *clientLoop) expire(now time.Time) bool {
 			delete(l.pending, id)
 			if cl.cancel != nil && l.sock != nil { // a wait the server may hold
 				l.sendBody(id, cl.cancel)
+			}
+			if cl.orphan != nil {
+				l.orphans[id] = orphanCall{cl: cl, expires: now.Add(l.c.cfg.Timeout)}
 			}
 			continue
 		}
@@ -286,6 +323,11 @@ func (l *clientLoop) expire(now time.Time) bool {
 		if cl.attempts == 0 {
 			delete(l.pending, id)
 			cl.reply <- result{err: ErrTimeout}
+		}
+	}
+	for id, o := range l.orphans {
+		if !now.Before(o.expires) {
+			delete(l.orphans, id)
 		}
 	}
 	if timedOut {

@@ -2,6 +2,7 @@ package locker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -101,4 +102,83 @@ func ExampleClient_WaitUntil() {
 	}
 	fmt.Println(d.OK)
 	// Output: false
+}
+
+// exampleLockServer starts a server that serves locks at once (a first
+// start: no grace period) and returns its endpoint and a function that
+// stops it.
+func exampleLockServer() (string, func()) {
+	srv, err := locker.NewServer(locker.Config{Endpoints: []string{"tcp://127.0.0.1:*"},
+		Locks: locker.LockTableConfig{NoGrace: true}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Run(ctx); close(done) }()
+	<-srv.Ready()
+	return srv.Endpoints()[0], func() { cancel(); <-done }
+}
+
+// Lock waits for the lock, held by the server in a first come, first
+// served queue; the lease renews itself until Unlock. Give the fence to
+// the protected resource, and stop when Lost is closed.
+func ExampleClient_Lock() {
+	endpoint, stop := exampleLockServer()
+	defer stop()
+	client, err := locker.Dial(endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lease, err := client.Lock(ctx, "nightly-backup", locker.LockOptions{TTL: 10 * time.Second, Owner: "backup-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	select {
+	case <-lease.Lost():
+		log.Fatal(lease.Err()) // the work was not protected to its end
+	default:
+		fmt.Println("backing up, fence above zero:", lease.Fence() > 0)
+	}
+	if err := lease.Unlock(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("released")
+	// Output:
+	// backing up, fence above zero: true
+	// released
+}
+
+// TryLock does not wait: a held lock is refused with who holds it.
+func ExampleClient_TryLock() {
+	endpoint, stop := exampleLockServer()
+	defer stop()
+	client, err := locker.Dial(endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	ctx := context.Background()
+	lease, err := client.TryLock(ctx, "licence", locker.LockOptions{Owner: "web1:4242"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = client.TryLock(ctx, "licence", locker.LockOptions{Owner: "web2:77"})
+	var busy *locker.LockBusyError
+	if errors.As(err, &busy) {
+		fmt.Println("busy, held by", busy.Owner)
+	}
+	lease.Unlock(ctx)
+	if lease, err = client.TryLock(ctx, "licence", locker.LockOptions{Owner: "web2:77"}); err == nil {
+		fmt.Println("granted after the release")
+		lease.Unlock(ctx)
+	}
+	// Output:
+	// busy, held by web1:4242
+	// granted after the release
 }

@@ -75,8 +75,15 @@ func (s *Server) handle(msg [][]byte, user string) {
 	if s.cfg.Observer != nil {
 		r.start = time.Now()
 	}
+	body := msg[len(msg)-1]
+	if isLockBody(body) {
+		if lr, err := ParseLockRequest(body); lr.Verb != LockNone {
+			s.handleLock(r, lr, err)
+			return
+		}
+	}
 	var err error
-	r.req, err = ParseRequest(msg[len(msg)-1])
+	r.req, err = ParseRequest(body)
 	if err == nil && !s.userAllowed(user) {
 		err = errKeyNotAllowed
 	}

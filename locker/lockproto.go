@@ -1,6 +1,6 @@
 package locker
 
-// The lock verbs of the wire protocol (docs/locks.md). Like ParseRequest
+// The lock verbs of the wire protocol (PROTOCOL.md, "Locks"). Like ParseRequest
 // and AppendDecision, ParseLockRequest and AppendLockReply are pure and
 // allocate nothing.
 //

@@ -193,6 +193,9 @@ type LockResult struct {
 	Count int
 	// Err says why a request failed (LockError).
 	Err error
+	// Since is when the lease was granted (LockReleased, LockExpired),
+	// so that its hold time can be measured.
+	Since time.Time
 }
 
 // LockEvent is something the table did on its own, at a deadline or
@@ -766,7 +769,7 @@ func (t *LockTable) release(now time.Time, r LockRequest) LockResult {
 	t.unhold(s)
 	t.pump(s.lock, now)
 	t.dropIfFree(s.lock)
-	return LockResult{Status: LockReleased, Fence: s.fence}
+	return LockResult{Status: LockReleased, Fence: s.fence, Since: s.since}
 }
 
 func (t *LockTable) abandon(now time.Time, r LockRequest) LockResult {
@@ -858,7 +861,7 @@ func (t *LockTable) advance(now time.Time) time.Time {
 		} else {
 			t.unhold(top)
 			t.events = append(t.events, LockEvent{Name: e.name, At: at,
-				Result: LockResult{Status: LockExpired, Fence: top.fence, Owner: top.owner}})
+				Result: LockResult{Status: LockExpired, Fence: top.fence, Owner: top.owner, Since: top.since}})
 			t.pump(e, at)
 		}
 		t.dropIfFree(e)

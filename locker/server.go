@@ -120,6 +120,13 @@ type Config struct {
 	// for example to the Allowed method of the same curve.Server. It is
 	// called from the server loop and must not block.
 	ClientAllowed func(userID string) bool
+	// Locks configures the lock table (see LockTableConfig). The zero
+	// value serves mutexes with the defaults, and grants nothing for
+	// the grace period after Run starts (the maximum TTL).
+	Locks LockTableConfig
+	// Federated makes the server answer every lock request with an
+	// error: locks are served by a single lockerd.
+	Federated bool
 }
 
 // Server answers go/sorry requests on a ZeroMQ ROUTER socket, which REQ
@@ -153,6 +160,9 @@ type Server struct {
 	poll time.Duration
 	// recv receives one message; tests replace it to inject errors.
 	recv func(sock *zmq.Socket, frames [][]byte, withUser bool) ([][]byte, string, error)
+	// locks is the lock table and its queued acquisitions, made by
+	// Run; owned by the loop goroutine.
+	locks *lockServer
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -181,6 +191,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	c, err := NewCounter(cfg.Keys)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := NewLockTable(cfg.Locks, time.Time{}); err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -232,6 +245,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("locker: server already ran")
 	}
+	locks, err := newLockServer(s.cfg.Locks, s.now(), s.cfg.Observer)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.locks = locks
+	s.mu.Unlock()
 	sock, err := s.listen()
 	if err != nil {
 		return err
@@ -265,13 +285,16 @@ func (s *Server) loop(ctx context.Context) error {
 		// leave the queue heads unserved for a whole poll interval.
 		now := s.now()
 		s.serveWaiters(now)
-		if _, err := poller.Poll(s.nextWake(now)); err != nil && !isRetryable(err) {
+		s.serveLocks(now)
+		if _, err := poller.Poll(s.lockWake(now, s.nextWake(now))); err != nil && !isRetryable(err) {
 			return fmt.Errorf("locker: poll: %w", err)
 		}
 		if ctx.Err() != nil {
 			return ErrServerClosed
 		}
-		s.serveWaiters(s.now())
+		now = s.now()
+		s.serveWaiters(now)
+		s.serveLocks(now)
 		for i := 0; i < recvBatch; i++ {
 			msg, user, err := s.recv(s.sock, s.frames, s.cfg.ClientAllowed != nil)
 			s.frames = msg

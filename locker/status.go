@@ -43,6 +43,9 @@ func (s *Server) statusJSON() []byte {
 			Window: k.WindowIndex, Granted: k.Granted, Waiters: k.Waiters}
 	}
 	doc["keys"] = keys
+	if s.locks != nil { // the loop owns the lock table, and answers status
+		doc["locks"] = s.locks.statusDoc(s.now(), s.cfg.Federated)
+	}
 	if s.cfg.StatusExtra != nil {
 		for k, v := range s.cfg.StatusExtra() {
 			if _, taken := doc[k]; !taken {

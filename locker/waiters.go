@@ -213,8 +213,10 @@ func (s *Server) nextWake(now time.Time) time.Duration {
 	return (wake + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
-// drain answers every held wait with sorry, at shutdown.
+// drain answers every held wait with sorry, and every queued
+// acquisition with busy, at shutdown.
 func (s *Server) drain() {
+	s.drainLocks()
 	now := s.now()
 	for key, q := range s.waiters {
 		w := DefaultWindow

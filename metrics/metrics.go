@@ -100,6 +100,8 @@ type Metrics struct {
 	src   sync.Mutex
 	stats StatsSource
 	peers PeerSource
+
+	locks *lockMetrics // locks.go
 }
 
 // outcomeCounters are the request counters of one key, indexed by
@@ -130,10 +132,11 @@ func New(reg prometheus.Registerer, build BuildInfo) (*Metrics, error) {
 	empty := map[string]*outcomeCounters{}
 	m.keys.Store(&empty)
 	m.unknown = m.resolve(UnknownKey)
-	for _, c := range []prometheus.Collector{
+	m.locks = newLockMetrics()
+	for _, c := range append([]prometheus.Collector{
 		m.requests, m.duration, newBuildInfo(build),
 		keyCollector{m}, peerCollector{m},
-	} {
+	}, m.locks.collectors(m)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}

@@ -5,6 +5,14 @@
 // Exit status: 0 go, 1 sorry, 2 error, no answer, output that could not
 // be written, or interrupted (a wait ended by SIGINT or SIGTERM exits 2,
 // not 130, so that scripts need to tell only three cases apart).
+//
+// lockerctl lock runs a command while holding a lock, as flock(1) does on
+// one host:
+//
+//	lockerctl lock nightly-backup --max-wait 10m -- /usr/local/bin/backup
+//
+// It exits with the command's status; 1 if the lock was not granted in
+// time, 2 on error, 3 if the lease was lost while the command ran.
 package main
 
 import (
@@ -93,14 +101,18 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"status": &StatusCommand{g: g},
 		"keygen": &KeygenCommand{g: g},
 		"bench":  &BenchCommand{g: g},
+		"lock":   &LockCommand{g: g},
+		"locks":  &LocksCommand{g: g},
+		"unlock": &UnlockCommand{g: g},
+		"revoke": &RevokeCommand{g: g},
 	}
-	order := []string{"probe", "wait", "ping", "status", "keygen", "bench"}
+	order := []string{"probe", "wait", "ping", "status", "keygen", "bench", "lock", "locks", "unlock", "revoke"}
 	usage := func() {
 		fmt.Fprintf(stderr, "Usage: lockerctl [global flags] COMMAND [flags]\n\nCommands:\n")
 		for _, name := range order {
 			fmt.Fprintf(stderr, "  %s\n", commands[name].Usage())
 		}
-		fmt.Fprintf(stderr, "\nGlobal flags (also accepted after the command):\n%s\nExit status: 0 go, 1 sorry, 2 error, no answer or interrupted.\n", g.flags.FlagUsages())
+		fmt.Fprintf(stderr, "\nGlobal flags (also accepted after the command):\n%s\nExit status: 0 go, 1 sorry, 2 error, no answer or interrupted;\nlock: COMMAND's status, 1 not granted, 2 error, 3 lease lost.\n", g.flags.FlagUsages())
 	}
 	fs := pflag.NewFlagSet("lockerctl", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -135,6 +147,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitGo
 	case errors.Is(err, errSorry):
 		return exitSorry
+	}
+	if es, ok := err.(*exitStatus); ok { // lock: COMMAND's status, or its own
+		if es.err != nil {
+			fmt.Fprintln(stderr, "lockerctl:", describe(es.err))
+		}
+		return es.code
 	}
 	fmt.Fprintln(stderr, "lockerctl:", describe(err))
 	return exitError

@@ -66,6 +66,20 @@
 // metrics.MaxConns connections, so it cannot take the file descriptors
 // the request sockets need.
 //
+// # Locks
+//
+// lockerd also serves leased locks (PROTOCOL.md, "Locks"). Every name is
+// a mutex unless given a capacity: --lock licence=4 (a semaphore of 4, or
+// a read/write lock with up to 4 readers), --lock 'job:*=2' for every
+// name that starts with job: (repeatable). --lock-ttl (default 30s) and
+// --lock-max-ttl (5m) bound the leases, --lock-max-wait (30s) how long an
+// acquisition is held, --max-locks, --max-lock-waiters and
+// --max-lock-slots the memory. For --lock-grace after a start (default
+// --lock-max-ttl) no lock is granted, so that no lease given before a
+// restart can still be held; --lock-grace=0 is for a first start only. A
+// reload does not change lock settings: restart lockerd to apply them.
+// A federated lockerd (--publish) refuses every lock request.
+//
 // # Exit status
 //
 // 0 after SIGINT or SIGTERM (held waits are answered sorry first) or for

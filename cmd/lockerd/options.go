@@ -41,6 +41,8 @@ type options struct {
 	federation string
 	heartbeat  time.Duration
 
+	locks lockOptions // lockflags.go
+
 	// Derived by check.
 	keys        []locker.KeyConfig
 	secretKey   string
@@ -67,6 +69,7 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringArrayVar(&o.peers, "peer", nil, "federation: publish endpoint of a peer (repeatable; the same list may include this server's own)")
 	fs.StringVar(&o.federation, "federation", "strict", "federation mode: strict (never above the limit) or shared (split by demand; holds the limit while members agree on who is up)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", peer.DefaultHeartbeat, "federation heartbeat interval; a peer silent for 3 is down")
+	addLockFlags(fs, &o.locks)
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
 	fs.Usage = func() {
@@ -308,6 +311,9 @@ func (o *options) check(fs *pflag.FlagSet) error {
 		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	if err := o.checkFederation(); err != nil {
+		return err
+	}
+	if err := o.locks.check(fs); err != nil {
 		return err
 	}
 	keys, err := o.keyConfigs(fs)

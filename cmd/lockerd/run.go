@@ -151,6 +151,8 @@ func serverConfig(o *options, log *slog.Logger, m *metrics.Metrics, cs *curve.Se
 		MaxWaiters: o.maxWaiters,
 		Logger:     log,
 		Observer:   m,
+		Locks:      o.locks.cfg,
+		Federated:  o.publish != "",
 	}
 	if cs != nil {
 		cfg.Security, cfg.ClientAllowed = cs.Apply, cs.Allowed
@@ -325,6 +327,7 @@ func reload(srv *locker.Server, cs *curve.Server, old *options, args []string, l
 	if cs != nil {
 		cs.SetAllowed(o.allowedKeys)
 	}
+	warnLockReload(old.locks, o.locks, log)
 	if strings.Join(o.binds, " ") != strings.Join(old.binds, " ") || o.maxWait != old.maxWait || o.maxWaiters != old.maxWaiters {
 		log.Warn("reload applies keys only; restart lockerd to change endpoints or wait limits")
 	}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lockerd/lockerd/locker"
+)
+
+// LocksCommand lists the live locks, or shows one.
+type LocksCommand struct{ g *globals }
+
+// Usage implements command.
+func (c *LocksCommand) Usage() string {
+	return "locks [NAME] [--json]           live locks: mode, capacity, holders (owner, fence, held for, lease ends in), waiters"
+}
+
+// lockJSON is a lock as --json prints it: the server's listing fields.
+type lockJSON struct {
+	Name     string       `json:"name"`
+	Capacity int          `json:"capacity"`
+	Mode     string       `json:"mode"`
+	Holders  []holderJSON `json:"holders"`
+	Waiters  []waiterJSON `json:"waiters"`
+}
+
+type holderJSON struct {
+	Owner   string `json:"owner"`
+	Fence   int64  `json:"fence"`
+	Mode    string `json:"mode"`
+	SinceMS int64  `json:"since_ms"`
+	HeldMS  int64  `json:"held_ms"`
+	LeaseMS int64  `json:"lease_ms"`
+	Revoked bool   `json:"revoked"`
+}
+
+type waiterJSON struct {
+	Owner    string `json:"owner"`
+	Mode     string `json:"mode"`
+	WaitedMS int64  `json:"waited_ms"`
+	LeftMS   int64  `json:"left_ms"`
+}
+
+// Run implements command.
+func (c *LocksCommand) Run(ctx context.Context, args []string) error {
+	fs := c.g.flagSet("locks")
+	asJSON := fs.Bool("json", false, "print the listing as JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(c.g.stderr, "Usage: lockerctl %s\n\nFlags:\n%s", c.Usage(), fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(1))
+	}
+	name := fs.Arg(0)
+	client, err := c.g.client()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	cctx, cancel := c.g.withTimeout(ctx)
+	defer cancel()
+	locks, err := client.Locks(cctx, name)
+	if err != nil {
+		return c.g.explain(ctx, err)
+	}
+	if *asJSON {
+		return c.printJSON(locks)
+	}
+	switch {
+	case name != "" && len(locks) == 0:
+		fmt.Fprintf(c.g.stdout, "%s: free, nobody waits\n", name)
+		return nil
+	case len(locks) == 0:
+		fmt.Fprintln(c.g.stdout, "no live locks")
+		return nil
+	}
+	w := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tMODE\tCAP\tHOLDERS\tWAITERS")
+	for _, l := range locks {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", l.Name, l.Mode, l.Capacity, len(l.Holders), len(l.Waiters))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, l := range locks {
+		if len(l.Holders)+len(l.Waiters) == 0 {
+			continue
+		}
+		fmt.Fprintf(c.g.stdout, "\n%s:\n", l.Name)
+		w := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "  \tOWNER\tMODE\tFENCE\tHELD FOR\tLEASE ENDS IN")
+		for _, h := range l.Holders {
+			lease := roundDur(h.Lease).String()
+			if h.Revoked {
+				lease += " (revoked)"
+			}
+			fmt.Fprintf(w, "  holder\t%s\t%s\t%d\t%s\t%s\n", h.Owner, h.Mode, h.Fence, roundDur(h.Held), lease)
+		}
+		for i, q := range l.Waiters {
+			fmt.Fprintf(w, "  waiter %d\t%s\t%s\t-\twaited %s\tgives up in %s\n", i+1, q.Owner, q.Mode, roundDur(q.Waited), roundDur(q.Left))
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func roundDur(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+func (c *LocksCommand) printJSON(locks []locker.LockState) error {
+	doc := struct {
+		Locks []lockJSON `json:"locks"`
+	}{Locks: make([]lockJSON, len(locks))}
+	for i, l := range locks {
+		e := lockJSON{Name: l.Name, Capacity: l.Capacity, Mode: l.Mode, Holders: []holderJSON{}, Waiters: []waiterJSON{}}
+		for _, h := range l.Holders {
+			e.Holders = append(e.Holders, holderJSON{Owner: h.Owner, Fence: h.Fence, Mode: h.Mode, SinceMS: h.Since.UnixMilli(),
+				HeldMS: h.Held.Milliseconds(), LeaseMS: h.Lease.Milliseconds(), Revoked: h.Revoked})
+		}
+		for _, q := range l.Waiters {
+			e.Waiters = append(e.Waiters, waiterJSON{Owner: q.Owner, Mode: q.Mode, WaitedMS: q.Waited.Milliseconds(), LeftMS: q.Left.Milliseconds()})
+		}
+		doc.Locks[i] = e
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.g.stdout, string(b))
+	return nil
+}

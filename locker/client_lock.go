@@ -1,0 +1,634 @@
+package locker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Lock errors.
+var (
+	// ErrLockBusy is wrapped by the error of an acquisition that was not
+	// granted: a *LockBusyError says who holds the lock.
+	ErrLockBusy = errors.New("locker: lock busy")
+	// ErrLeaseExpired: the lease ended without being renewed in time.
+	ErrLeaseExpired = errors.New("locker: lease expired")
+	// ErrLeaseRevoked: the lease ended after a revocation.
+	ErrLeaseRevoked = errors.New("locker: lease revoked")
+	// ErrLeaseBroken: the server no longer knows the lease: it was
+	// broken by an operator, or the server restarted.
+	ErrLeaseBroken = errors.New("locker: lease broken")
+	// ErrNoLocks: the server does not serve locks (an older lockerd,
+	// which answers the lock verbs as legacy requests).
+	ErrNoLocks = errors.New("locker: server does not serve locks")
+)
+
+// LockBusyError is the refusal of an acquisition.
+type LockBusyError struct {
+	Name string
+	// Owner is the owner of the lock's oldest holder, "" if none.
+	Owner string
+	// FreeIn is when the lock could be free if no holder renews: a
+	// hint, not a reservation.
+	FreeIn           time.Duration
+	Holders, Waiters int
+}
+
+// Error implements error.
+func (e *LockBusyError) Error() string {
+	owner := e.Owner
+	if owner == "" {
+		owner = "-"
+	}
+	return fmt.Sprintf("locker: lock %s busy: %d holders (oldest %s), %d waiters, could be free in %s",
+		e.Name, e.Holders, owner, e.Waiters, e.FreeIn)
+}
+
+// Is makes errors.Is(err, ErrLockBusy) true.
+func (e *LockBusyError) Is(target error) bool { return target == ErrLockBusy }
+
+// LockOptions are the options of an acquisition.
+type LockOptions struct {
+	// TTL is the lease asked for; zero means the server's default. The
+	// server clamps it to its bounds.
+	TTL time.Duration
+	// Shared asks for a shared (read) hold: shared holders hold a lock
+	// together up to its capacity. Otherwise the hold is exclusive.
+	Shared bool
+	// Owner names the holder in listings; empty means "host:pid".
+	Owner string
+}
+
+// lockHold is the longest one acquisition is held by the server before
+// Lock sends another; the server's own maximum may cut it.
+const lockHold = DefaultMaxLockWait
+
+// DefaultLockOwner returns "host:pid", cut to MaxLockOwnerLen bytes, with
+// anything outside printable ASCII replaced by '_'.
+func DefaultLockOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	pid := ":" + strconv.Itoa(os.Getpid())
+	b := []byte(host)
+	for i, c := range b {
+		if c <= ' ' || c > '~' {
+			b[i] = '_'
+		}
+	}
+	if len(b)+len(pid) > MaxLockOwnerLen {
+		b = b[:MaxLockOwnerLen-len(pid)]
+	}
+	return string(b) + pid
+}
+
+func (o LockOptions) request(name string, maxWait time.Duration) (LockRequest, error) {
+	if err := ValidKeyName(name); err != nil {
+		return LockRequest{}, err
+	}
+	if o.TTL < 0 {
+		return LockRequest{}, errors.New("locker: negative lock TTL")
+	}
+	owner := o.Owner
+	if owner == "" {
+		owner = DefaultLockOwner()
+	}
+	if !validOwner([]byte(owner)) {
+		return LockRequest{}, ErrBadLockOwner
+	}
+	r := LockRequest{Verb: LockAcquire, Name: []byte(name), TTL: o.TTL, MaxWait: maxWait, Owner: []byte(owner)}
+	if o.TTL > 0 && o.TTL < time.Millisecond {
+		r.TTL = time.Millisecond
+	}
+	if o.Shared {
+		r.Mode = LockShared
+	}
+	return r, nil
+}
+
+// Lock blocks until the lock name is held, and returns its lease, or
+// until ctx ends, and returns ctx.Err() (wrapped with the last
+// *LockBusyError if the server had answered). The server holds the
+// acquisition in the lock's queue, first come first served, so the lock
+// is handed over as soon as it is free; when the server's maximum wait
+// passes, Lock asks again. When ctx ends the client withdraws the queued
+// acquisition (abandon), and releases a grant that crossed it.
+//
+// One acquisition is held at most DefaultMaxLockWait (30 s), or the
+// server's maximum if lower; the one sent after it joins the back of the
+// queue.
+//
+// The lease renews itself until Unlock or its loss (see Lease). While no
+// server answers, Lock keeps trying until ctx ends. It returns a
+// *ServerError for a request the server refuses, and an error wrapping
+// ErrNoLocks for a server that does not serve locks.
+func (c *Client) Lock(ctx context.Context, name string, o LockOptions) (*Lease, error) {
+	return c.lock(ctx, name, o, true)
+}
+
+// TryLock asks for the lock name once, without waiting: it returns the
+// lease, or an error wrapping ErrLockBusy (a *LockBusyError) when the
+// lock is held or has waiters.
+func (c *Client) TryLock(ctx context.Context, name string, o LockOptions) (*Lease, error) {
+	return c.lock(ctx, name, o, false)
+}
+
+func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool) (*Lease, error) {
+	req, err := o.request(name, 0)
+	if err != nil {
+		return nil, err
+	}
+	var busy *LockBusyError
+	backoff := 10 * time.Millisecond
+	for {
+		hold := time.Duration(0)
+		if wait {
+			hold, _ = waitHold(ctx, lockHold, time.Time{})
+		}
+		req.MaxWait = hold
+		cl := c.acquireCall(req)
+		sent := time.Now()
+		b, err := c.doLock(ctx, cl)
+		if wait && errors.Is(err, ErrTimeout) {
+			// No server answered: keep trying, as Wait does, until ctx
+			// ends.
+			if err := sleepCtx(ctx, backoff); err != nil {
+				return nil, err
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		if err != nil {
+			if busy != nil && ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %w", err, busy)
+			}
+			return nil, err
+		}
+		rep, err := parseLockReply(b)
+		if err != nil {
+			return nil, err
+		}
+		switch rep.Status {
+		case LockGranted:
+			return c.newLease(ctx, name, sent, rep)
+		case LockBusy:
+			busy = &LockBusyError{Name: name, Owner: rep.Owner, FreeIn: rep.Free, Holders: rep.Holders, Waiters: rep.Waiters}
+			if !wait {
+				return nil, busy
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("%w: %w", err, busy)
+			}
+			// Held for the server's maximum: ask again at once. Refused
+			// early (a full queue, the grace period): back off.
+			if time.Since(sent) < hold/2 {
+				if err := sleepCtx(ctx, min(backoff, max(rep.Free, time.Millisecond))); err != nil {
+					return nil, fmt.Errorf("%w: %w", err, busy)
+				}
+				backoff = min(2*backoff, time.Second)
+			} else {
+				backoff = 10 * time.Millisecond
+			}
+		case LockError:
+			return nil, &ServerError{Msg: rep.Text}
+		default:
+			return nil, fmt.Errorf("%w: %.64q to acquire", ErrBadReply, b)
+		}
+	}
+}
+
+// acquireCall is the call of an acquisition: withdrawn with abandon when
+// its caller gives up, and a grant that comes after that is released.
+func (c *Client) acquireCall(req LockRequest) *call {
+	name := string(req.Name)
+	cl := &call{body: AppendLockRequest(nil, req), hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
+		cancel: append([]byte("abandon "), name...), orphan: releaseGranted(name)}
+	if req.MaxWait > 0 {
+		cl.rehold = func(hold time.Duration) []byte {
+			r := req
+			r.MaxWait = hold
+			return AppendLockRequest(nil, r)
+		}
+	}
+	return cl
+}
+
+// releaseGranted returns the orphan handler of an acquisition of name:
+// a grant nobody waits for any more is released.
+func releaseGranted(name string) func([]byte) []byte {
+	return func(reply []byte) []byte {
+		rep, err := ParseLockReply(reply)
+		if err != nil || rep.Status != LockGranted {
+			return nil
+		}
+		return AppendLockRequest(nil, LockRequest{Verb: LockRelease, Name: []byte(name), Fence: rep.Fence})
+	}
+}
+
+// doLock is do for a call with an orphan handler: when ctx ends, either
+// the caller gives up first, and the loop hands a late reply to the
+// handler, or the reply was delivered, and the caller takes it.
+func (c *Client) doLock(ctx context.Context, cl *call) ([]byte, error) {
+	select {
+	case <-c.done:
+		return nil, ErrClientClosed
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cl.id = c.nextID.Add(1)
+	cl.reply = make(chan result, 1)
+	c.submit(cl)
+	var gaveUp error
+	select {
+	case r := <-cl.reply:
+		return r.body, r.err
+	case <-ctx.Done():
+		gaveUp = ctx.Err()
+	case <-c.done:
+		gaveUp = ErrClientClosed
+	}
+	if cl.claimed.CompareAndSwap(false, true) {
+		cl.gone.Store(true)
+		return nil, gaveUp
+	}
+	r := <-cl.reply // delivered: it is in the channel or about to be
+	return r.body, r.err
+}
+
+// parseLockReply parses a lock reply, telling a server that does not
+// serve locks from a bad reply.
+func parseLockReply(b []byte) (LockReply, error) {
+	rep, err := ParseLockReply(b)
+	if err != nil {
+		if r, e := ParseReply(b); e == nil && (r.Kind == ReplyGo || r.Kind == ReplySorry) {
+			return LockReply{}, fmt.Errorf("%w: it answered %.32q", ErrNoLocks, b)
+		}
+		return LockReply{}, err
+	}
+	return rep, nil
+}
+
+// Lease is a held lock. It renews itself in the background, a third of
+// the way through its lease, until Unlock or its loss. It counts its
+// lease end on its own clock, from when it sent the request that the
+// server answered, so it never thinks it holds the lock after the
+// server's lease end: when no renewal is answered before then, Lost is
+// closed. Fences let the protected resource refuse a holder whose lease
+// passed to someone else in the moment between.
+//
+// Its methods are safe for concurrent use.
+type Lease struct {
+	c     *Client
+	name  string
+	fence uint64
+
+	lost    chan struct{}
+	revoked chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	unlock  sync.Once
+
+	mu        sync.Mutex
+	end       time.Time     // by the local clock
+	ttl       time.Duration // the lease's length, as last granted
+	err       error
+	isRevoked bool
+}
+
+// newLease makes the lease of a grant of name sent at sent. A grant that
+// was held long in the queue is renewed at once, so that its end is known
+// from a request sent after the grant.
+func (c *Client) newLease(ctx context.Context, name string, sent time.Time, rep LockReply) (*Lease, error) {
+	l := &Lease{c: c, name: name, fence: rep.Fence, lost: make(chan struct{}), revoked: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), end: sent.Add(rep.Lease), ttl: rep.Lease}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	if time.Until(l.end) < 2*l.ttl/3 {
+		// More than a third of the lease went by in the queue: the
+		// lease end counted from the request is too early to be of use.
+		if err := l.renew(ctx); err != nil {
+			l.cancel()
+			l.release(context.Background())
+			return nil, fmt.Errorf("locker: lock %s: granted, but not renewed: %w", name, err)
+		}
+	}
+	go l.run()
+	return l, nil
+}
+
+// Name returns the lock's name.
+func (l *Lease) Name() string { return l.name }
+
+// Fence returns the lease's fencing token: strictly greater than every
+// fence given before for the lock, restarts included. Give it to the
+// protected resource with every write, so it can refuse an older one.
+func (l *Lease) Fence() int64 { return int64(l.fence) }
+
+// Lost returns a channel closed when the lease is lost: it expired, was
+// revoked and ran out, was broken, or could not be renewed before its
+// end. Err then says why. Unlock does not close it.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Revoked returns a channel closed when the server says a revocation was
+// asked: the lease is no longer renewed, and the caller should finish
+// and Unlock before it ends.
+func (l *Lease) Revoked() <-chan struct{} { return l.revoked }
+
+// Err returns why the lease was lost (wrapping ErrLeaseExpired,
+// ErrLeaseRevoked or ErrLeaseBroken), or nil while it is not.
+func (l *Lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Deadline returns the end of the lease by the local clock, as last
+// renewed.
+func (l *Lease) Deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.end
+}
+
+// lose marks the lease lost with err, once.
+func (l *Lease) lose(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+		close(l.lost)
+	}
+}
+
+func (l *Lease) markRevoked() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.isRevoked {
+		l.isRevoked = true
+		close(l.revoked)
+	}
+}
+
+// endErr is the error of a lease that reached its end.
+func (l *Lease) endErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isRevoked {
+		return fmt.Errorf("%w: lock %s, fence %d", ErrLeaseRevoked, l.name, l.fence)
+	}
+	return fmt.Errorf("%w: lock %s, fence %d: no renewal answered before its end", ErrLeaseExpired, l.name, l.fence)
+}
+
+// run renews the lease until stop or its loss.
+func (l *Lease) run() {
+	defer close(l.done)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	retry := false
+	for {
+		l.mu.Lock()
+		end, ttl, revoked := l.end, l.ttl, l.isRevoked
+		l.mu.Unlock()
+		at := end.Add(-2 * ttl / 3)
+		if revoked {
+			at = end // not renewed any more: wait for its end
+		} else if retry {
+			at = time.Now().Add(min(ttl/10, time.Until(end)))
+		}
+		t.Reset(max(time.Until(at), 0))
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if !time.Now().Before(end) {
+			l.lose(l.endErr())
+			return
+		}
+		if revoked {
+			continue
+		}
+		ctx, cancel := context.WithDeadline(l.ctx, end)
+		err := l.renew(ctx)
+		cancel()
+		retry = false
+		switch {
+		case err == nil:
+		case l.ctx.Err() != nil:
+			return // Unlock
+		case errors.Is(err, ErrLeaseBroken), errors.Is(err, ErrLeaseExpired):
+			l.lose(err)
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			l.lose(l.endErr())
+			return
+		case errors.Is(err, ErrClientClosed):
+			l.lose(fmt.Errorf("%w: lock %s, fence %d: %w", ErrLeaseExpired, l.name, l.fence, err))
+			return
+		default:
+			retry = true // no answer yet: there is time left
+		}
+	}
+}
+
+// renew renews the lease once, and sets its end from the reply.
+func (l *Lease) renew(ctx context.Context) error {
+	body := AppendLockRequest(nil, LockRequest{Verb: LockRenew, Name: []byte(l.name), Fence: l.fence})
+	sent := time.Now()
+	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
+	if err != nil {
+		return err
+	}
+	rep, err := parseLockReply(b)
+	if err != nil {
+		return err
+	}
+	switch rep.Status {
+	case LockGranted, LockRevoked:
+		l.mu.Lock()
+		if end := sent.Add(rep.Lease); rep.Status == LockGranted || end.Before(l.end) {
+			l.end = end
+		}
+		if rep.Status == LockGranted {
+			l.ttl = rep.Lease
+		}
+		l.mu.Unlock()
+		if rep.Status == LockRevoked {
+			l.markRevoked()
+		}
+		return nil
+	case LockLost:
+		if !time.Now().Before(l.Deadline()) {
+			return l.endErr()
+		}
+		return fmt.Errorf("%w: lock %s, fence %d: the server no longer holds it", ErrLeaseBroken, l.name, l.fence)
+	case LockError:
+		return fmt.Errorf("%w: lock %s, fence %d: %w", ErrLeaseBroken, l.name, l.fence, &ServerError{Msg: rep.Text})
+	}
+	return fmt.Errorf("%w: %.64q to renew", ErrBadReply, b)
+}
+
+// Unlock stops the renewals and releases the lock. It returns nil when
+// the server released it, or why the lease was lost before (the lock was
+// then not held to the end: the fence tells the resource).
+func (l *Lease) Unlock(ctx context.Context) error {
+	first := false
+	l.unlock.Do(func() {
+		first = true
+		l.cancel()
+		close(l.stop)
+	})
+	if !first {
+		return errors.New("locker: lease already unlocked")
+	}
+	// Release at once, without waiting for the renewals to stop: a
+	// renewal that crosses the release only finds the lease lost.
+	err := l.release(ctx)
+	<-l.done
+	if lost := l.Err(); lost != nil {
+		return lost
+	}
+	return err
+}
+
+func (l *Lease) release(ctx context.Context) error {
+	body := AppendLockRequest(nil, LockRequest{Verb: LockRelease, Name: []byte(l.name), Fence: l.fence})
+	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
+	if err != nil {
+		return err
+	}
+	rep, err := parseLockReply(b)
+	if err != nil {
+		return err
+	}
+	switch rep.Status {
+	case LockReleased:
+		return nil
+	case LockLost:
+		return fmt.Errorf("%w: lock %s, fence %d: lost before release", ErrLeaseExpired, l.name, l.fence)
+	case LockError:
+		return &ServerError{Msg: rep.Text}
+	}
+	return fmt.Errorf("%w: %.64q to release", ErrBadReply, b)
+}
+
+// LockState is one lock in a listing.
+type LockState struct {
+	Name     string
+	Capacity int
+	// Mode is "exclusive" or "shared", or "free" while the lock has
+	// only waiters.
+	Mode    string
+	Holders []LockHolderState // in grant order
+	Waiters []LockWaiterState // in queue order
+}
+
+// LockHolderState is one holder in a listing.
+type LockHolderState struct {
+	Owner string
+	Fence int64
+	Mode  string
+	// Since is when it was granted, by the server's clock.
+	Since time.Time
+	// Held is how long it has held the lock, Lease how long its lease
+	// has left, as of the listing.
+	Held, Lease time.Duration
+	Revoked     bool
+}
+
+// LockWaiterState is one queued acquisition in a listing.
+type LockWaiterState struct {
+	Owner string
+	Mode  string
+	// Waited is how long it has been queued, Left how long it may still
+	// wait.
+	Waited, Left time.Duration
+}
+
+// Locks returns the live locks, sorted by name; with a name, only that
+// lock (none if nobody holds or waits for it).
+func (c *Client) Locks(ctx context.Context, name string) ([]LockState, error) {
+	req := LockRequest{Verb: LockList}
+	if name != "" {
+		if err := ValidKeyName(name); err != nil {
+			return nil, err
+		}
+		req.Name = []byte(name)
+	}
+	b, err := c.do(ctx, &call{body: AppendLockRequest(nil, req), attempts: c.cfg.Attempts})
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 || b[0] != '{' {
+		if rep, err := parseLockReply(b); err != nil {
+			return nil, err
+		} else if rep.Status == LockError {
+			return nil, &ServerError{Msg: rep.Text}
+		}
+		return nil, fmt.Errorf("%w: %.64q to locks", ErrBadReply, b)
+	}
+	var doc lockListDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("locker: lock listing: %w", err)
+	}
+	out := make([]LockState, len(doc.Locks))
+	for i, e := range doc.Locks {
+		s := LockState{Name: e.Name, Capacity: e.Capacity, Mode: e.Mode}
+		for _, h := range e.Holders {
+			s.Holders = append(s.Holders, LockHolderState{Owner: h.Owner, Fence: int64(h.Fence), Mode: h.Mode,
+				Since: time.UnixMilli(h.SinceMS), Held: time.Duration(h.HeldMS) * time.Millisecond,
+				Lease: time.Duration(h.LeaseMS) * time.Millisecond, Revoked: h.Revoked})
+		}
+		for _, w := range e.Waiters {
+			s.Waiters = append(s.Waiters, LockWaiterState{Owner: w.Owner, Mode: w.Mode,
+				Waited: time.Duration(w.WaitedMS) * time.Millisecond, Left: time.Duration(w.LeftMS) * time.Millisecond})
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// RevokeLock asks the holders of the lock name to release it: each
+// learns it at its next renewal, which no longer extends its lease. It
+// returns the number of holders asked.
+func (c *Client) RevokeLock(ctx context.Context, name string) (int, error) {
+	rep, err := c.lockAdmin(ctx, LockRevoke, name, LockRevoking)
+	return rep.Count, err
+}
+
+// BreakLock removes every holder of the lock name at once (for a holder
+// known to be gone), and returns their number and a new fence above all
+// of theirs, which the protected resource can be given to refuse them.
+func (c *Client) BreakLock(ctx context.Context, name string) (int, int64, error) {
+	rep, err := c.lockAdmin(ctx, LockBreak, name, LockBroken)
+	return rep.Count, int64(rep.Fence), err
+}
+
+func (c *Client) lockAdmin(ctx context.Context, verb LockVerb, name string, want LockStatus) (LockReply, error) {
+	if err := ValidKeyName(name); err != nil {
+		return LockReply{}, err
+	}
+	b, err := c.do(ctx, &call{body: AppendLockRequest(nil, LockRequest{Verb: verb, Name: []byte(name)}), attempts: c.cfg.Attempts})
+	if err != nil {
+		return LockReply{}, err
+	}
+	rep, err := parseLockReply(b)
+	switch {
+	case err != nil:
+		return LockReply{}, err
+	case rep.Status == LockError:
+		return LockReply{}, &ServerError{Msg: rep.Text}
+	case rep.Status != want:
+		return LockReply{}, fmt.Errorf("%w: %.64q to %s", ErrBadReply, b, verb)
+	}
+	return rep, nil
+}

@@ -1,0 +1,426 @@
+package locker
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The server's side of the lock verbs (PROTOCOL.md, "Locks"): the loop
+// owns a LockTable, holds the envelopes of queued acquisitions, and
+// answers them when the table reports their events.
+
+// LockOutcome is what happened to a lock, as reported to a LockObserver.
+type LockOutcome uint8
+
+// Lock outcomes. The first four end an acquisition.
+const (
+	// LockOutcomeGranted: an acquisition was granted, at once or after
+	// waiting.
+	LockOutcomeGranted LockOutcome = iota
+	// LockOutcomeBusy: an acquisition was refused, at once or when its
+	// wait ended.
+	LockOutcomeBusy
+	// LockOutcomeError: an acquisition was refused with an error (a
+	// bound, a bad argument, a federated server).
+	LockOutcomeError
+	// LockOutcomeAbandoned: a queued acquisition was withdrawn.
+	LockOutcomeAbandoned
+	// LockOutcomeReleased: a lease was released; Held is how long.
+	LockOutcomeReleased
+	// LockOutcomeExpired: a lease ended without renewal or release (its
+	// holder died, hung or lost the server); Held is how long.
+	LockOutcomeExpired
+	// LockOutcomeBroken: a lease was removed by a break.
+	LockOutcomeBroken
+)
+
+var lockOutcomeNames = [...]string{"granted", "busy", "error", "abandoned", "released", "expired", "broken"}
+
+// String returns the outcome's name, as metrics label it.
+func (o LockOutcome) String() string {
+	if int(o) < len(lockOutcomeNames) {
+		return lockOutcomeNames[o]
+	}
+	return fmt.Sprintf("lockoutcome(%d)", int(o))
+}
+
+// LockObserver is told about locks. A Config.Observer that also
+// implements it gets the lock events; its methods are called from the
+// server's loop goroutine and must not block.
+type LockObserver interface {
+	// ObserveLock reports one outcome for a lock. label is the
+	// configured lock name or template (PREFIX*) the lock falls under,
+	// or "other" for a name made on demand: never a name a client made
+	// up. held is the hold time of a released or expired lease.
+	ObserveLock(label string, outcome LockOutcome, held time.Duration)
+}
+
+// OtherLockLabel labels, in LockObserver and ServerLockStats, the locks
+// that no configured name or template covers.
+const OtherLockLabel = "other"
+
+// ServerLockStats counts the holders and queued acquisitions of the
+// locks under one label (see LockObserver).
+type ServerLockStats struct {
+	Label            string
+	Holders, Waiters int64
+}
+
+// errLocksFederated answers the lock verbs on a federated server.
+var errLocksFederated error = wireError("locks are served by a single lockerd, not a federation")
+
+// lockWait is a queued acquisition: where to answer it.
+type lockWait struct {
+	env   []byte // packed by packFrames
+	user  string
+	key   string // in lockServer.byEnv
+	name  string
+	label string
+}
+
+// lockGauge counts what one label holds.
+type lockGauge struct{ holders, waiters atomic.Int64 }
+
+// lockServer is the lock state of a Server, owned by its loop.
+type lockServer struct {
+	table  *LockTable
+	held   map[uint64]*lockWait // by ticket
+	byEnv  map[string][]uint64  // name, NUL, packed envelope -> tickets
+	events []LockEvent
+	infos  []LockInfo
+	peak   int // most queued acquisitions since the maps were made
+	exact  map[string]bool
+	tmpls  []LockSpec // longest prefix first
+	obs    LockObserver
+
+	gauges sync.Map // label -> *lockGauge, read by Stats
+	live   atomic.Int64
+}
+
+func newLockServer(cfg LockTableConfig, start time.Time, obs Observer) (*lockServer, error) {
+	t, err := NewLockTable(cfg, start)
+	if err != nil {
+		return nil, err
+	}
+	ls := &lockServer{table: t, held: make(map[uint64]*lockWait), byEnv: make(map[string][]uint64), exact: make(map[string]bool)}
+	ls.obs, _ = obs.(LockObserver)
+	for _, s := range cfg.Locks {
+		if s.Template {
+			ls.tmpls = append(ls.tmpls, s)
+		} else {
+			ls.exact[s.Name] = true
+		}
+	}
+	// Longest prefix first, as the table matches them.
+	for i := 1; i < len(ls.tmpls); i++ {
+		for j := i; j > 0 && len(ls.tmpls[j].Name) > len(ls.tmpls[j-1].Name); j-- {
+			ls.tmpls[j], ls.tmpls[j-1] = ls.tmpls[j-1], ls.tmpls[j]
+		}
+	}
+	ls.gauge(OtherLockLabel)
+	for _, s := range cfg.Locks {
+		ls.gauge(s.String()[:strings.LastIndexByte(s.String(), '=')])
+	}
+	return ls, nil
+}
+
+// label returns the metrics label of the lock name.
+func (ls *lockServer) label(name string) string {
+	if ls.exact[name] {
+		return name
+	}
+	for _, s := range ls.tmpls {
+		if strings.HasPrefix(name, s.Name) {
+			return s.Name + "*"
+		}
+	}
+	return OtherLockLabel
+}
+
+func (ls *lockServer) gauge(label string) *lockGauge {
+	if g, ok := ls.gauges.Load(label); ok {
+		return g.(*lockGauge)
+	}
+	g, _ := ls.gauges.LoadOrStore(label, new(lockGauge))
+	return g.(*lockGauge)
+}
+
+func (ls *lockServer) observe(label string, o LockOutcome, held time.Duration) {
+	if ls.obs != nil {
+		ls.obs.ObserveLock(label, o, held)
+	}
+}
+
+// stats returns the counts of every label, sorted as gauges ranges them
+// (unsorted); the caller sorts.
+func (ls *lockServer) stats() []ServerLockStats {
+	var out []ServerLockStats
+	ls.gauges.Range(func(k, v any) bool {
+		g := v.(*lockGauge)
+		out = append(out, ServerLockStats{Label: k.(string), Holders: g.holders.Load(), Waiters: g.waiters.Load()})
+		return true
+	})
+	return out
+}
+
+// isLockBody reports whether body could start with a lock verb, so that
+// the take path does not pay for ParseLockRequest.
+func isLockBody(body []byte) bool {
+	if len(body) == 0 {
+		return false
+	}
+	switch body[0] {
+	case 'a', 'r', 'b', 'l':
+		return true
+	}
+	return false
+}
+
+// handleLock answers a lock request, or holds an acquisition.
+func (s *Server) handleLock(r *request, lr LockRequest, err error) {
+	ls := s.locks
+	if err == nil && !s.userAllowed(r.user) {
+		err = errKeyNotAllowed
+	}
+	if err == nil && s.cfg.Federated {
+		err = errLocksFederated
+	}
+	name := string(lr.Name) // only used off the hot path of take
+	if err != nil {
+		if lr.Verb == LockAcquire {
+			ls.observe(ls.label(name), LockOutcomeError, 0)
+		}
+		s.reply(r.env, AppendError(s.buf[:0], err))
+		return
+	}
+	now := s.now()
+	switch lr.Verb {
+	case LockList:
+		ls.table.Advance(now)
+		s.deliverLocks(now)
+		ls.infos = ls.infos[:0]
+		if len(lr.Name) == 0 {
+			ls.infos = ls.table.Locks(ls.infos)
+		} else if li, ok := ls.table.Lock(name); ok {
+			ls.infos = append(ls.infos, li)
+		}
+		s.reply(r.env, AppendLockList(s.buf[:0], now, ls.infos))
+		clear(ls.infos)
+		return
+	case LockAbandon:
+		s.abandonLock(r, lr, now)
+		return
+	case LockAcquire:
+		if framesSize(r.msg) > MaxHeldBytes && lr.MaxWait != 0 {
+			ls.observe(ls.label(name), LockOutcomeError, 0)
+			s.reply(r.env, AppendError(s.buf[:0], errTooLargeToHold))
+			return
+		}
+	}
+	res := ls.table.Apply(now, lr)
+	ls.live.Store(int64(ls.table.Len()))
+	label := ls.label(name)
+	switch res.Status {
+	case LockQueued:
+		s.packBuf = packFrames(s.packBuf[:0], r.env)
+		key := name + "\x00" + string(s.packBuf)
+		w := &lockWait{env: packFrames(make([]byte, 0, packedLen(r.env)), r.env), user: r.user, key: key, name: name, label: label}
+		ls.held[res.Ticket] = w
+		ls.byEnv[key] = append(ls.byEnv[key], res.Ticket)
+		ls.peak = max(ls.peak, len(ls.held))
+		ls.gauge(label).waiters.Add(1)
+	case LockGranted:
+		if lr.Verb == LockAcquire {
+			ls.gauge(label).holders.Add(1)
+			ls.observe(label, LockOutcomeGranted, 0)
+		}
+	case LockBusy:
+		ls.observe(label, LockOutcomeBusy, 0)
+	case LockError:
+		if lr.Verb == LockAcquire {
+			ls.observe(label, LockOutcomeError, 0)
+		}
+	case LockReleased:
+		ls.gauge(label).holders.Add(-1)
+		ls.observe(label, LockOutcomeReleased, now.Sub(res.Since))
+	case LockBroken:
+		if res.Count > 0 {
+			ls.gauge(label).holders.Add(int64(-res.Count))
+			for range res.Count {
+				ls.observe(label, LockOutcomeBroken, 0)
+			}
+		}
+	}
+	if res.Status != LockQueued {
+		s.reply(r.env, AppendLockReply(s.buf[:0], now, res))
+	}
+	s.deliverLocks(now)
+}
+
+// abandonLock withdraws the queued acquisitions of the lock with the
+// envelope of the abandon, then answers it with their number.
+func (s *Server) abandonLock(r *request, lr LockRequest, now time.Time) {
+	ls := s.locks
+	s.packBuf = packFrames(s.packBuf[:0], r.env)
+	key := string(lr.Name) + "\x00" + string(s.packBuf)
+	n := 0
+	// A copy: forget edits the list.
+	for _, ticket := range append([]uint64(nil), ls.byEnv[key]...) {
+		w := ls.held[ticket]
+		lr.Ticket = ticket
+		if res := ls.table.Apply(now, lr); res.Count == 1 {
+			ls.forget(ticket, w)
+			ls.gauge(w.label).waiters.Add(-1)
+			ls.observe(w.label, LockOutcomeAbandoned, 0)
+			n++
+		}
+	}
+	s.reply(r.env, AppendLockReply(s.buf[:0], now, LockResult{Status: LockAbandoned, Count: n}))
+	s.deliverLocks(now)
+}
+
+// forget removes the queued acquisition ticket from the envelope index.
+func (ls *lockServer) forget(ticket uint64, w *lockWait) {
+	delete(ls.held, ticket)
+	ts := ls.byEnv[w.key]
+	for i, t := range ts {
+		if t == ticket {
+			ts = append(ts[:i], ts[i+1:]...)
+			break
+		}
+	}
+	if len(ts) == 0 {
+		delete(ls.byEnv, w.key)
+	} else {
+		ls.byEnv[w.key] = ts
+	}
+	if len(ls.held) == 0 && ls.peak > 1024 {
+		// Go maps keep their buckets: start afresh so that memory
+		// returns to where it was after a burst of waiters.
+		ls.held, ls.byEnv, ls.peak = make(map[uint64]*lockWait), make(map[string][]uint64), 0
+	}
+}
+
+// serveLocks moves the lock table to now and answers what it did.
+func (s *Server) serveLocks(now time.Time) {
+	if s.locks == nil {
+		return
+	}
+	if next, ok := s.locks.table.NextDeadline(); !ok || next.After(now) {
+		return
+	}
+	s.locks.table.Advance(now)
+	s.deliverLocks(now)
+}
+
+// deliverLocks answers the queued acquisitions the table has decided,
+// and counts the leases that expired.
+func (s *Server) deliverLocks(now time.Time) {
+	ls := s.locks
+	ls.events = ls.table.DrainEvents(ls.events[:0])
+	for i := 0; i < len(ls.events); i++ {
+		ev := &ls.events[i]
+		if ev.Result.Status == LockExpired {
+			label := ls.label(ev.Name)
+			ls.gauge(label).holders.Add(-1)
+			ls.observe(label, LockOutcomeExpired, ev.At.Sub(ev.Result.Since))
+			continue
+		}
+		w := ls.held[ev.Ticket]
+		if w == nil {
+			continue
+		}
+		ls.forget(ev.Ticket, w)
+		g := ls.gauge(w.label)
+		g.waiters.Add(-1)
+		switch {
+		case ev.Result.Status == LockGranted && !s.userAllowed(w.user):
+			// Its key was revoked while it waited: give the lock back.
+			ls.table.Apply(now, LockRequest{Verb: LockRelease, Name: []byte(w.name), Fence: ev.Result.Fence})
+			ls.events = ls.table.DrainEvents(ls.events)
+			ls.observe(w.label, LockOutcomeError, 0)
+			s.replyPacked(w.env, AppendError(s.buf[:0], errKeyNotAllowed))
+			continue
+		case ev.Result.Status == LockGranted:
+			g.holders.Add(1)
+			ls.observe(w.label, LockOutcomeGranted, 0)
+		default:
+			ls.observe(w.label, LockOutcomeBusy, 0)
+		}
+		s.replyPacked(w.env, AppendLockReply(s.buf[:0], now, ev.Result))
+	}
+	clear(ls.events)
+	ls.live.Store(int64(ls.table.Len()))
+}
+
+// lockWake returns how long the loop may sleep before the lock table has
+// work, at most max.
+func (s *Server) lockWake(now time.Time, max time.Duration) time.Duration {
+	if s.locks == nil {
+		return max
+	}
+	next, ok := s.locks.table.NextDeadline()
+	if !ok {
+		return max
+	}
+	d := next.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	// Poll counts whole milliseconds: round up, so the loop wakes at or
+	// just after the deadline instead of spinning before it.
+	return min(max, (d + time.Millisecond - 1).Truncate(time.Millisecond))
+}
+
+// drainLocks answers every queued acquisition with busy, at shutdown or
+// on a socket error, as held waits are answered with sorry.
+func (s *Server) drainLocks() {
+	if s.locks == nil {
+		return
+	}
+	ls := s.locks
+	now := s.now()
+	for ticket, w := range ls.held {
+		ls.forget(ticket, w)
+		ls.gauge(w.label).waiters.Add(-1)
+		ls.observe(w.label, LockOutcomeBusy, 0)
+		s.replyPacked(w.env, AppendLockReply(s.buf[:0], now, LockResult{Status: LockBusy, Until: now}))
+	}
+}
+
+// LockStats returns the counts of holders and queued acquisitions by
+// label (see LockObserver), and the number of live locks. It is safe to
+// call from any goroutine; before Run it reports nothing.
+func (s *Server) LockStats() (labels []ServerLockStats, live int64) {
+	s.mu.Lock()
+	ls := s.locks
+	s.mu.Unlock()
+	if ls == nil {
+		return nil, 0
+	}
+	return ls.stats(), ls.live.Load()
+}
+
+// lockStatus is the "locks" field of the status document.
+type lockStatus struct {
+	Served  bool  `json:"served"`
+	Live    int   `json:"live"`
+	Holders int   `json:"holders"`
+	Waiters int   `json:"waiters"`
+	GraceMS int64 `json:"grace_ms"`
+}
+
+// statusDoc summarises the lock table for the status document: served
+// is false on a federated server, grace_ms is what is left of the grace
+// period.
+func (ls *lockServer) statusDoc(now time.Time, federated bool) lockStatus {
+	st := ls.table.Stats()
+	doc := lockStatus{Served: !federated, Live: st.Locks, Holders: st.Holders, Waiters: st.Waiters}
+	if !st.GraceEnd.IsZero() && st.GraceEnd.After(now) {
+		doc.GraceMS = millis(st.GraceEnd.Sub(now))
+	}
+	return doc
+}
