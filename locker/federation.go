@@ -2,6 +2,8 @@ package locker
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -105,6 +107,13 @@ const maxAhead = 2
 // keys added by Reconfigure, it tracks demand and, in strict mode, budgets.
 // It may be called once, before c takes anything: tokens granted before it
 // are not reported to the other members.
+//
+// Only a key of one fixed window trades tokens with other members. In
+// strict mode every other key (sliding, gcra, multi-limit) runs each of
+// its limits on this member's static share of it (see Share), starting
+// full at Fence, so the members together never grant more than one
+// counter would, whatever is lost or delayed. Shared mode cannot bound
+// such keys: EnableFederation returns an error naming them.
 func (c *Counter) EnableFederation(fc FederationConfig) error {
 	if fc.Members < 1 || fc.Rank < 0 || fc.Rank >= fc.Members {
 		return fmt.Errorf("locker: federation rank %d of %d members out of range", fc.Rank, fc.Members)
@@ -115,18 +124,48 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 		return fmt.Errorf("locker: federation already enabled")
 	}
 	c.fed = &fedConfig{FederationConfig: fc, fence: fc.Fence.UnixNano()}
+	if err := c.checkShared(c.keys); err != nil {
+		c.fed = nil
+		return err
+	}
+	for name, ks := range c.keys {
+		if c.static(ks.cfg) {
+			c.keys[name] = c.newKey(ks.cfg)
+		}
+	}
 	c.attachFederation(c.keys)
 	return nil
 }
 
-// attachFederation gives every key of m that has none a federation state.
-// It requires that c.mu is held, or that m is not yet shared.
+// checkShared returns an error naming the keys of m that shared mode
+// cannot bound: all but those of one fixed window. It requires that c.mu
+// is held.
+func (c *Counter) checkShared(m map[string]*keyState) error {
+	if c.fed == nil || c.fed.Strict {
+		return nil
+	}
+	var bad []string
+	for name, ks := range m {
+		if !ks.cfg.plain() {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra or multi-limit keys %s: use strict mode or a fixed window", strings.Join(bad, ", "))
+}
+
+// attachFederation gives every key of m of one fixed window that has none
+// a federation state. It requires that c.mu is held, or that m is not yet
+// shared.
 func (c *Counter) attachFederation(m map[string]*keyState) {
 	if c.fed == nil {
 		return
 	}
 	for _, ks := range m {
-		if ks.fed == nil {
+		if ks.fed == nil && ks.cfg.plain() {
 			ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
 				current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow}
 		}
