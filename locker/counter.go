@@ -331,8 +331,14 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 	return d
 }
 
-// check returns the decision take would return, changing nothing.
+// check returns the decision take would return, changing nothing but, for
+// a federated key, the capacity its algorithm runs on, which take sets
+// again before deciding.
 func (ks *keyState) check(now time.Time, n int64) Decision {
+	if ks.fed != nil {
+		k, _ := ks.alg.PeekAt(now)
+		ks.alg.SetLimit(ks.fed.capacity(ks.cfg.Limit, k))
+	}
 	d := ks.alg.CheckAt(now, n)
 	for _, a := range ks.more {
 		d = tighter(d, a.CheckAt(now, n))
