@@ -309,3 +309,139 @@ func TestCheckMatchesTake(t *testing.T) {
 		})
 	}
 }
+
+// cloneAlg returns a deep copy of a, for the tests.
+func cloneAlg(a Algorithm) Algorithm {
+	switch a := a.(type) {
+	case *SlidingWindow:
+		return a.clone()
+	case *GCRA:
+		return a.clone()
+	case *FixedWindow:
+		return a.clone()
+	}
+	panic("unknown algorithm")
+}
+
+func cloneKey(ks *keyState) *keyState {
+	c := *ks
+	c.alg = cloneAlg(ks.alg)
+	c.more = nil
+	for _, a := range ks.more {
+		c.more = append(c.more, cloneAlg(a))
+	}
+	return &c
+}
+
+// capacityOf returns the most tokens part a may have in use: its limit,
+// or its burst for gcra.
+func capacityOf(a Algorithm) int64 {
+	switch a := a.(type) {
+	case *SlidingWindow:
+		return a.limit
+	case *GCRA:
+		return a.burst
+	case *FixedWindow:
+		return a.limit
+	}
+	panic("unknown algorithm")
+}
+
+// TestMultiLimitDefinition replays random sequences on keys of two to
+// four random limits and checks, at every request: all or none (on a go
+// every limit has n more tokens in use, on a sorry none has changed); a
+// go's Remaining is the least any limit has left; RetryAfter is exact,
+// with every limit granting then; and, at the end, that no interval of a
+// sliding limit's window holds more than its limit.
+func TestMultiLimitDefinition(t *testing.T) {
+	algs := []AlgorithmName{AlgFixed, AlgSliding, AlgGCRA}
+	for seed := int64(1); seed <= 40; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		k := KeyConfig{Name: "m"}
+		parts := 2 + r.Intn(3)
+		minW := int64(MaxWindow)
+		for i := 0; i < parts; i++ {
+			p := Part{Limit: 1 + r.Int63n(10), Window: time.Duration(1+r.Int63n(1000)) * time.Millisecond, Algorithm: algs[r.Intn(3)]}
+			if p.Algorithm == AlgGCRA && r.Intn(2) == 0 {
+				p.Burst = 1 + r.Int63n(p.Limit)
+			}
+			minW = min(minW, int64(p.Window))
+			if i == 0 {
+				k.Limit, k.Window, k.Algorithm, k.Burst = p.Limit, p.Window, p.Algorithm, p.Burst
+			} else {
+				k.More[i-1] = p
+			}
+		}
+		t.Run(fmt.Sprintf("seed%d-%s", seed, k), func(t *testing.T) {
+			if err := k.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			ks := (&Counter{}).newKey(k)
+			grants := make([][]int64, parts) // per sliding part
+			last := int64(-1 << 63)
+			for i, a := range arrivals(r, 300, ks.maxN, minW) {
+				now := max(a.at, last)
+				last = now
+				at := time.Unix(0, now)
+				before := cloneKey(ks)
+				got := ks.take(time.Unix(0, a.at), a.n)
+				least := int64(1 << 62)
+				for j, p := range ks.algs() {
+					_, u0 := before.algs()[j].PeekAt(at)
+					_, u1 := p.PeekAt(at)
+					want := u0
+					if got.OK {
+						want = u0 + a.n
+						if s, ok := p.(*SlidingWindow); ok {
+							for x := int64(0); x < a.n; x++ {
+								grants[j] = append(grants[j], now)
+							}
+							_ = s
+						}
+					}
+					if u1 != want {
+						t.Fatalf("request %d (N=%d, ok %v): limit %d has %d in use, was %d", i, a.n, got.OK, j, u1, u0)
+					}
+					least = min(least, capacityOf(p)-u1)
+				}
+				if got.OK && got.Remaining != least {
+					t.Fatalf("request %d: Remaining %d, want the least left, %d", i, got.Remaining, least)
+				}
+				if !got.OK {
+					if got.RetryAfter <= 0 {
+						t.Fatalf("request %d: sorry with RetryAfter %v", i, got.RetryAfter)
+					}
+					early, onTime := cloneKey(before), cloneKey(before)
+					if d := early.take(at.Add(got.RetryAfter-1), a.n); d.OK {
+						for _, p := range cloneKey(before).algs() {
+							t.Logf("%+v now / %+v early", p.CheckAt(at, a.n), p.CheckAt(at.Add(got.RetryAfter-1), a.n))
+						}
+						t.Logf("reading %d now %d got %+v", a.at, now, got)
+						t.Fatalf("request %d: granted 1ns before RetryAfter %v", i, got.RetryAfter)
+					}
+					if d := onTime.take(at.Add(got.RetryAfter), a.n); !d.OK {
+						t.Fatalf("request %d: refused after RetryAfter %v: %+v", i, got.RetryAfter, d)
+					}
+				}
+			}
+			for j, p := range ks.algs() {
+				s, ok := p.(*SlidingWindow)
+				if !ok {
+					continue
+				}
+				g := grants[j]
+				for x := range g {
+					in := 0
+					for _, y := range g[x:] {
+						if y < g[x]+s.window {
+							in++
+						}
+					}
+					if int64(in) > s.limit {
+						t.Fatalf("limit %d: %d grants within %v, limit %d", j, in, time.Duration(s.window), s.limit)
+					}
+				}
+			}
+		})
+	}
+}

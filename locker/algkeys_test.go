@@ -164,3 +164,38 @@ func TestReconfigureAlgorithms(t *testing.T) {
 		})
 	}
 }
+
+// TestMultiLimitAllOrNone takes from a key of two limits at fixed
+// instants: a request that one limit refuses takes nothing from the
+// other; a sorry's RetryAfter is the time until both could grant; a go
+// reports the limit with the fewest tokens left.
+func TestMultiLimitAllOrNone(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	ms := time.Millisecond
+	const k = 1_800_000_000
+	c := mustCounter(t, mustSpec(t, "m=3/1s+2/100ms/sliding"))
+	steps := []struct {
+		off  time.Duration
+		n    int64
+		want locker.Decision
+	}{
+		// both grant; the 100ms limit has fewer left
+		{0, 2, locker.Decision{OK: true, Remaining: 0, Reset: 100 * ms, Window: 10 * k}},
+		// the 100ms limit refuses: the 1s one keeps its 1 token
+		{10 * ms, 1, locker.Decision{Reset: 90 * ms, RetryAfter: 90 * ms, Window: 10 * k}},
+		{20 * ms, 1, locker.Decision{Reset: 80 * ms, RetryAfter: 80 * ms, Window: 10 * k}},
+		{100 * ms, 1, locker.Decision{OK: true, Remaining: 0, Reset: 900 * ms, Window: k}},
+		// now the 1s limit refuses until its window ends; the 100ms one
+		// could grant from 200ms: RetryAfter is the later
+		{150 * ms, 1, locker.Decision{Reset: 850 * ms, RetryAfter: 850 * ms, Window: k}},
+		{1000*ms - 1, 1, locker.Decision{Reset: 1, RetryAfter: 1, Window: k}},
+		// both grant again, and the refusals took nothing from either
+		{1000 * ms, 2, locker.Decision{OK: true, Remaining: 0, Reset: 100 * ms, Window: 10*k + 10}},
+	}
+	for i, s := range steps {
+		got, err := c.TakeAt(base.Add(s.off), "m", s.n)
+		if err != nil || got != s.want {
+			t.Fatalf("step %d: TakeAt(+%v, %d)=%+v, %v, want %+v", i, s.off, s.n, got, err, s.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package locker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -306,6 +307,9 @@ type keyState struct {
 	more []Algorithm
 	// maxN is the most tokens one request may ask.
 	maxN int64
+	// last is, for a key of several limits, the latest instant in Unix ns
+	// a take was made at.
+	last int64
 	// fed is the federation state of a single fixed-window limit
 	// (federation.go); nil, and free, when the counter is not federated
 	// or the key runs on a static share.
@@ -321,6 +325,14 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 	if ks.more == nil {
 		return ks.alg.TakeAt(now, n)
 	}
+	// Every limit decides at one instant, the latest a take of the key
+	// was made at if now is older, refused or not: a refusal's RetryAfter
+	// counts from it.
+	if t := now.UnixNano(); t > ks.last {
+		ks.last = t
+	} else {
+		now = time.Unix(0, ks.last)
+	}
 	if d := ks.check(now, n); !d.OK {
 		return d
 	}
@@ -335,6 +347,9 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 // a federated key, the capacity its algorithm runs on, which take sets
 // again before deciding.
 func (ks *keyState) check(now time.Time, n int64) Decision {
+	if ks.more != nil && now.UnixNano() < ks.last {
+		now = time.Unix(0, ks.last)
+	}
 	if ks.fed != nil {
 		k, _ := ks.alg.PeekAt(now)
 		ks.alg.SetLimit(ks.fed.capacity(ks.cfg.Limit, k))
@@ -427,7 +442,7 @@ func (c *Counter) newKey(k KeyConfig) *keyState {
 		}
 		algs[i] = a
 	}
-	ks := &keyState{cfg: k, alg: algs[0], maxN: k.maxN()}
+	ks := &keyState{cfg: k, alg: algs[0], maxN: k.maxN(), last: math.MinInt64}
 	if len(algs) > 1 {
 		ks.more = algs[1:]
 	}
