@@ -493,8 +493,7 @@ func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, e
 func (c *Counter) TakeAt(now time.Time, key string, n int64) (Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, d, err := c.decide(c.keys[key], now, n, true)
-	return d, err
+	return c.decide(c.keys[key], now, n, true)
 }
 
 // CheckAt returns the decision TakeAt(now, key, n) would return, without
@@ -503,7 +502,7 @@ func (c *Counter) CheckAt(now time.Time, key string, n int64) (Decision, error) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ks := c.keys[key]
-	if _, _, err := c.decide(ks, now, n, false); err != nil {
+	if _, err := c.decide(ks, now, n, false); err != nil {
 		return Decision{}, err
 	}
 	return ks.check(now, n), nil
@@ -533,29 +532,35 @@ func (c *Counter) Key(key string) (KeyConfig, bool) {
 
 // takeBytes is TakeAt for a key in bytes, that only looks the key up and
 // checks n unless take is set, under one lock: the server's path for each
-// request. The map lookup with string(key) does not allocate.
-func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (KeyConfig, Decision, error) {
+// request. The map lookup with string(key) does not allocate. The
+// configuration it returns (nil for an unknown key) is never changed: a
+// reload replaces it.
+func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (*KeyConfig, Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.decide(c.keys[string(key)], now, n, take)
+	ks := c.keys[string(key)]
+	d, err := c.decide(ks, now, n, take)
+	if ks == nil {
+		return nil, d, err
+	}
+	return &ks.cfg, d, err
 }
 
 // decide checks a request for n tokens of ks (nil for an unknown key) and,
-// if take is set, takes them. It returns ErrUnknownKey, or the key's
-// configuration with ErrBadCount for n outside 1..maxN. It requires that
-// c.mu is held.
-func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (KeyConfig, Decision, error) {
+// if take is set, takes them. It returns ErrUnknownKey, or ErrBadCount
+// for n outside 1..maxN. It requires that c.mu is held.
+func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decision, error) {
 	if ks == nil {
-		return KeyConfig{}, Decision{}, ErrUnknownKey
+		return Decision{}, ErrUnknownKey
 	}
 	if n < 1 || n > ks.maxN {
-		return ks.cfg, Decision{}, ErrBadCount
+		return Decision{}, ErrBadCount
 	}
 	if !take {
-		return ks.cfg, Decision{}, nil
+		return Decision{}, nil
 	}
 	c.last = max(c.last, now.UnixNano())
-	return ks.cfg, ks.take(now, n), nil
+	return ks.take(now, n), nil
 }
 
 // KeyUsage is how much of one key's current window is used: its
