@@ -376,7 +376,7 @@ func TestMultiLimitDefinition(t *testing.T) {
 			if err := k.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			ks := (&Counter{}).newKey(k)
+			ks := (&Counter{}).newKey(&k)
 			grants := make([][]int64, parts) // per sliding part
 			last := int64(-1 << 63)
 			for i, a := range arrivals(r, 300, ks.maxN, minW) {

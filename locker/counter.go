@@ -191,7 +191,7 @@ func (k KeyConfig) Validate() error {
 // validate is Validate without the package prefix, for errors that nest
 // it.
 func (k KeyConfig) validate() error {
-	if err := validKeyName(k.Name); err != nil {
+	if err := k.validName(); err != nil {
 		return err
 	}
 	if err := k.first().validate(k.Name); err != nil {
@@ -296,11 +296,25 @@ type Counter struct {
 	// last is the latest instant, in Unix ns, a take was made at: a limit
 	// whose algorithm changes on a reload starts full at it.
 	last int64
+	// tmpls are the key templates, longest prefix first; live holds the
+	// keys made from them (template.go).
+	tmpls []*keyTemplate
+	live  map[string]*keyState
+	// liveHigh is the most live keys since live was last rebuilt;
+	// maxKeys caps len(live).
+	liveHigh, maxKeys int
+	// dropFloor is the latest instant, in Unix ns, at which an idle key
+	// made on demand was dropped: no take of a key made on demand is made
+	// at an older instant, at which the dropped key may still have had
+	// tokens in use.
+	dropFloor int64
 }
 
-// keyState is one configured key. It is guarded by the Counter's mutex.
+// keyState is one configured key, or one key made from a template. It is
+// guarded by the Counter's mutex.
 type keyState struct {
-	cfg KeyConfig
+	// cfg is the key's configuration, or its template's; never changed.
+	cfg *KeyConfig
 	// alg counts the first limit; more, nil for a single limit, the
 	// others.
 	alg  Algorithm
@@ -314,6 +328,9 @@ type keyState struct {
 	// (federation.go); nil, and free, when the counter is not federated
 	// or the key runs on a static share.
 	fed *fedKey
+	// tmpl is the template the key was made from, nil for a configured
+	// key.
+	tmpl *keyTemplate
 }
 
 // take takes n tokens of the key at now, from every limit or from none;
@@ -400,10 +417,10 @@ func (ks *keyState) algs() []Algorithm {
 	return append([]Algorithm{ks.alg}, ks.more...)
 }
 
-// static reports whether a key of configuration k runs on a static share
-// of its limits in c's federation.
-func (c *Counter) static(k KeyConfig) bool {
-	return c.fed != nil && c.fed.Strict && !k.plain()
+// static reports whether a key of configuration k (or made from template
+// k) runs on a static share of its limits in c's federation.
+func (c *Counter) static(k *KeyConfig) bool {
+	return c.fed != nil && c.fed.Strict && (!k.plain() || k.IsTemplate())
 }
 
 // share returns the part of limit this member runs a static key on: all
@@ -415,75 +432,93 @@ func (c *Counter) share(limit int64, static bool) int64 {
 	return Share(limit, c.fed.Members, c.fed.Rank)
 }
 
-// newKey returns the state of a new key of configuration k. A key that
-// runs on a static share in a federation starts full at the fence: an
-// earlier run of this member may have granted its share just before.
-func (c *Counter) newKey(k KeyConfig) *keyState {
+// newKey returns the state of a new key of configuration k (or made from
+// template k). A key that runs on a static share in a federation starts
+// full at the fence: an earlier run of this member may have granted its
+// share just before.
+func (c *Counter) newKey(k *KeyConfig) *keyState {
+	ks := &keyState{cfg: k, maxN: k.maxN(), last: math.MinInt64}
 	static := c.static(k)
-	parts := k.Parts()
-	algs := make([]Algorithm, len(parts))
-	for i, p := range parts {
-		limit := c.share(p.Limit, static)
-		var a Algorithm
-		switch p.alg() {
-		case AlgSliding:
-			a = NewSlidingWindow(limit, p.Window)
-		case AlgGCRA:
-			g := NewGCRA(limit, p.Window, c.share(p.Burst, static))
-			if p.Burst != 0 && g.follow { // a share of 0 of a set burst
-				g.burst, g.follow = 0, false
-			}
-			a = g
-		default:
-			a = NewFixedWindow(limit, p.Window)
+	ks.alg = c.newPart(k.first(), static)
+	if k.More[0] != (Part{}) {
+		for _, p := range k.Parts()[1:] {
+			ks.more = append(ks.more, c.newPart(p, static))
 		}
-		if static && !c.fed.Fence.IsZero() {
-			a.FillAt(c.fed.Fence)
-		}
-		algs[i] = a
-	}
-	ks := &keyState{cfg: k, alg: algs[0], maxN: k.maxN(), last: math.MinInt64}
-	if len(algs) > 1 {
-		ks.more = algs[1:]
 	}
 	return ks
 }
 
+// newPart returns the algorithm of one limit p of a new key.
+func (c *Counter) newPart(p Part, static bool) Algorithm {
+	limit := c.share(p.Limit, static)
+	var a Algorithm
+	switch p.alg() {
+	case AlgSliding:
+		a = NewSlidingWindow(limit, p.Window)
+	case AlgGCRA:
+		g := NewGCRA(limit, p.Window, c.share(p.Burst, static))
+		if p.Burst != 0 && g.follow { // a share of 0 of a set burst
+			g.burst, g.follow = 0, false
+		}
+		a = g
+	default:
+		a = NewFixedWindow(limit, p.Window)
+	}
+	if static && !c.fed.Fence.IsZero() {
+		a.FillAt(c.fed.Fence)
+	}
+	return a
+}
+
 // NewCounter returns a Counter for keys. The key DefaultKey is added with
 // DefaultLimit and DefaultWindow when keys do not name it. It returns an
-// error for an invalid or duplicate key.
+// error for an invalid or duplicate key. Keys whose name ends in * are
+// templates (see KeyConfig.IsTemplate); at most DefaultMaxKeys keys are
+// made from them at once, unless SetMaxKeys says otherwise.
 func NewCounter(keys []KeyConfig) (*Counter, error) {
-	c := &Counter{}
-	m, names, err := c.buildKeys(keys)
+	c := &Counter{maxKeys: DefaultMaxKeys, live: make(map[string]*keyState)}
+	m, names, tmpls, err := c.buildKeys(keys)
 	if err != nil {
 		return nil, err
 	}
-	c.keys, c.names = m, names
+	c.keys, c.names, c.tmpls = m, names, tmpls
 	return c, nil
 }
 
-// buildKeys returns the states of keys, new, for c's federation. It
-// requires that c.mu is held, or that c is not yet shared.
-func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, error) {
+// buildKeys returns the states of keys, new, for c's federation, their
+// sorted names (templates included) and the templates, longest prefix
+// first. It requires that c.mu is held, or that c is not yet shared.
+func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, []*keyTemplate, error) {
 	m := make(map[string]*keyState, len(keys)+1)
+	var tmpls []*keyTemplate
+	seen := make(map[string]bool, len(keys)+1)
 	for _, k := range keys {
 		if err := k.Validate(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		if _, dup := m[k.Name]; dup {
-			return nil, nil, fmt.Errorf("locker: key %q configured twice", k.Name)
+		if seen[k.Name] {
+			return nil, nil, nil, fmt.Errorf("locker: key %q configured twice", k.Name)
 		}
-		m[k.Name] = c.newKey(k)
+		seen[k.Name] = true
+		if k.IsTemplate() {
+			t := &keyTemplate{cfg: k, prefix: k.Name[:len(k.Name)-1]}
+			t.full.cfg = &t.cfg
+			tmpls = append(tmpls, t)
+			continue
+		}
+		m[k.Name] = c.newKey(&k)
 	}
-	if _, ok := m[DefaultKey]; !ok {
-		m[DefaultKey] = c.newKey(KeyConfig{Name: DefaultKey, Limit: DefaultLimit, Window: DefaultWindow})
+	if !seen[DefaultKey] {
+		seen[DefaultKey] = true
+		m[DefaultKey] = c.newKey(&KeyConfig{Name: DefaultKey, Limit: DefaultLimit, Window: DefaultWindow})
 	}
-	names := make([]string, 0, len(m))
-	for n := range m {
+	names := make([]string, 0, len(seen))
+	for n := range seen {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return m, names, nil
+	sort.SliceStable(tmpls, func(i, j int) bool { return len(tmpls[i].prefix) > len(tmpls[j].prefix) })
+	return m, names, tmpls, nil
 }
 
 // TakeAt takes n tokens of key at time now. It returns ErrUnknownKey for a
@@ -493,7 +528,11 @@ func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, e
 func (c *Counter) TakeAt(now time.Time, key string, n int64) (Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.decide(c.keys[key], now, n, true)
+	ks, err := c.lookup(key)
+	if err != nil {
+		return Decision{}, err
+	}
+	return c.decide(ks, now, n, true)
 }
 
 // CheckAt returns the decision TakeAt(now, key, n) would return, without
@@ -501,7 +540,12 @@ func (c *Counter) TakeAt(now time.Time, key string, n int64) (Decision, error) {
 func (c *Counter) CheckAt(now time.Time, key string, n int64) (Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ks := c.keys[key]
+	ks := c.find(key)
+	if ks == nil {
+		if t := c.match(key); t != nil && validKeyName(key) == nil {
+			ks = c.newKey(&t.cfg) // as it would be made, not kept
+		}
+	}
 	if _, err := c.decide(ks, now, n, false); err != nil {
 		return Decision{}, err
 	}
@@ -519,15 +563,19 @@ func (c *Counter) retryAt(now time.Time, key string, n int64) (time.Duration, bo
 	return d.RetryAfter, true
 }
 
-// Key returns the configuration of key and whether it exists.
+// Key returns the configuration of key (for a key a template matches, the
+// template's) and whether it exists.
 func (c *Counter) Key(key string) (KeyConfig, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ks := c.keys[key]
+	ks := c.find(key)
 	if ks == nil {
+		if t := c.match(key); t != nil && validKeyName(key) == nil {
+			return t.cfg, true
+		}
 		return KeyConfig{}, false
 	}
-	return ks.cfg, true
+	return *ks.cfg, true
 }
 
 // takeBytes is TakeAt for a key in bytes, that only looks the key up and
@@ -539,11 +587,14 @@ func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (*Key
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ks := c.keys[string(key)]
-	d, err := c.decide(ks, now, n, take)
 	if ks == nil {
-		return nil, d, err
+		var err error
+		if ks, err = c.lookupBytes(key); err != nil {
+			return ks.cfgOrNil(), Decision{}, err
+		}
 	}
-	return &ks.cfg, d, err
+	d, err := c.decide(ks, now, n, take)
+	return ks.cfgOrNil(), d, err
 }
 
 // decide checks a request for n tokens of ks (nil for an unknown key) and,
@@ -560,6 +611,9 @@ func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decis
 		return Decision{}, nil
 	}
 	c.last = max(c.last, now.UnixNano())
+	if ks.tmpl != nil && now.UnixNano() < c.dropFloor {
+		now = time.Unix(0, c.dropFloor)
+	}
 	return ks.take(now, n), nil
 }
 
@@ -575,7 +629,8 @@ type KeyUsage struct {
 	Granted int64
 }
 
-// SnapshotAt returns every key's state at now, sorted by name. It moves no
+// SnapshotAt returns every configured key's state at now, sorted by name
+// (templates and the keys made from them are not included). It moves no
 // key's window: an instant before a key's current window reports that
 // window (see Algorithm).
 func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
@@ -584,19 +639,30 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 	out := make([]KeyUsage, 0, len(c.names))
 	for _, n := range c.names {
 		ks := c.keys[n]
+		if ks == nil { // a template
+			continue
+		}
 		k, g := ks.peek(now)
-		out = append(out, KeyUsage{KeyConfig: ks.cfg, WindowIndex: k, Granted: g})
+		out = append(out, KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g})
 	}
 	return out
 }
 
-// Keys returns the configured keys, sorted by name.
+// Keys returns the configured keys and templates, sorted by name.
 func (c *Counter) Keys() []KeyConfig {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]KeyConfig, 0, len(c.names))
 	for _, n := range c.names {
-		out = append(out, c.keys[n].cfg)
+		if ks := c.keys[n]; ks != nil {
+			out = append(out, *ks.cfg)
+			continue
+		}
+		for _, t := range c.tmpls {
+			if t.cfg.Name == n {
+				out = append(out, t.cfg)
+			}
+		}
 	}
 	return out
 }
@@ -614,11 +680,11 @@ func (c *Counter) Keys() []KeyConfig {
 func (c *Counter) Reconfigure(keys []KeyConfig) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m, names, err := c.buildKeys(keys)
+	m, names, tmpls, err := c.buildKeys(keys)
 	if err != nil {
 		return err
 	}
-	if err := c.checkShared(m); err != nil {
+	if err := c.checkShared(m, tmpls); err != nil {
 		return err
 	}
 	for name, ks := range m {
@@ -627,14 +693,15 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 		}
 	}
 	c.attachFederation(m)
-	c.keys, c.names = m, names
+	c.keys, c.names, c.tmpls = m, names, tmpls
+	c.remake()
 	return nil
 }
 
 // carry moves the state of the key old to ks, its new configuration. It
 // requires that c.mu is held.
 func (c *Counter) carry(old, ks *keyState) {
-	if old.cfg.plain() && ks.cfg.plain() {
+	if old.cfg.plain() && ks.cfg.plain() && !c.static(old.cfg) && !c.static(ks.cfg) {
 		if old.cfg.Window == ks.cfg.Window {
 			old.alg.SetLimit(ks.cfg.Limit)
 			ks.alg, ks.fed = old.alg, old.fed
@@ -646,6 +713,9 @@ func (c *Counter) carry(old, ks *keyState) {
 	}
 	static := c.static(ks.cfg)
 	sameShare := static == c.static(old.cfg)
+	if old.cfg.IsTemplate() != ks.cfg.IsTemplate() && c.fed != nil {
+		sameShare = false
+	}
 	oldParts, oldAlgs := old.cfg.Parts(), old.algs()
 	algs := ks.algs()
 	for i, p := range ks.cfg.Parts() {

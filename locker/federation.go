@@ -108,12 +108,13 @@ const maxAhead = 2
 // It may be called once, before c takes anything: tokens granted before it
 // are not reported to the other members.
 //
-// Only a key of one fixed window trades tokens with other members. In
-// strict mode every other key (sliding, gcra, multi-limit) runs each of
-// its limits on this member's static share of it (see Share), starting
-// full at Fence, so the members together never grant more than one
-// counter would, whatever is lost or delayed. Shared mode cannot bound
-// such keys: EnableFederation returns an error naming them.
+// Only a configured key of one fixed window trades tokens with other
+// members. In strict mode every other key (sliding, gcra, multi-limit,
+// made from a template) runs each of its limits on this member's static
+// share of it (see Share), starting full at Fence, so the members together
+// never grant more than one counter would, whatever is lost or delayed.
+// Shared mode cannot bound such keys: EnableFederation returns an error
+// naming them.
 func (c *Counter) EnableFederation(fc FederationConfig) error {
 	if fc.Members < 1 || fc.Rank < 0 || fc.Rank >= fc.Members {
 		return fmt.Errorf("locker: federation rank %d of %d members out of range", fc.Rank, fc.Members)
@@ -124,7 +125,7 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 		return fmt.Errorf("locker: federation already enabled")
 	}
 	c.fed = &fedConfig{FederationConfig: fc, fence: fc.Fence.UnixNano()}
-	if err := c.checkShared(c.keys); err != nil {
+	if err := c.checkShared(c.keys, c.tmpls); err != nil {
 		c.fed = nil
 		return err
 	}
@@ -133,14 +134,18 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 			c.keys[name] = c.newKey(ks.cfg)
 		}
 	}
+	for name, ks := range c.live {
+		c.live[name] = c.newKey(ks.cfg)
+		c.live[name].tmpl = ks.tmpl
+	}
 	c.attachFederation(c.keys)
 	return nil
 }
 
-// checkShared returns an error naming the keys of m that shared mode
-// cannot bound: all but those of one fixed window. It requires that c.mu
-// is held.
-func (c *Counter) checkShared(m map[string]*keyState) error {
+// checkShared returns an error naming the keys of m and the templates
+// that shared mode cannot bound: all but keys of one fixed window. It
+// requires that c.mu is held.
+func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) error {
 	if c.fed == nil || c.fed.Strict {
 		return nil
 	}
@@ -150,11 +155,14 @@ func (c *Counter) checkShared(m map[string]*keyState) error {
 			bad = append(bad, name)
 		}
 	}
+	for _, t := range tmpls {
+		bad = append(bad, t.cfg.Name)
+	}
 	if len(bad) == 0 {
 		return nil
 	}
 	sort.Strings(bad)
-	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra or multi-limit keys %s: use strict mode or a fixed window", strings.Join(bad, ", "))
+	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra, multi-limit or template keys %s: use strict mode or fixed keys", strings.Join(bad, ", "))
 }
 
 // attachFederation gives every key of m of one fixed window that has none
@@ -343,7 +351,7 @@ func (c *Counter) LocalAt(now time.Time) []LocalCount {
 		if fk == nil {
 			continue
 		}
-		lc := LocalCount{KeyConfig: ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
+		lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
 		lc.Granted, lc.Asked = fk.countsOf(k)
 		lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
 		out = append(out, lc)

@@ -22,10 +22,10 @@ func ParseKeySpec(spec string) (KeyConfig, error) {
 	if !ok {
 		return KeyConfig{}, fmt.Errorf("locker: key spec %q: want NAME=LIMIT/WINDOW, e.g. api=5/800ms", spec)
 	}
-	if err := validKeyName(name); err != nil {
+	k := KeyConfig{Name: name}
+	if err := k.validName(); err != nil {
 		return KeyConfig{}, fmt.Errorf("locker: key spec %q: %w", spec, err)
 	}
-	k := KeyConfig{Name: name}
 	for i := 0; ; i++ {
 		text, more, _ := strings.Cut(rest, "+")
 		if i == MaxParts {

@@ -59,6 +59,14 @@ func TestParseKeySpec(t *testing.T) {
 		{spec: "api=5/1s+0/1h", wantErr: "limit \"0\""},
 		{spec: "api=5/1s+5/25h", wantErr: "out of range"},
 		{spec: "api=1/1s+1/1s+1/1s+1/1s+1/1s", wantErr: "more than 4 limits"},
+		{spec: "tenant:*=100/1m", want: locker.KeyConfig{Name: "tenant:*", Limit: 100, Window: time.Minute}},
+		{spec: "*=1/1s/gcra:1", want: locker.KeyConfig{Name: "*", Limit: 1, Window: time.Second, Algorithm: locker.AlgGCRA, Burst: 1}},
+		{spec: "u.*=10/1s+100/1h/sliding", want: locker.KeyConfig{Name: "u.*", Limit: 10, Window: time.Second,
+			More: [3]locker.Part{{Limit: 100, Window: time.Hour, Algorithm: locker.AlgSliding}}}},
+		{spec: "a*b=1/1s", wantErr: `character '*' not allowed`},
+		{spec: "a**=1/1s", wantErr: `character '*' not allowed before the final *`},
+		{spec: "a b*=1/1s", wantErr: `character ' ' not allowed before the final *`},
+		{spec: strings.Repeat("k", 128) + "*=1/1s", wantErr: "key template longer than 128"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec, func(t *testing.T) {
@@ -81,7 +89,7 @@ func TestParseKeySpec(t *testing.T) {
 
 func FuzzParseKeySpec(f *testing.F) {
 	for _, s := range []string{"api=5/800ms", "github=5000/1h", "x=1/1ms", "a=0/1s", "a=5", "=", "a=1/1h30m",
-		"a=5/1s/sliding", "a=10/1s/gcra:1", "a=10/1s+5000/1h/gcra", "a=1/1s/fixed+2/2s/sliding+3/3s/gcra:3+4/4s", "a=1/1s+", "a=5/1s/gcra:"} {
+		"a=5/1s/sliding", "a=10/1s/gcra:1", "a=10/1s+5000/1h/gcra", "a=1/1s/fixed+2/2s/sliding+3/3s/gcra:3+4/4s", "a=1/1s+", "a=5/1s/gcra:", "t:*=100/1m", "*=1/1s", "a*b=1/1s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
