@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,11 +13,32 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// stepClock is a clock a test sets by hand.
-type stepClock struct{ ns atomic.Int64 }
+// stepClock is a clock a test sets by hand. It counts the readings made
+// since it was last set.
+type stepClock struct {
+	mu    sync.Mutex
+	ns    int64
+	reads int
+}
 
-func (c *stepClock) Now() time.Time  { return time.Unix(0, c.ns.Load()) }
-func (c *stepClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	return time.Unix(0, c.ns)
+}
+
+func (c *stepClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ns, c.reads = t.UnixNano(), 0
+}
+
+func (c *stepClock) readsSinceSet() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
 
 // reqSocket is a DEALER socket sending requests tagged with an id, used
 // by one goroutine.
@@ -59,22 +80,29 @@ func (r *reqSocket) recv() (uint64, string) {
 	return binary.BigEndian.Uint64(msg[0]), string(msg[2])
 }
 
-// settle returns the replies that come before the answer to a ping sent
-// now. The server serves held waits at its current time before it reads
-// a request, and its replies on one socket keep their order: after the
-// pong, every wait that could be answered at the time set before the ping
-// has been answered.
-func (r *reqSocket) settle() []string {
+// settle returns the replies the server sends once it has served its
+// held waits at the time the clock was last set to. The server reads the
+// clock only to serve waits (no take is sent meanwhile), one pass at a
+// time: once it has read the clock twice since it was set, a whole pass at
+// that time is over and its replies are sent. Pings wake the server's loop
+// until then; the replies on one socket keep their order, so those of the
+// pass come before the answer to a ping sent after it.
+func (r *reqSocket) settle(clock *stepClock) []string {
 	r.tb.Helper()
-	const pingID = 1 << 60
-	r.send(pingID, "ping")
 	var got []string
-	for {
-		id, body := r.recv()
-		if id == pingID {
+	for id := uint64(1 << 60); ; id++ {
+		done := clock.readsSinceSet() >= 2
+		r.send(id, "ping")
+		for {
+			rid, body := r.recv()
+			if rid == id {
+				break
+			}
+			got = append(got, fmt.Sprintf("%d:%s", rid, body))
+		}
+		if done {
 			return got
 		}
-		got = append(got, fmt.Sprintf("%d:%s", id, body))
 	}
 }
 
@@ -143,13 +171,13 @@ func TestWaitOnSlidingAndGCRA(t *testing.T) {
 			for i, n := range tc.waits {
 				s.send(uint64(i+1), fmt.Sprintf("wait k %d 600000", n))
 			}
-			if got := s.settle(); len(got) != 0 {
+			if got := s.settle(clock); len(got) != 0 {
 				t.Fatalf("answered before the clock moved: %q", got)
 			}
 			held := int64(len(tc.waits))
 			for _, st := range tc.steps {
 				clock.Set(base.Add(st.at))
-				got := strings.Join(s.settle(), " | ")
+				got := strings.Join(s.settle(clock), " | ")
 				if got != st.want {
 					t.Fatalf("clock at %v: replies %q, want %q", st.at, got, st.want)
 				}
