@@ -86,25 +86,26 @@ func (c *Counter) find(key string) *keyState {
 	return c.live[key]
 }
 
-// lookup returns the state of key, making it from a template if it is
-// neither configured nor live. It requires that c.mu is held.
-func (c *Counter) lookup(key string) (*keyState, error) {
+// lookup returns the state of key, making it from a template for a
+// request of n tokens if it is neither configured nor live. It requires
+// that c.mu is held.
+func (c *Counter) lookup(key string, n int64) (*keyState, error) {
 	if ks := c.find(key); ks != nil {
 		return ks, nil
 	}
-	return c.make(key)
+	return c.make(key, n)
 }
 
 // lookupBytes is lookup for a key in bytes that is not configured: the
 // map lookup does not allocate, making a key does.
-func (c *Counter) lookupBytes(key []byte) (*keyState, error) {
+func (c *Counter) lookupBytes(key []byte, n int64) (*keyState, error) {
 	if ks := c.live[string(key)]; ks != nil {
 		return ks, nil
 	}
 	if len(c.tmpls) == 0 || !c.matchesBytes(key) {
 		return nil, ErrUnknownKey
 	}
-	return c.make(string(key))
+	return c.make(string(key), n)
 }
 
 // matchesBytes reports whether key is a valid key name that a template
@@ -126,14 +127,19 @@ func (c *Counter) matchesBytes(key []byte) bool {
 	return false
 }
 
-// make makes key from the longest template it matches. It returns
-// ErrUnknownKey for a key no template matches or that is not a valid key
-// name, and ErrTooManyKeys, with a state that only carries the template's
-// configuration, when c.maxKeys are live. It requires that c.mu is held.
-func (c *Counter) make(key string) (*keyState, error) {
+// make makes key from the longest template it matches, for a request of
+// n tokens. It returns ErrUnknownKey for a key no template matches or that
+// is not a valid key name; and, with a state that only carries the
+// template's configuration, ErrBadCount for an n the template refuses
+// (no key is made for it) and ErrTooManyKeys when c.maxKeys are live. It
+// requires that c.mu is held.
+func (c *Counter) make(key string, n int64) (*keyState, error) {
 	t := c.match(key)
 	if t == nil || validKeyName(key) != nil {
 		return nil, ErrUnknownKey
+	}
+	if n < 1 || n > t.full.maxN {
+		return &t.full, ErrBadCount
 	}
 	if len(c.live) >= c.maxKeys {
 		return &t.full, ErrTooManyKeys

@@ -189,6 +189,16 @@ func TestMaxKeys(t *testing.T) {
 	if d, err := c.TakeAt(now.Add(time.Second), "t:new", 1); err != nil || !d.OK {
 		t.Fatalf("after the sweep: %+v, %v", d, err)
 	}
+	// A count the template refuses makes no key.
+	for _, n := range []int64{0, 3, -1} {
+		cfg, _, err := c.takeBytes(now, []byte("t:bad"), n, true)
+		if !errors.Is(err, ErrBadCount) || cfg == nil || cfg.Limit != 2 {
+			t.Fatalf("N=%d: %v, %v, want ErrBadCount with the template", n, cfg, err)
+		}
+	}
+	if c.LiveKeys() != 1 {
+		t.Fatalf("%d live keys after refused counts, want 1", c.LiveKeys())
+	}
 }
 
 // TestTemplateReload changes, removes and adds templates and keys under
@@ -299,4 +309,49 @@ func TestTemplateTakeAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, func() { c.takeBytes(now, []byte("nope"), 1, true) }); a != 0 {
 		t.Errorf("takeBytes of an unknown key allocates %v times", a)
 	}
+}
+
+// FuzzTemplateLookup sends arbitrary key names and counts to a counter
+// with templates, through the server's path: it never panics, makes a key
+// only for a valid name a template matches and a count it accepts, never
+// goes past the cap, and answers go only within the limit.
+func FuzzTemplateLookup(f *testing.F) {
+	for _, s := range []string{"t:a", "t:", "t:*", "u.x.y", "conf", "t:\x00", "", "t:a b", "*"} {
+		f.Add([]byte(s), int64(1))
+	}
+	f.Add([]byte("t:a"), int64(0))
+	f.Add([]byte("u.1"), int64(3))
+	f.Fuzz(func(t *testing.T, key []byte, n int64) {
+		c := mustKeys(t, "t:*=2/1s", "u.*=3/1s/sliding+5/1m/gcra:2", "conf=1/1s")
+		c.SetMaxKeys(1)
+		now := time.Unix(1_800_000_000, 0)
+		gos := 0
+		for i := 0; i < 4; i++ {
+			cfg, d, err := c.takeBytes(now, key, n, true)
+			if err == nil && cfg == nil {
+				t.Fatalf("no configuration without an error")
+			}
+			if d.OK {
+				gos++
+			}
+		}
+		made := c.LiveKeys()
+		if made > 1 {
+			t.Fatalf("%d live keys past a cap of 1", made)
+		}
+		if made == 1 && (ValidKeyName(string(key)) != nil || c.match(string(key)) == nil || c.keys[string(key)] != nil) {
+			t.Fatalf("made a key for %q", key)
+		}
+		if limit := map[string]int{"t:": 2, "u.": 2, "conf": 1}; gos > 0 {
+			max := 0
+			for p, l := range limit {
+				if len(key) >= len(p) && string(key[:len(p)]) == p {
+					max = l
+				}
+			}
+			if int64(gos)*n > int64(max) {
+				t.Fatalf("%d go of %d tokens for %q", gos, n, key)
+			}
+		}
+	})
 }
