@@ -193,3 +193,47 @@ func TestWaitOnSlidingAndGCRA(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryMSOnTheWire takes from sliding, gcra and multi-limit keys
+// through a server on an injected clock until sorry, then resends the
+// request RETRY_MS later (the reply rounds up to whole milliseconds):
+// it is granted, every time.
+func TestRetryMSOnTheWire(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0).Add(123456789) // not on a millisecond
+	for _, spec := range []string{"k=3/1s/sliding", "k=3/1s/gcra", "k=3/1s/gcra:1", "k=7/700ms/gcra:2+3/1s/sliding", "k=2/250ms+3/1s/sliding"} {
+		t.Run(spec, func(t *testing.T) {
+			k, err := locker.ParseKeySpec(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock := &stepClock{}
+			clock.Set(base)
+			srv := lockertest.NewServer(t, locker.Config{Now: clock.Now, Keys: []locker.KeyConfig{k}})
+			s := dialDealer(t, srv.Endpoint)
+			now, sorries := base, 0
+			for i := uint64(0); sorries < 8 && i < 200; i++ {
+				s.send(i, "take k")
+				_, body := s.recv()
+				r, err := locker.ParseReply([]byte(body))
+				if err != nil || !r.Full {
+					t.Fatalf("reply %q: %v", body, err)
+				}
+				if r.Decision.OK {
+					now = now.Add(time.Duration(i%3) * 37 * time.Millisecond)
+					clock.Set(now)
+					continue
+				}
+				sorries++
+				now = now.Add(r.Decision.RetryAfter)
+				clock.Set(now)
+				s.send(1000+i, "take k")
+				if _, body := s.recv(); !strings.HasPrefix(body, "go ") {
+					t.Fatalf("resent %v after %q: %q", r.Decision.RetryAfter, "sorry", body)
+				}
+			}
+			if sorries < 8 {
+				t.Fatalf("only %d sorry replies: the test checks too little", sorries)
+			}
+		})
+	}
+}
