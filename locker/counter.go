@@ -528,7 +528,7 @@ func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, [
 func (c *Counter) TakeAt(now time.Time, key string, n int64) (Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ks, err := c.lookup(key, n)
+	ks, err := c.lookup(now, key, n)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -589,7 +589,7 @@ func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (*Key
 	ks := c.keys[string(key)]
 	if ks == nil {
 		var err error
-		if ks, err = c.lookupBytes(key, n); err != nil {
+		if ks, err = c.lookupBytes(now, key, n); err != nil {
 			return ks.cfgOrNil(), Decision{}, err
 		}
 	}

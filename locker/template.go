@@ -89,23 +89,23 @@ func (c *Counter) find(key string) *keyState {
 // lookup returns the state of key, making it from a template for a
 // request of n tokens if it is neither configured nor live. It requires
 // that c.mu is held.
-func (c *Counter) lookup(key string, n int64) (*keyState, error) {
+func (c *Counter) lookup(now time.Time, key string, n int64) (*keyState, error) {
 	if ks := c.find(key); ks != nil {
 		return ks, nil
 	}
-	return c.make(key, n)
+	return c.make(now, key, n)
 }
 
 // lookupBytes is lookup for a key in bytes that is not configured: the
 // map lookup does not allocate, making a key does.
-func (c *Counter) lookupBytes(key []byte, n int64) (*keyState, error) {
+func (c *Counter) lookupBytes(now time.Time, key []byte, n int64) (*keyState, error) {
 	if ks := c.live[string(key)]; ks != nil {
 		return ks, nil
 	}
 	if len(c.tmpls) == 0 || !c.matchesBytes(key) {
 		return nil, ErrUnknownKey
 	}
-	return c.make(string(key), n)
+	return c.make(now, string(key), n)
 }
 
 // matchesBytes reports whether key is a valid key name that a template
@@ -128,12 +128,16 @@ func (c *Counter) matchesBytes(key []byte) bool {
 }
 
 // make makes key from the longest template it matches, for a request of
-// n tokens. It returns ErrUnknownKey for a key no template matches or that
-// is not a valid key name; and, with a state that only carries the
-// template's configuration, ErrBadCount for an n the template refuses
-// (no key is made for it) and ErrTooManyKeys when c.maxKeys are live. It
-// requires that c.mu is held.
-func (c *Counter) make(key string, n int64) (*keyState, error) {
+// n tokens at now. It returns ErrUnknownKey for a key no template matches
+// or that is not a valid key name; and, with a state that only carries
+// the template's configuration, ErrBadCount for an n the template refuses
+// (no key is made for it) and ErrTooManyKeys when c.maxKeys are live and
+// none of those it looked at was idle. It requires that c.mu is held.
+//
+// Each key made first drops the idle keys among a few live ones (more
+// when the cap is reached), so that live keys stay near those in use
+// without a sweep: an idle key decides as a new one would (see SweepAt).
+func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	t := c.match(key)
 	if t == nil || validKeyName(key) != nil {
 		return nil, ErrUnknownKey
@@ -141,6 +145,11 @@ func (c *Counter) make(key string, n int64) (*keyState, error) {
 	if n < 1 || n > t.full.maxN {
 		return &t.full, ErrBadCount
 	}
+	probe := makeProbe
+	if len(c.live) >= c.maxKeys {
+		probe = fullProbe
+	}
+	c.dropIdle(now, probe)
 	if len(c.live) >= c.maxKeys {
 		return &t.full, ErrTooManyKeys
 	}
@@ -150,6 +159,34 @@ func (c *Counter) make(key string, n int64) (*keyState, error) {
 	t.live++
 	c.liveHigh = max(c.liveHigh, len(c.live))
 	return ks, nil
+}
+
+// How many live keys make looks at for idle ones: makeProbe each time,
+// fullProbe when the cap is reached.
+const (
+	makeProbe = 2
+	fullProbe = 64
+)
+
+// dropIdle looks at up to probe live keys, from where a map iteration
+// starts (at random), and drops those idle at now. It requires that c.mu
+// is held.
+func (c *Counter) dropIdle(now time.Time, probe int) {
+	dropped := false
+	for name, ks := range c.live {
+		if probe == 0 {
+			break
+		}
+		probe--
+		if ks.idleAt(now) {
+			delete(c.live, name)
+			ks.tmpl.live--
+			dropped = true
+		}
+	}
+	if dropped {
+		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
+	}
 }
 
 // cfgOrNil returns the key's configuration, or nil for no key.

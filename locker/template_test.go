@@ -355,3 +355,38 @@ func FuzzTemplateLookup(f *testing.F) {
 		}
 	})
 }
+
+// TestMakeDropsIdleKeys checks that making keys drops idle ones without a
+// sweep: a few each time, and enough at the cap that new keys can be
+// made while half the live ones are idle.
+func TestMakeDropsIdleKeys(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	fill := func(c *Counter, at time.Time, from, to int) (refused int) {
+		for i := from; i < to; i++ {
+			d, err := c.TakeAt(at, fmt.Sprintf("t:%d", i), 1)
+			if errors.Is(err, ErrTooManyKeys) {
+				refused++
+				continue
+			}
+			if err != nil || !d.OK {
+				t.Fatalf("key %d: %+v, %v", i, d, err)
+			}
+		}
+		return refused
+	}
+	c := mustKeys(t, "t:*=1/1s")
+	fill(c, now, 0, 1000)
+	fill(c, now.Add(time.Second), 1000, 2000)
+	if got := c.LiveKeys(); got > 1900 {
+		t.Fatalf("%d live keys after making 1000 while 1000 were idle: too few dropped", got)
+	}
+	c = mustKeys(t, "t:*=1/1s")
+	c.SetMaxKeys(1000)
+	fill(c, now, 0, 1000)
+	if refused := fill(c, now.Add(time.Second), 1000, 1500); refused != 0 {
+		t.Fatalf("%d refused at the cap while at least half the keys were idle", refused)
+	}
+	if got := c.LiveKeys(); got > 1000 {
+		t.Fatalf("%d live keys, cap 1000", got)
+	}
+}
