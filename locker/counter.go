@@ -287,7 +287,9 @@ var (
 // A Counter is safe for concurrent use by multiple goroutines. The zero
 // value is not usable; use NewCounter.
 type Counter struct {
-	mu   sync.Mutex
+	mu sync.Mutex
+	// keys holds the configured keys and the keys made on demand, so
+	// that both cost one lookup.
 	keys map[string]*keyState
 	// names is the sorted list of key names, for stable reports.
 	names []string
@@ -296,13 +298,11 @@ type Counter struct {
 	// last is the latest instant, in Unix ns, a take was made at: a limit
 	// whose algorithm changes on a reload starts full at it.
 	last int64
-	// tmpls are the key templates, longest prefix first; live holds the
-	// keys made from them (template.go).
+	// tmpls are the key templates, longest prefix first (template.go).
 	tmpls []*keyTemplate
-	live  map[string]*keyState
-	// liveHigh is the most live keys since live was last rebuilt;
-	// maxKeys caps len(live).
-	liveHigh, maxKeys int
+	// live is the number of keys made on demand in keys, liveHigh the
+	// most there were since keys was last rebuilt, maxKeys the cap.
+	live, liveHigh, maxKeys int
 	// dropFloor is the latest instant, in Unix ns, at which an idle key
 	// made on demand was dropped: no take of a key made on demand is made
 	// at an older instant, at which the dropped key may still have had
@@ -476,7 +476,7 @@ func (c *Counter) newPart(p Part, static bool) Algorithm {
 // templates (see KeyConfig.IsTemplate); at most DefaultMaxKeys keys are
 // made from them at once, unless SetMaxKeys says otherwise.
 func NewCounter(keys []KeyConfig) (*Counter, error) {
-	c := &Counter{maxKeys: DefaultMaxKeys, live: make(map[string]*keyState)}
+	c := &Counter{maxKeys: DefaultMaxKeys}
 	m, names, tmpls, err := c.buildKeys(keys)
 	if err != nil {
 		return nil, err
@@ -693,8 +693,9 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 		}
 	}
 	c.attachFederation(m)
+	old := c.keys
 	c.keys, c.names, c.tmpls = m, names, tmpls
-	c.remake()
+	c.remake(old)
 	return nil
 }
 

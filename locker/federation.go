@@ -131,12 +131,10 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 	}
 	for name, ks := range c.keys {
 		if c.static(ks.cfg) {
-			c.keys[name] = c.newKey(ks.cfg)
+			nks := c.newKey(ks.cfg)
+			nks.tmpl = ks.tmpl
+			c.keys[name] = nks
 		}
-	}
-	for name, ks := range c.live {
-		c.live[name] = c.newKey(ks.cfg)
-		c.live[name].tmpl = ks.tmpl
 	}
 	c.attachFederation(c.keys)
 	return nil
@@ -173,7 +171,7 @@ func (c *Counter) attachFederation(m map[string]*keyState) {
 		return
 	}
 	for _, ks := range m {
-		if ks.fed == nil && ks.cfg.plain() {
+		if ks.fed == nil && ks.tmpl == nil && ks.cfg.plain() {
 			ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
 				current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow}
 		}

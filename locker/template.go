@@ -79,12 +79,7 @@ func (c *Counter) match(key string) *keyTemplate {
 
 // find returns the state of key, configured or live, or nil. It requires
 // that c.mu is held.
-func (c *Counter) find(key string) *keyState {
-	if ks := c.keys[key]; ks != nil {
-		return ks
-	}
-	return c.live[key]
-}
+func (c *Counter) find(key string) *keyState { return c.keys[key] }
 
 // lookup returns the state of key, making it from a template for a
 // request of n tokens if it is neither configured nor live. It requires
@@ -96,12 +91,9 @@ func (c *Counter) lookup(now time.Time, key string, n int64) (*keyState, error) 
 	return c.make(now, key, n)
 }
 
-// lookupBytes is lookup for a key in bytes that is not configured: the
-// map lookup does not allocate, making a key does.
+// lookupBytes is lookup for a key in bytes that is neither configured
+// nor live: making a key allocates, refusing one does not.
 func (c *Counter) lookupBytes(now time.Time, key []byte, n int64) (*keyState, error) {
-	if ks := c.live[string(key)]; ks != nil {
-		return ks, nil
-	}
 	if len(c.tmpls) == 0 || !c.matchesBytes(key) {
 		return nil, ErrUnknownKey
 	}
@@ -146,18 +138,19 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 		return &t.full, ErrBadCount
 	}
 	probe := makeProbe
-	if len(c.live) >= c.maxKeys {
+	if c.live >= c.maxKeys {
 		probe = fullProbe
 	}
 	c.dropIdle(now, probe)
-	if len(c.live) >= c.maxKeys {
+	if c.live >= c.maxKeys {
 		return &t.full, ErrTooManyKeys
 	}
 	ks := c.newKey(&t.cfg)
 	ks.tmpl = t
-	c.live[key] = ks
+	c.keys[key] = ks
 	t.live++
-	c.liveHigh = max(c.liveHigh, len(c.live))
+	c.live++
+	c.liveHigh = max(c.liveHigh, c.live)
 	return ks, nil
 }
 
@@ -168,25 +161,32 @@ const (
 	fullProbe = 64
 )
 
-// dropIdle looks at up to probe live keys, from where a map iteration
-// starts (at random), and drops those idle at now. It requires that c.mu
-// is held.
+// dropIdle looks at up to probe keys, from where a map iteration starts
+// (at random), and drops those made on demand that are idle at now. It
+// requires that c.mu is held.
 func (c *Counter) dropIdle(now time.Time, probe int) {
 	dropped := false
-	for name, ks := range c.live {
+	for name, ks := range c.keys {
 		if probe == 0 {
 			break
 		}
 		probe--
-		if ks.idleAt(now) {
-			delete(c.live, name)
-			ks.tmpl.live--
+		if ks.tmpl != nil && ks.idleAt(now) {
+			c.drop(name, ks)
 			dropped = true
 		}
 	}
 	if dropped {
 		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
 	}
+}
+
+// drop forgets the key made on demand name. It requires that c.mu is
+// held.
+func (c *Counter) drop(name string, ks *keyState) {
+	delete(c.keys, name)
+	ks.tmpl.live--
+	c.live--
 }
 
 // cfgOrNil returns the key's configuration, or nil for no key.
@@ -223,12 +223,11 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	dropped := 0
-	for name, ks := range c.live {
-		if !ks.idleAt(now) || (busy != nil && busy(name)) {
+	for name, ks := range c.keys {
+		if ks.tmpl == nil || !ks.idleAt(now) || (busy != nil && busy(name)) {
 			continue
 		}
-		delete(c.live, name)
-		ks.tmpl.live--
+		c.drop(name, ks)
 		dropped++
 	}
 	if dropped > 0 {
@@ -236,12 +235,12 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 	}
 	// A map keeps its buckets when emptied: rebuild it once it holds a
 	// quarter of what it did, so that memory comes back.
-	if c.liveHigh > 1024 && len(c.live) < c.liveHigh/4 {
-		m := make(map[string]*keyState, len(c.live))
-		for name, ks := range c.live {
+	if c.liveHigh > 1024 && c.live < c.liveHigh/4 {
+		m := make(map[string]*keyState, len(c.keys))
+		for name, ks := range c.keys {
 			m[name] = ks
 		}
-		c.live, c.liveHigh = m, len(m)
+		c.keys, c.liveHigh = m, c.live
 	}
 	return dropped
 }
@@ -250,7 +249,7 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 func (c *Counter) LiveKeys() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.live)
+	return c.live
 }
 
 // TemplateUsage is one template and the count of keys made from it that
@@ -275,27 +274,28 @@ func (c *Counter) Templates() []TemplateUsage {
 	return out
 }
 
-// remake moves the live keys to the configuration just loaded: a key that
-// is now configured becomes that key, with its state; a key that still
-// matches a template follows that template's limits as a configured key
-// follows its own (see Reconfigure); a key no template matches any more
-// is dropped. It requires that c.mu is held.
-func (c *Counter) remake() {
-	for name, old := range c.live {
-		if ks := c.keys[name]; ks != nil {
-			c.carry(old, ks)
-			delete(c.live, name)
+// remake moves the live keys of old, the keys before a reload, to the
+// configuration just loaded: a key that is now configured has become that
+// key, with its state (Reconfigure); a key that still matches a template
+// follows that template's limits as a configured key follows its own; a
+// key no template matches any more is dropped. It requires that c.mu is
+// held.
+func (c *Counter) remake(old map[string]*keyState) {
+	c.live = 0
+	for name, o := range old {
+		if o.tmpl == nil || c.keys[name] != nil {
 			continue
 		}
 		t := c.match(name)
 		if t == nil {
-			delete(c.live, name)
 			continue
 		}
 		ks := c.newKey(&t.cfg)
 		ks.tmpl = t
-		c.carry(old, ks)
-		c.live[name] = ks
+		c.carry(o, ks)
+		c.keys[name] = ks
 		t.live++
+		c.live++
 	}
+	c.liveHigh = c.live
 }
