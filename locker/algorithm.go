@@ -5,41 +5,56 @@ import (
 	"time"
 )
 
-// Algorithm decides, for one key, whether n tokens may be taken at time now.
-// The fixed window counter is the only implementation today; the interface
-// exists so that other algorithms (a sliding window, GCRA, a lease
-// semaphore) can be added per key without touching the server loop, the
-// federation or the wire protocol. The Counter reaches an algorithm only
-// through these methods.
+// Algorithm decides, for one key (or one part of a multi-limit key),
+// whether n tokens may be taken at time now. Three implementations exist:
+// FixedWindow, SlidingWindow and GCRA (see docs/algorithms.md for what
+// each promises and what each reply field means). The Counter, the
+// waiters and the federation reach an algorithm only through these
+// methods.
 //
-// Whatever the algorithm, a key's time is cut into epoch-aligned windows of
-// the key's length (see WindowIndex): a Decision names the window it counted
-// in, and a federation exchanges grants per window. An algorithm's current
-// window moves only forward, and only when a take moves it. A take at an
-// instant before the current window counts in the current window: callers
-// read their clocks before they are serialised, and a wall clock may be
-// stepped back, and going back would grant the tokens of a window a second
-// time. A read (PeekAt) moves nothing.
+// Whatever the algorithm, a Decision names the index of the epoch-aligned
+// window of the key's length (see WindowIndex) that contains the instant it
+// was made at: the fixed window counts in it, and a federation exchanges
+// grants per window. An algorithm's time moves only forward, and only when
+// a take moves it: a take at an instant before the latest one a take was
+// made at is made at that latest instant. Callers read their clocks before
+// they are serialised, and a wall clock may be stepped back; going back
+// would grant the same tokens a second time. A read (CheckAt, PeekAt)
+// moves nothing.
 //
-// In a federation the Counter runs the algorithm on this member's
-// capacity: before every take it calls SetLimit with the tokens this member
-// may grant in the window the take counts in (its budget in strict mode,
-// the limit less what others granted and reserved in shared mode).
+// In a federation the Counter runs a fixed-window algorithm on this
+// member's capacity: before every take it calls SetLimit with the tokens
+// this member may grant in the window the take counts in (its budget in
+// strict mode, the limit less what others granted and reserved in shared
+// mode). Other algorithms run on a static share of the limit.
 //
 // Implementations are not safe for concurrent use: the Counter that holds
 // them serialises access.
 type Algorithm interface {
 	// TakeAt grants n tokens at time now, or refuses them. n is in
 	// 1..limit of the key; the caller has checked that. It is the only
-	// method that may move the current window, and only forward.
+	// method that may move the algorithm's time, and only forward.
 	TakeAt(now time.Time, n int64) Decision
+	// CheckAt returns the decision TakeAt(now, n) would return, without
+	// changing anything: a TakeAt at the same instant with nothing in
+	// between returns the same decision. A multi-limit key checks every
+	// part before it takes from any.
+	CheckAt(now time.Time, n int64) Decision
 	// PeekAt returns the window a take at now would count in and the
-	// tokens granted in it, without changing anything.
-	PeekAt(now time.Time) (window, granted int64)
-	// SetLimit sets the tokens a window may hold from now on, the current
-	// window included. Tokens already granted stay granted: after a lower
-	// limit the current window grants at most max(0, limit-granted) more.
+	// tokens in use at now (granted in the window for a fixed window,
+	// granted in the last window's length for a sliding window, not yet
+	// paid back for GCRA), without changing anything.
+	PeekAt(now time.Time) (window, used int64)
+	// SetLimit sets the limit from now on, the current state included.
+	// Tokens already granted stay granted: after a lower limit the key
+	// grants at most max(0, limit-used) more until tokens come back.
 	SetLimit(limit int64)
+	// FillAt marks every token as taken at now (or at the latest instant
+	// a take was made at, if later): the algorithm then grants as if a
+	// full limit had just been granted. A member that restarts, or a key
+	// whose algorithm changes on a reload, starts so, since grants made
+	// before are unknown to it.
+	FillAt(now time.Time)
 }
 
 // FixedWindow is the fixed-window counter: windows of length Window aligned
@@ -104,6 +119,29 @@ func (f *FixedWindow) TakeAt(now time.Time, n int64) Decision {
 		return Decision{OK: true, Remaining: f.limit - f.granted, Reset: time.Duration(left), Window: k}
 	}
 	return Decision{Reset: time.Duration(left), RetryAfter: time.Duration(left), Window: k}
+}
+
+// CheckAt implements Algorithm.
+func (f *FixedWindow) CheckAt(now time.Time, n int64) Decision {
+	k, left := f.at(now.UnixNano())
+	granted := f.granted
+	if k != f.current {
+		granted = 0
+	}
+	if granted+n <= f.limit {
+		return Decision{OK: true, Remaining: f.limit - granted - n, Reset: time.Duration(left), Window: k}
+	}
+	return Decision{Reset: time.Duration(left), RetryAfter: time.Duration(left), Window: k}
+}
+
+// FillAt implements Algorithm: the window of now (or the current one, if
+// later) counts as fully granted.
+func (f *FixedWindow) FillAt(now time.Time) {
+	k, _ := f.at(now.UnixNano())
+	if k != f.current {
+		f.current, f.granted = k, 0
+	}
+	f.granted = max(f.granted, f.limit)
 }
 
 // PeekAt implements Algorithm.

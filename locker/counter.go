@@ -3,7 +3,10 @@ package locker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,17 +25,159 @@ const (
 	DefaultKey = "default"
 )
 
-// KeyConfig describes one rate-limited key: at most Limit tokens are granted
-// in each window of length Window.
+// KeyConfig describes one rate-limited key: at most Limit tokens in each
+// Window, counted by Algorithm. A multi-limit key carries further limits in
+// More; a grant then takes from every limit or from none.
+//
+// KeyConfig values are comparable with ==.
 type KeyConfig struct {
 	Name   string
 	Limit  int64
 	Window time.Duration
+	// Algorithm counts the tokens: AlgFixed (or empty), AlgSliding or
+	// AlgGCRA.
+	Algorithm AlgorithmName
+	// Burst is, for AlgGCRA only, the most tokens available at once; zero
+	// means Limit.
+	Burst int64
+	// More holds the further limits of a multi-limit key, in order; the
+	// unused ones are zero and come last.
+	More [MaxParts - 1]Part
 }
 
-// String formats the key as NAME=LIMIT/WINDOW, the form ParseKeySpec reads.
+// AlgorithmName names the algorithm of one limit of a key.
+type AlgorithmName string
+
+// The algorithms a key may use (see docs/algorithms.md).
+const (
+	// AlgFixed is the fixed window (FixedWindow), the default: the
+	// empty name means it too.
+	AlgFixed AlgorithmName = "fixed"
+	// AlgSliding is the exact sliding window (SlidingWindow).
+	AlgSliding AlgorithmName = "sliding"
+	// AlgGCRA is the generic cell rate algorithm (GCRA).
+	AlgGCRA AlgorithmName = "gcra"
+)
+
+// MaxParts is the most limits one key may carry.
+const MaxParts = 4
+
+// Part is one limit of a key: at most Limit tokens per Window, counted by
+// Algorithm, with Burst for AlgGCRA (zero means Limit). The zero Part is
+// no limit: it ends KeyConfig.More.
+type Part struct {
+	Limit     int64
+	Window    time.Duration
+	Algorithm AlgorithmName
+	Burst     int64
+}
+
+// String formats the part as LIMIT/WINDOW[/ALGORITHM[:BURST]].
+func (p Part) String() string {
+	s := fmt.Sprintf("%d/%s", p.Limit, p.Window)
+	if a := p.alg(); a != AlgFixed {
+		s += "/" + string(a)
+	}
+	if p.Burst != 0 {
+		s += ":" + strconv.FormatInt(p.Burst, 10)
+	}
+	return s
+}
+
+// alg returns the part's algorithm, AlgFixed for the empty name.
+func (p Part) alg() AlgorithmName {
+	if p.Algorithm == "" {
+		return AlgFixed
+	}
+	return p.Algorithm
+}
+
+// maxN returns the most tokens one request may ask of the part.
+func (p Part) maxN() int64 {
+	if p.alg() == AlgGCRA && p.Burst != 0 {
+		return p.Burst
+	}
+	return p.Limit
+}
+
+func (p Part) validate(name string) error {
+	if p.Limit < 1 || p.Limit > MaxLimit {
+		return fmt.Errorf("key %q: limit %d out of range 1..%d", name, p.Limit, MaxLimit)
+	}
+	if p.Window < MinWindow || p.Window > MaxWindow {
+		return fmt.Errorf("key %q: window %s out of range %s..%s", name, p.Window, MinWindow, MaxWindow)
+	}
+	if p.Window%time.Millisecond != 0 {
+		return fmt.Errorf("key %q: window %s is not a whole number of milliseconds", name, p.Window)
+	}
+	switch p.alg() {
+	case AlgFixed:
+	case AlgSliding:
+		if p.Limit > MaxSlidingLimit {
+			return fmt.Errorf("key %q: sliding limit %d above %d (a sliding key keeps the instant of every token of its limit: use gcra or fixed for more)", name, p.Limit, MaxSlidingLimit)
+		}
+	case AlgGCRA:
+		if p.Burst < 0 || p.Burst > p.Limit {
+			return fmt.Errorf("key %q: gcra burst %d out of range 1..%d (the limit)", name, p.Burst, p.Limit)
+		}
+	default:
+		return fmt.Errorf("key %q: unknown algorithm %q (want fixed, sliding or gcra)", name, p.Algorithm)
+	}
+	if p.Burst != 0 && p.alg() != AlgGCRA {
+		return fmt.Errorf("key %q: a burst is only for gcra, not %s", name, p.alg())
+	}
+	return nil
+}
+
+// Parts returns the key's limits: the first one (Limit, Window, Algorithm,
+// Burst) and those in More.
+func (k KeyConfig) Parts() []Part {
+	out := []Part{k.first()}
+	for _, p := range k.More {
+		if p == (Part{}) {
+			break
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (k KeyConfig) first() Part {
+	return Part{Limit: k.Limit, Window: k.Window, Algorithm: k.Algorithm, Burst: k.Burst}
+}
+
+// plain reports whether k is a single fixed-window limit: the only kind a
+// federation can trade tokens of between members.
+func (k KeyConfig) plain() bool {
+	return k.More[0] == (Part{}) && k.first().alg() == AlgFixed
+}
+
+// maxN returns the most tokens one request may ask of k: the least of its
+// parts' limits (or bursts).
+func (k KeyConfig) maxN() int64 {
+	n := k.first().maxN()
+	for _, p := range k.More {
+		if p != (Part{}) {
+			n = min(n, p.maxN())
+		}
+	}
+	return n
+}
+
+// String formats the key as NAME=PART[+PART...], the form ParseKeySpec
+// reads: api=5/800ms, api=5/1s/sliding, api=10/1s/gcra:1,
+// github=10/1s+5000/1h0m0s.
 func (k KeyConfig) String() string {
-	return fmt.Sprintf("%s=%d/%s", k.Name, k.Limit, k.Window)
+	var b strings.Builder
+	b.WriteString(k.Name)
+	b.WriteByte('=')
+	for i, p := range k.Parts() {
+		if i > 0 {
+			b.WriteByte('+')
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
 }
 
 // Validate reports why k is not a usable key configuration, or nil.
@@ -46,17 +191,24 @@ func (k KeyConfig) Validate() error {
 // validate is Validate without the package prefix, for errors that nest
 // it.
 func (k KeyConfig) validate() error {
-	if err := validKeyName(k.Name); err != nil {
+	if err := k.validName(); err != nil {
 		return err
 	}
-	if k.Limit < 1 || k.Limit > MaxLimit {
-		return fmt.Errorf("key %q: limit %d out of range 1..%d", k.Name, k.Limit, MaxLimit)
+	if err := k.first().validate(k.Name); err != nil {
+		return err
 	}
-	if k.Window < MinWindow || k.Window > MaxWindow {
-		return fmt.Errorf("key %q: window %s out of range %s..%s", k.Name, k.Window, MinWindow, MaxWindow)
-	}
-	if k.Window%time.Millisecond != 0 {
-		return fmt.Errorf("key %q: window %s is not a whole number of milliseconds", k.Name, k.Window)
+	end := false
+	for _, p := range k.More {
+		if p == (Part{}) {
+			end = true
+			continue
+		}
+		if end {
+			return fmt.Errorf("key %q: a zero limit in More before a set one", k.Name)
+		}
+		if err := p.validate(k.Name); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -135,34 +287,123 @@ var (
 // A Counter is safe for concurrent use by multiple goroutines. The zero
 // value is not usable; use NewCounter.
 type Counter struct {
-	mu   sync.Mutex
+	mu sync.Mutex
+	// keys holds the configured keys and the keys made on demand, so
+	// that both cost one lookup.
 	keys map[string]*keyState
 	// names is the sorted list of key names, for stable reports.
 	names []string
 	// fed, when not nil, is attached to every key (federation.go).
 	fed *fedConfig
+	// last is the latest instant, in Unix ns, a take was made at: a limit
+	// whose algorithm changes on a reload starts full at it.
+	last int64
+	// tmpls are the key templates, longest prefix first (template.go).
+	tmpls []*keyTemplate
+	// live is the number of keys made on demand in keys, liveHigh the
+	// most there were since keys was last rebuilt, maxKeys the cap.
+	live, liveHigh, maxKeys int
+	// dropFloor is the latest instant, in Unix ns, at which an idle key
+	// made on demand was dropped: no take of a key made on demand is made
+	// at an older instant, at which the dropped key may still have had
+	// tokens in use.
+	dropFloor int64
 }
 
-// keyState is one configured key. It is guarded by the Counter's mutex.
+// keyState is one configured key, or one key made from a template. It is
+// guarded by the Counter's mutex.
 type keyState struct {
-	cfg KeyConfig
-	alg Algorithm
-	// fed is the federation state (federation.go); nil, and free, when
-	// the counter is not federated.
+	// cfg is the key's configuration, or its template's; never changed.
+	cfg *KeyConfig
+	// alg counts the first limit; more, nil for a single limit, the
+	// others.
+	alg  Algorithm
+	more []Algorithm
+	// maxN is the most tokens one request may ask.
+	maxN int64
+	// last is, for a key of several limits, the latest instant in Unix ns
+	// a take was made at.
+	last int64
+	// fed is the federation state of a single fixed-window limit
+	// (federation.go); nil, and free, when the counter is not federated
+	// or the key runs on a static share.
 	fed *fedKey
+	// tmpl is the template the key was made from, nil for a configured
+	// key.
+	tmpl *keyTemplate
 }
 
-// take takes n tokens of the key at now; n is in 1..cfg.Limit.
+// take takes n tokens of the key at now, from every limit or from none;
+// n is in 1..maxN.
 func (ks *keyState) take(now time.Time, n int64) Decision {
 	if ks.fed != nil {
 		return ks.fed.take(ks, now, n)
 	}
-	return ks.alg.TakeAt(now, n)
+	if ks.more == nil {
+		return ks.alg.TakeAt(now, n)
+	}
+	// Every limit decides at one instant, the latest a take of the key
+	// was made at if now is older, refused or not: a refusal's RetryAfter
+	// counts from it.
+	if t := now.UnixNano(); t > ks.last {
+		ks.last = t
+	} else {
+		now = time.Unix(0, ks.last)
+	}
+	if d := ks.check(now, n); !d.OK {
+		return d
+	}
+	d := ks.alg.TakeAt(now, n)
+	for _, a := range ks.more {
+		d = tighter(d, a.TakeAt(now, n))
+	}
+	return d
+}
+
+// check returns the decision take would return, changing nothing but, for
+// a federated key, the capacity its algorithm runs on, which take sets
+// again before deciding.
+func (ks *keyState) check(now time.Time, n int64) Decision {
+	if ks.more != nil && now.UnixNano() < ks.last {
+		now = time.Unix(0, ks.last)
+	}
+	if ks.fed != nil {
+		k, _ := ks.alg.PeekAt(now)
+		ks.alg.SetLimit(ks.fed.capacity(ks.cfg.Limit, k))
+	}
+	d := ks.alg.CheckAt(now, n)
+	for _, a := range ks.more {
+		d = tighter(d, a.CheckAt(now, n))
+	}
+	return d
+}
+
+// tighter combines the decisions of two limits of one key: sorry if
+// either refuses, with the later RetryAfter (every limit grants then: a
+// limit that grants at some instant grants at every later one if nothing
+// is taken); else go with the fewer tokens remaining (the later Reset on
+// a tie). The fields of the combined decision are those of the limit
+// chosen.
+func tighter(a, b Decision) Decision {
+	switch {
+	case a.OK && b.OK:
+		if b.Remaining < a.Remaining || (b.Remaining == a.Remaining && b.Reset > a.Reset) {
+			return b
+		}
+		return a
+	case a.OK:
+		return b
+	case b.OK:
+		return a
+	case b.RetryAfter > a.RetryAfter:
+		return b
+	}
+	return a
 }
 
 // peek returns the window a take at now would count in and the tokens
-// granted in it, here and, as far as this counter knows, by federated
-// peers. It moves nothing.
+// used in it, here and, as far as this counter knows, by federated
+// peers, for the first limit. It moves nothing.
 func (ks *keyState) peek(now time.Time) (window, granted int64) {
 	k, g := ks.alg.PeekAt(now)
 	if ks.fed != nil {
@@ -171,90 +412,209 @@ func (ks *keyState) peek(now time.Time) (window, granted int64) {
 	return k, g
 }
 
-// newAlgorithm returns the algorithm for k. Every key uses the fixed window
-// today; a per-key choice would be made here.
-func newAlgorithm(k KeyConfig) Algorithm {
-	return NewFixedWindow(k.Limit, k.Window)
+// algs returns every limit's algorithm, the first one first.
+func (ks *keyState) algs() []Algorithm {
+	return append([]Algorithm{ks.alg}, ks.more...)
+}
+
+// static reports whether a key of configuration k (or made from template
+// k) runs on a static share of its limits in c's federation.
+func (c *Counter) static(k *KeyConfig) bool {
+	return c.fed != nil && c.fed.Strict && (!k.plain() || k.IsTemplate())
+}
+
+// share returns the part of limit this member runs a static key on: all
+// of it outside a federation.
+func (c *Counter) share(limit int64, static bool) int64 {
+	if !static {
+		return limit
+	}
+	return Share(limit, c.fed.Members, c.fed.Rank)
+}
+
+// newKey returns the state of a new key of configuration k (or made from
+// template k). A key that runs on a static share in a federation starts
+// full at the fence: an earlier run of this member may have granted its
+// share just before.
+func (c *Counter) newKey(k *KeyConfig) *keyState {
+	ks := &keyState{cfg: k, maxN: k.maxN(), last: math.MinInt64}
+	static := c.static(k)
+	ks.alg = c.newPart(k.first(), static)
+	if k.More[0] != (Part{}) {
+		for _, p := range k.Parts()[1:] {
+			ks.more = append(ks.more, c.newPart(p, static))
+		}
+	}
+	return ks
+}
+
+// newPart returns the algorithm of one limit p of a new key.
+func (c *Counter) newPart(p Part, static bool) Algorithm {
+	limit := c.share(p.Limit, static)
+	var a Algorithm
+	switch p.alg() {
+	case AlgSliding:
+		a = NewSlidingWindow(limit, p.Window)
+	case AlgGCRA:
+		g := NewGCRA(limit, p.Window, c.share(p.Burst, static))
+		if p.Burst != 0 && g.follow { // a share of 0 of a set burst
+			g.burst, g.follow = 0, false
+		}
+		a = g
+	default:
+		a = NewFixedWindow(limit, p.Window)
+	}
+	if static && !c.fed.Fence.IsZero() {
+		a.FillAt(c.fed.Fence)
+	}
+	return a
 }
 
 // NewCounter returns a Counter for keys. The key DefaultKey is added with
 // DefaultLimit and DefaultWindow when keys do not name it. It returns an
-// error for an invalid or duplicate key.
+// error for an invalid or duplicate key. Keys whose name ends in * are
+// templates (see KeyConfig.IsTemplate); at most DefaultMaxKeys keys are
+// made from them at once, unless SetMaxKeys says otherwise.
 func NewCounter(keys []KeyConfig) (*Counter, error) {
-	m, names, err := buildKeys(keys)
+	c := &Counter{maxKeys: DefaultMaxKeys}
+	m, names, tmpls, err := c.buildKeys(keys)
 	if err != nil {
 		return nil, err
 	}
-	return &Counter{keys: m, names: names}, nil
+	c.keys, c.names, c.tmpls = m, names, tmpls
+	return c, nil
 }
 
-func buildKeys(keys []KeyConfig) (map[string]*keyState, []string, error) {
+// buildKeys returns the states of keys, new, for c's federation, their
+// sorted names (templates included) and the templates, longest prefix
+// first. It requires that c.mu is held, or that c is not yet shared.
+func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, []*keyTemplate, error) {
 	m := make(map[string]*keyState, len(keys)+1)
+	var tmpls []*keyTemplate
+	seen := make(map[string]bool, len(keys)+1)
 	for _, k := range keys {
 		if err := k.Validate(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		if _, dup := m[k.Name]; dup {
-			return nil, nil, fmt.Errorf("locker: key %q configured twice", k.Name)
+		if seen[k.Name] {
+			return nil, nil, nil, fmt.Errorf("locker: key %q configured twice", k.Name)
 		}
-		m[k.Name] = &keyState{cfg: k, alg: newAlgorithm(k)}
+		seen[k.Name] = true
+		if k.IsTemplate() {
+			t := &keyTemplate{cfg: k, prefix: k.Name[:len(k.Name)-1]}
+			t.full.cfg, t.full.maxN = &t.cfg, k.maxN()
+			tmpls = append(tmpls, t)
+			continue
+		}
+		m[k.Name] = c.newKey(&k)
 	}
-	if _, ok := m[DefaultKey]; !ok {
-		k := KeyConfig{Name: DefaultKey, Limit: DefaultLimit, Window: DefaultWindow}
-		m[DefaultKey] = &keyState{cfg: k, alg: newAlgorithm(k)}
+	if !seen[DefaultKey] {
+		seen[DefaultKey] = true
+		m[DefaultKey] = c.newKey(&KeyConfig{Name: DefaultKey, Limit: DefaultLimit, Window: DefaultWindow})
 	}
-	names := make([]string, 0, len(m))
-	for n := range m {
+	names := make([]string, 0, len(seen))
+	for n := range seen {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return m, names, nil
+	sort.SliceStable(tmpls, func(i, j int) bool { return len(tmpls[i].prefix) > len(tmpls[j].prefix) })
+	return m, names, tmpls, nil
 }
 
 // TakeAt takes n tokens of key at time now. It returns ErrUnknownKey for a
-// key that is not configured and ErrBadCount for n outside 1..limit.
+// key that is not configured and ErrBadCount for n outside 1..limit (for
+// a gcra limit, 1..burst; for a multi-limit key, the least of its
+// limits).
 func (c *Counter) TakeAt(now time.Time, key string, n int64) (Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, d, err := decide(c.keys[key], now, n, true)
-	return d, err
+	ks, err := c.lookup(now, key, n)
+	if err != nil {
+		return Decision{}, err
+	}
+	return c.decide(ks, now, n, true)
 }
 
-// Key returns the configuration of key and whether it exists.
+// CheckAt returns the decision TakeAt(now, key, n) would return, without
+// taking anything, with the same errors.
+func (c *Counter) CheckAt(now time.Time, key string, n int64) (Decision, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ks := c.find(key)
+	if ks == nil {
+		if t := c.match(key); t != nil && validKeyName(key) == nil {
+			ks = c.newKey(&t.cfg) // as it would be made, not kept
+		}
+	}
+	if _, err := c.decide(ks, now, n, false); err != nil {
+		return Decision{}, err
+	}
+	return ks.check(now, n), nil
+}
+
+// retryAt returns how long until n tokens of key could be granted, 0 if
+// they could be now, and false for a key that is not configured or an n
+// it refuses: the server's waiters wake then.
+func (c *Counter) retryAt(now time.Time, key string, n int64) (time.Duration, bool) {
+	d, err := c.CheckAt(now, key, n)
+	if err != nil {
+		return 0, false
+	}
+	return d.RetryAfter, true
+}
+
+// Key returns the configuration of key (for a key a template matches, the
+// template's) and whether it exists.
 func (c *Counter) Key(key string) (KeyConfig, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ks := c.keys[key]
+	ks := c.find(key)
 	if ks == nil {
+		if t := c.match(key); t != nil && validKeyName(key) == nil {
+			return t.cfg, true
+		}
 		return KeyConfig{}, false
 	}
-	return ks.cfg, true
+	return *ks.cfg, true
 }
 
 // takeBytes is TakeAt for a key in bytes, that only looks the key up and
 // checks n unless take is set, under one lock: the server's path for each
-// request. The map lookup with string(key) does not allocate.
-func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (KeyConfig, Decision, error) {
+// request. The map lookup with string(key) does not allocate. The
+// configuration it returns (nil for an unknown key) is never changed: a
+// reload replaces it.
+func (c *Counter) takeBytes(now time.Time, key []byte, n int64, take bool) (*KeyConfig, Decision, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return decide(c.keys[string(key)], now, n, take)
+	ks := c.keys[string(key)]
+	if ks == nil {
+		var err error
+		if ks, err = c.lookupBytes(now, key, n); err != nil {
+			return ks.cfgOrNil(), Decision{}, err
+		}
+	}
+	d, err := c.decide(ks, now, n, take)
+	return ks.cfgOrNil(), d, err
 }
 
 // decide checks a request for n tokens of ks (nil for an unknown key) and,
-// if take is set, takes them. It returns ErrUnknownKey, or the key's
-// configuration with ErrBadCount for n outside 1..limit. It requires that
-// the Counter's mutex is held.
-func decide(ks *keyState, now time.Time, n int64, take bool) (KeyConfig, Decision, error) {
+// if take is set, takes them. It returns ErrUnknownKey, or ErrBadCount
+// for n outside 1..maxN. It requires that c.mu is held.
+func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decision, error) {
 	if ks == nil {
-		return KeyConfig{}, Decision{}, ErrUnknownKey
+		return Decision{}, ErrUnknownKey
 	}
-	if n < 1 || n > ks.cfg.Limit {
-		return ks.cfg, Decision{}, ErrBadCount
+	if n < 1 || n > ks.maxN {
+		return Decision{}, ErrBadCount
 	}
 	if !take {
-		return ks.cfg, Decision{}, nil
+		return Decision{}, nil
 	}
-	return ks.cfg, ks.take(now, n), nil
+	c.last = max(c.last, now.UnixNano())
+	if ks.tmpl != nil && now.UnixNano() < c.dropFloor {
+		now = time.Unix(0, c.dropFloor)
+	}
+	return ks.take(now, n), nil
 }
 
 // KeyUsage is how much of one key's current window is used: its
@@ -269,7 +629,8 @@ type KeyUsage struct {
 	Granted int64
 }
 
-// SnapshotAt returns every key's state at now, sorted by name. It moves no
+// SnapshotAt returns every configured key's state at now, sorted by name
+// (templates and the keys made from them are not included). It moves no
 // key's window: an instant before a key's current window reports that
 // window (see Algorithm).
 func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
@@ -278,50 +639,102 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 	out := make([]KeyUsage, 0, len(c.names))
 	for _, n := range c.names {
 		ks := c.keys[n]
+		if ks == nil { // a template
+			continue
+		}
 		k, g := ks.peek(now)
-		out = append(out, KeyUsage{KeyConfig: ks.cfg, WindowIndex: k, Granted: g})
+		out = append(out, KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g})
 	}
 	return out
 }
 
-// Keys returns the configured keys, sorted by name.
+// Keys returns the configured keys and templates, sorted by name.
 func (c *Counter) Keys() []KeyConfig {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]KeyConfig, 0, len(c.names))
 	for _, n := range c.names {
-		out = append(out, c.keys[n].cfg)
+		if ks := c.keys[n]; ks != nil {
+			out = append(out, *ks.cfg)
+			continue
+		}
+		for _, t := range c.tmpls {
+			if t.cfg.Name == n {
+				out = append(out, t.cfg)
+			}
+		}
 	}
 	return out
 }
 
-// Reconfigure replaces the key set with keys. Keys that keep their name
-// and window keep the counts of the current window, so a reload does not
-// hand out a window's tokens twice; a key whose window length changes
-// starts afresh. A new limit takes effect at once, in the current window
-// too: tokens granted stay granted, and after a lower limit the window
-// grants at most max(0, new limit - granted) more. In a federation the
-// member's share of the current window changes with it (see
-// FederationConfig). On error the old configuration stays.
+// Reconfigure replaces the key set with keys. A limit that keeps its
+// place in its key, its algorithm, window and burst keeps its state, so a
+// reload does not hand out tokens twice; a new limit takes effect at once
+// (see Algorithm.SetLimit). A fixed window whose length changes starts
+// afresh. A sliding or gcra limit whose algorithm, window or burst
+// changes, or that is added to an existing key, starts full at the latest
+// instant a take was made at: what the old one granted is unknown to it.
+// In a federation the member's share changes with the limit (see
+// FederationConfig); in shared mode, keys that are not a single fixed
+// window are refused. On error the old configuration stays.
 func (c *Counter) Reconfigure(keys []KeyConfig) error {
-	m, names, err := buildKeys(keys)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, names, tmpls, err := c.buildKeys(keys)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.checkShared(m, tmpls); err != nil {
+		return err
+	}
 	for name, ks := range m {
-		old := c.keys[name]
-		if old == nil || old.cfg.Window != ks.cfg.Window {
-			continue
-		}
-		old.alg.SetLimit(ks.cfg.Limit)
-		ks.alg, ks.fed = old.alg, old.fed
-		if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
-			ks.fed.lowered()
+		if old := c.keys[name]; old != nil {
+			c.carry(old, ks)
 		}
 	}
 	c.attachFederation(m)
-	c.keys, c.names = m, names
+	old := c.keys
+	c.keys, c.names, c.tmpls = m, names, tmpls
+	c.remake(old)
 	return nil
+}
+
+// carry moves the state of the key old to ks, its new configuration. It
+// requires that c.mu is held.
+func (c *Counter) carry(old, ks *keyState) {
+	if old.cfg.plain() && ks.cfg.plain() && !c.static(old.cfg) && !c.static(ks.cfg) {
+		if old.cfg.Window == ks.cfg.Window {
+			old.alg.SetLimit(ks.cfg.Limit)
+			ks.alg, ks.fed = old.alg, old.fed
+			if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
+				ks.fed.lowered()
+			}
+		}
+		return
+	}
+	static := c.static(ks.cfg)
+	sameShare := static == c.static(old.cfg)
+	if old.cfg.IsTemplate() != ks.cfg.IsTemplate() && c.fed != nil {
+		sameShare = false
+	}
+	oldParts, oldAlgs := old.cfg.Parts(), old.algs()
+	algs := ks.algs()
+	for i, p := range ks.cfg.Parts() {
+		if i < len(oldParts) {
+			op := oldParts[i]
+			if sameShare && op.alg() == p.alg() && op.Window == p.Window && op.Burst == p.Burst {
+				oldAlgs[i].SetLimit(c.share(p.Limit, static))
+				algs[i] = oldAlgs[i]
+				continue
+			}
+			if op.alg() == AlgFixed && p.alg() == AlgFixed && !static && !c.static(old.cfg) {
+				continue // afresh, as for a key of one fixed window
+			}
+		}
+		algs[i].FillAt(time.Unix(0, c.last))
+	}
+	ks.alg = algs[0]
+	if len(algs) > 1 {
+		ks.more = algs[1:]
+	}
 }

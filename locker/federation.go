@@ -2,6 +2,8 @@ package locker
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -110,6 +112,14 @@ const maxAhead = 2
 // keys added by Reconfigure, it tracks demand and, in strict mode, budgets.
 // It may be called once, before c takes anything: tokens granted before it
 // are not reported to the other members.
+//
+// Only a configured key of one fixed window trades tokens with other
+// members. In strict mode every other key (sliding, gcra, multi-limit,
+// made from a template) runs each of its limits on this member's static
+// share of it (see Share), starting full at Fence, so the members together
+// never grant more than one counter would, whatever is lost or delayed.
+// Shared mode cannot bound such keys: EnableFederation returns an error
+// naming them.
 func (c *Counter) EnableFederation(fc FederationConfig) error {
 	if fc.Members < 1 || fc.Rank < 0 || fc.Rank >= fc.Members {
 		return fmt.Errorf("locker: federation rank %d of %d members out of range", fc.Rank, fc.Members)
@@ -120,18 +130,53 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 		return fmt.Errorf("locker: federation already enabled")
 	}
 	c.fed = &fedConfig{FederationConfig: fc, fence: fc.Fence.UnixNano()}
+	if err := c.checkShared(c.keys, c.tmpls); err != nil {
+		c.fed = nil
+		return err
+	}
+	for name, ks := range c.keys {
+		if c.static(ks.cfg) {
+			nks := c.newKey(ks.cfg)
+			nks.tmpl = ks.tmpl
+			c.keys[name] = nks
+		}
+	}
 	c.attachFederation(c.keys)
 	return nil
 }
 
-// attachFederation gives every key of m that has none a federation state.
-// It requires that c.mu is held, or that m is not yet shared.
+// checkShared returns an error naming the keys of m and the templates
+// that shared mode cannot bound: all but keys of one fixed window. It
+// requires that c.mu is held.
+func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) error {
+	if c.fed == nil || c.fed.Strict {
+		return nil
+	}
+	var bad []string
+	for name, ks := range m {
+		if !ks.cfg.plain() {
+			bad = append(bad, name)
+		}
+	}
+	for _, t := range tmpls {
+		bad = append(bad, t.cfg.Name)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra, multi-limit or template keys %s: use strict mode or fixed keys", strings.Join(bad, ", "))
+}
+
+// attachFederation gives every key of m of one fixed window that has none
+// a federation state. It requires that c.mu is held, or that m is not yet
+// shared.
 func (c *Counter) attachFederation(m map[string]*keyState) {
 	if c.fed == nil {
 		return
 	}
 	for _, ks := range m {
-		if ks.fed == nil {
+		if ks.fed == nil && ks.tmpl == nil && ks.cfg.plain() {
 			ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
 				current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow}
 		}
@@ -327,7 +372,7 @@ func (c *Counter) LocalAt(now time.Time) []LocalCount {
 		if fk == nil {
 			continue
 		}
-		lc := LocalCount{KeyConfig: ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
+		lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
 		lc.Granted, lc.Asked = fk.countsOf(k)
 		if k == fk.current {
 			lc.Need = fk.need

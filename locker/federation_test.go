@@ -1,6 +1,10 @@
 package locker
 
 import (
+	"fmt"
+	"math/rand"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -284,4 +288,265 @@ func TestReceivedAfterLowering(t *testing.T) {
 			t.Errorf("window k+%d: budget %d, want %d", tc.window-k, got, tc.want)
 		}
 	}
+}
+
+// TestSharedRefusesUnboundedKeys checks that shared mode refuses, with
+// one line naming them, the keys it cannot bound (sliding, gcra,
+// multi-limit), at EnableFederation and at a reload, and that the
+// refused reload keeps the old configuration.
+func TestSharedRefusesUnboundedKeys(t *testing.T) {
+	specs := func(s ...string) []KeyConfig {
+		var out []KeyConfig
+		for _, x := range s {
+			k, err := ParseKeySpec(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, k)
+		}
+		return out
+	}
+	c, err := NewCounter(specs("f=10/1s", "s=5/1s/sliding", "g=10/1s/gcra:1", "m=10/1s+100/1h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.EnableFederation(FederationConfig{Members: 2, Rank: 0})
+	want := "locker: shared federation cannot bound the sliding, gcra, multi-limit or template keys g, m, s: use strict mode or fixed keys"
+	if err == nil || err.Error() != want {
+		t.Fatalf("EnableFederation: %v, want %s", err, want)
+	}
+	if c.fed != nil {
+		t.Fatal("refused federation left enabled")
+	}
+	// Only fixed keys: accepted; then a reload that adds a sliding key
+	// is refused and the old keys stay.
+	c, err = NewCounter(specs("f=10/1s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableFederation(FederationConfig{Members: 2, Rank: 0}); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Reconfigure(specs("f=10/1s", "s=5/1s/sliding"))
+	if err == nil || !strings.Contains(err.Error(), "keys s:") {
+		t.Fatalf("Reconfigure in shared mode with a sliding key: %v", err)
+	}
+	if _, ok := c.Key("s"); ok {
+		t.Fatal("refused reload added its key")
+	}
+	// Strict mode takes them all.
+	c, err = NewCounter(specs("f=10/1s", "s=5/1s/sliding", "g=10/1s/gcra:1", "m=10/1s+100/1h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableFederation(FederationConfig{Strict: true, Members: 2, Rank: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reconfigure(specs("s2=7/1s/sliding")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fedMember is one member of a simulated strict federation: a Counter and
+// its clock's offset from real time.
+type fedMember struct {
+	c      *Counter
+	offset int64
+	last   int64 // latest reading, member clock
+}
+
+// TestStrictStaticSharesNeverOver runs keys of sliding, gcra and several
+// limits on three strict members with skewed clocks, out-of-order
+// readings, a member that restarts (losing its state) and one that is
+// frozen for a while, with no messages between them at all, and checks
+// in real time, over all grants of all members: no interval of a sliding
+// limit's window holds more than its limit, and no interval of length d
+// holds more than burst + d·limit/window grants of a gcra limit.
+func TestStrictStaticSharesNeverOver(t *testing.T) {
+	specs := []string{
+		"s=10/1s/sliding",
+		"s1=2/500ms/sliding", // shares 1, 1, 0
+		"g=10/1s/gcra",
+		"g1=12/1s/gcra:3",
+		"m=10/1s/sliding+25/3s/gcra:6",
+	}
+	const members = 3
+	for _, spec := range specs {
+		for seed := int64(1); seed <= 8; seed++ {
+			t.Run(fmt.Sprintf("%s-seed%d", spec, seed), func(t *testing.T) {
+				key, err := ParseKeySpec(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := rand.New(rand.NewSource(seed))
+				start := int64(1_800_000_000) * 1e9
+				newMember := func(rank int, offset, fence int64) *Counter {
+					c, err := NewCounter([]KeyConfig{key})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := c.EnableFederation(FederationConfig{Strict: true, Members: members, Rank: rank, Fence: time.Unix(0, fence+offset)}); err != nil {
+						t.Fatal(err)
+					}
+					return c
+				}
+				ms := make([]*fedMember, members)
+				for i := range ms {
+					off := r.Int63n(int64(3*time.Second)) - int64(1500*time.Millisecond)
+					ms[i] = &fedMember{c: newMember(i, off, start-int64(time.Hour)), offset: off}
+				}
+				// Member 0 ran before start and has just granted its share:
+				// it restarts at some instant with an empty state.
+				w := int64(key.Window)
+				for _, p := range key.Parts() {
+					w = max(w, int64(p.Window))
+				}
+				restartAt := start + r.Int63n(2*w)
+				frozenFrom, frozenTo := start+r.Int63n(3*w), start+r.Int63n(3*w)+w
+				var grantTimes []int64 // real time
+				restarted := false
+				now := start
+				for i := 0; i < 1500; i++ {
+					now += r.Int63n(w/20 + 1)
+					if r.Intn(10) == 0 { // to just before a window edge of the member clocks
+						now += w - now%w - 1
+					}
+					m := r.Intn(members)
+					if m == 0 && !restarted && now >= restartAt {
+						// The old run grants all it can just before it
+						// stops; the new one knows nothing of it.
+						inst := max(now+ms[0].offset, ms[0].last)
+						for {
+							d, _ := ms[0].c.TakeAt(time.Unix(0, inst), key.Name, 1)
+							if !d.OK {
+								break
+							}
+							grantTimes = append(grantTimes, inst-ms[0].offset)
+						}
+						now++
+						ms[0].c, ms[0].last, restarted = newMember(0, ms[0].offset, now), 0, true
+					}
+					if m == 2 && now >= frozenFrom && now < frozenTo {
+						continue
+					}
+					reading := now + ms[m].offset
+					if r.Intn(5) == 0 {
+						reading -= r.Int63n(w / 4)
+					}
+					inst := max(reading, ms[m].last) // the instant the member decides at
+					ms[m].last = inst
+					n := int64(1)
+					if r.Intn(5) == 0 {
+						n = 1 + r.Int63n(key.maxN())
+					}
+					d, err := ms[m].c.TakeAt(time.Unix(0, reading), key.Name, n)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d.OK {
+						for j := int64(0); j < n; j++ {
+							grantTimes = append(grantTimes, inst-ms[m].offset)
+						}
+					}
+				}
+				if len(grantTimes) == 0 {
+					t.Fatal("nothing granted: the test checks nothing")
+				}
+				slices.Sort(grantTimes)
+				for _, p := range key.Parts() {
+					checkBound(t, p, grantTimes)
+				}
+			})
+		}
+	}
+}
+
+// checkBound checks the grants (sorted real instants) against part p.
+func checkBound(t *testing.T, p Part, g []int64) {
+	t.Helper()
+	w := int64(p.Window)
+	for i := range g {
+		for j := i; j < len(g); j++ {
+			count := int64(j - i + 1)
+			switch p.alg() {
+			case AlgSliding:
+				if g[j]-g[i] < w && count > p.Limit {
+					t.Fatalf("%s: %d grants in [%d, %d), over %d", p, count, g[i], g[i]+w, p.Limit)
+				}
+			case AlgGCRA:
+				b := p.Burst
+				if b == 0 {
+					b = p.Limit
+				}
+				// count <= b + (g[j]-g[i])·limit/window
+				if (count-b)*w > (g[j]-g[i])*p.Limit {
+					t.Fatalf("%s: %d grants within %v, over %d + that time's tokens", p, count, time.Duration(g[j]-g[i]), b)
+				}
+			}
+		}
+	}
+}
+
+// TestStrictStaticKeysStayLocal checks that keys run on a static share
+// trade nothing: LocalAt reports only single fixed-window keys, and
+// GiveAt and SetReceivedAt do nothing for the others; and that a key
+// added by a reload starts full at the fence too.
+func TestStrictStaticKeysStayLocal(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	c, err := NewCounter([]KeyConfig{{Name: "f", Limit: 10, Window: time.Second},
+		{Name: "s", Limit: 10, Window: time.Second, Algorithm: AlgSliding}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableFederation(FederationConfig{Strict: true, Members: 2, Rank: 1, Fence: t0}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, lc := range c.LocalAt(t0) {
+		names = append(names, lc.Name)
+	}
+	if fmt.Sprint(names) != "[default f]" {
+		t.Fatalf("LocalAt keys %v, want [default f]", names)
+	}
+	k := WindowIndex(t0, time.Second)
+	if g := c.GiveAt(t0.Add(time.Second), "s", k+1, 1); g != 0 {
+		t.Fatalf("GiveAt of a sliding key gave %d", g)
+	}
+	c.SetReceivedAt(t0.Add(time.Second), "s", k+1, 5)
+	// Share of 10 for rank 1 of 2 is 5; nothing until a window after the
+	// fence; then 5 and no more, the received 5 ignored.
+	for _, tc := range []struct {
+		at   time.Duration
+		want int
+	}{{0, 0}, {time.Second - 1, 0}, {time.Second, 5}, {time.Second + 500*time.Millisecond, 0}, {2 * time.Second, 5}} {
+		if got := grantsOf(t, c, "s", t0.Add(tc.at), 20); got != tc.want {
+			t.Fatalf("at +%v: %d granted, want %d", tc.at, got, tc.want)
+		}
+	}
+	// A gcra key added by a reload just after the start: empty bucket at
+	// the fence (share 5 of 10 per second, a token every 200ms).
+	if err := c.Reconfigure([]KeyConfig{{Name: "g", Limit: 10, Window: time.Second, Algorithm: AlgGCRA}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := grantsOf(t, c, "g", t0.Add(100*time.Millisecond), 20); got != 0 {
+		t.Fatalf("gcra key added after the fence granted %d at once, want 0", got)
+	}
+	if got := grantsOf(t, c, "g", t0.Add(time.Second), 20); got != 5 {
+		t.Fatalf("gcra key a second after the fence granted %d, want 5", got)
+	}
+}
+
+func grantsOf(tb testing.TB, c *Counter, key string, now time.Time, n int) int {
+	tb.Helper()
+	got := 0
+	for i := 0; i < n; i++ {
+		d, err := c.TakeAt(now, key, 1)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if d.OK {
+			got++
+		}
+	}
+	return got
 }

@@ -161,7 +161,7 @@ func (s *Server) handleCancel(r *request) {
 // held waits are served first come, first served, so a take or a new
 // wait does not jump the queue. It answers the request itself, with an
 // error, and reports false when the request cannot be granted ever.
-func (s *Server) decide(r *request) (KeyConfig, Decision, time.Time, bool) {
+func (s *Server) decide(r *request) (*KeyConfig, Decision, time.Time, bool) {
 	now := s.now()
 	q := s.waiters[string(r.req.Key)]
 	queued := q != nil && q.len() > 0
@@ -169,6 +169,9 @@ func (s *Server) decide(r *request) (KeyConfig, Decision, time.Time, bool) {
 	switch {
 	case errors.Is(err, ErrUnknownKey):
 		s.replyError(r, "", wireError(fmt.Sprintf("unknown key %q", r.req.Key)))
+		return cfg, d, now, false
+	case errors.Is(err, ErrTooManyKeys):
+		s.replyError(r, cfg.Name, err)
 		return cfg, d, now, false
 	case err != nil:
 		s.replyError(r, cfg.Name, wireError(fmt.Sprintf("N %d above the limit %d of key %s", r.req.N, cfg.Limit, cfg.Name)))

@@ -184,20 +184,19 @@ func (s *Server) replyPacked(env []byte, body []byte) {
 	s.sendPacked(env, body)
 }
 
-// nextWake returns how long the loop may sleep: until the next window
-// boundary of a key with waiters, or the earliest waiter deadline, and
-// never longer than the poll interval.
+// nextWake returns how long the loop may sleep: until the tokens of the
+// head of a queue come back (a window boundary for a fixed window), or the
+// earliest waiter deadline, and never longer than the poll interval.
 func (s *Server) nextWake(now time.Time) time.Duration {
 	wake := s.poll
 	for key, q := range s.waiters {
 		if q.len() == 0 {
 			continue
 		}
-		cfg, ok := s.counter.Key(key)
+		d, ok := s.counter.retryAt(now, key, q.items[q.head].n)
 		if !ok {
 			return 0
 		}
-		d := sorryAt(now, cfg.Window).RetryAfter
 		if dl := q.minDeadline.Sub(now); dl < d {
 			d = dl
 		}

@@ -1,0 +1,194 @@
+package locker
+
+import (
+	"math"
+	"math/bits"
+	"time"
+)
+
+// GCRA is the generic cell rate algorithm: tokens come back one every
+// window/limit, and at most burst of them are available at once. With
+// burst 1 the grants are evenly spaced; with burst equal to the limit (the
+// default) a key idle for a window may grant its whole limit at once.
+//
+// Its state is the theoretical arrival time (TAT): the instant at which
+// every token taken is back. Taking n tokens at t moves the TAT to
+// max(TAT, t) + n·window/limit, and is allowed when the result is at most
+// t + burst·window/limit. The TAT is kept exactly, as nanoseconds plus a
+// fraction in units of 1/limit ns, so no rounding adds up over many
+// tokens.
+//
+// The zero value is not usable; use NewGCRA. A GCRA is not safe for
+// concurrent use.
+type GCRA struct {
+	limit  int64
+	burst  int64
+	follow bool  // burst follows the limit (SetLimit)
+	window int64 // nanoseconds
+	last   int64 // latest instant a take was made at, in Unix ns
+	// The TAT is tat + frac/limit ns, 0 <= frac < max(limit, 1).
+	tat, frac int64
+}
+
+var _ Algorithm = (*GCRA)(nil)
+
+// NewGCRA returns a GCRA that grants limit tokens per window in the long
+// run and at most burst at once; burst 0 means limit, and SetLimit then
+// moves the burst with the limit. burst is at most limit.
+func NewGCRA(limit int64, window time.Duration, burst int64) *GCRA {
+	g := &GCRA{limit: limit, burst: burst, window: int64(window), last: math.MinInt64, tat: math.MinInt64}
+	if burst == 0 {
+		g.burst, g.follow = limit, true
+	}
+	return g
+}
+
+// mulDiv returns a·b/c as a quotient and a remainder. a·b/c must fit in 63
+// bits, and a, b >= 0, c > 0.
+func mulDiv(a, b, c int64) (q, r int64) {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	uq, ur := bits.Div64(hi, lo, uint64(c))
+	return int64(uq), int64(ur)
+}
+
+// allowedAt returns the first whole nanosecond from which n tokens may be
+// taken: ceil(TAT - (burst-n)·window/limit), with the TAT at least t.
+func (g *GCRA) allowedAt(t, n int64) int64 {
+	tat, frac := g.tat, g.frac
+	if tat < t {
+		tat, frac = t, 0
+	}
+	q, r := mulDiv(g.burst-n, g.window, g.limit)
+	if frac > r {
+		return tat - q + 1
+	}
+	return tat - q
+}
+
+// inUse returns, at t, the tokens taken and not yet back,
+// ceil((TAT - t)·limit/window), and the time until all are back,
+// ceil(TAT - t).
+func (g *GCRA) inUse(t int64) (used int64, full time.Duration) {
+	if g.tat < t || (g.tat == t && g.frac == 0) || g.limit <= 0 {
+		return 0, 0
+	}
+	d := g.tat - t
+	q, r := mulDiv(d, g.limit, g.window)
+	// (d·limit + frac)/window, rounded up.
+	used = q + (r+g.frac+g.window-1)/g.window
+	full = time.Duration(d)
+	if g.frac > 0 {
+		full++
+	}
+	return min(used, g.burst), full
+}
+
+func (g *GCRA) decide(t, n int64) (Decision, bool) {
+	k := windowOf(t, g.window)
+	if g.limit <= 0 || n > g.burst {
+		// Never grantable here (a federation share below n): retry no
+		// sooner than a window from now, and get sorry again.
+		return Decision{Reset: time.Duration(g.window), RetryAfter: time.Duration(g.window), Window: k}, false
+	}
+	if at := g.allowedAt(t, n); t < at {
+		_, full := g.inUse(t)
+		return Decision{Reset: full, RetryAfter: time.Duration(at - t), Window: k}, false
+	}
+	return Decision{OK: true, Window: k}, true
+}
+
+// TakeAt implements Algorithm.
+func (g *GCRA) TakeAt(now time.Time, n int64) Decision {
+	t := max(now.UnixNano(), g.last)
+	g.last = t
+	d, ok := g.decide(t, n)
+	if !ok {
+		return d
+	}
+	if g.tat < t {
+		g.tat, g.frac = t, 0
+	}
+	g.add(n)
+	used, full := g.inUse(t)
+	d.Remaining, d.Reset = g.burst-used, full
+	return d
+}
+
+// add moves the TAT n emission intervals later.
+func (g *GCRA) add(n int64) {
+	q, r := mulDiv(n, g.window, g.limit)
+	g.tat += q
+	g.frac += r
+	if g.frac >= g.limit {
+		g.frac -= g.limit
+		g.tat++
+	}
+}
+
+// CheckAt implements Algorithm.
+func (g *GCRA) CheckAt(now time.Time, n int64) Decision {
+	t := max(now.UnixNano(), g.last)
+	d, ok := g.decide(t, n)
+	if !ok {
+		return d
+	}
+	saved := *g
+	if g.tat < t {
+		g.tat, g.frac = t, 0
+	}
+	g.add(n)
+	used, full := g.inUse(t)
+	*g = saved
+	d.Remaining, d.Reset = g.burst-used, full
+	return d
+}
+
+// PeekAt implements Algorithm: the tokens in use are those not yet back.
+func (g *GCRA) PeekAt(now time.Time) (window, used int64) {
+	t := max(now.UnixNano(), g.last)
+	used, _ = g.inUse(t)
+	return windowOf(t, g.window), used
+}
+
+// SetLimit implements Algorithm. The TAT stays (rounded up to the new
+// fraction unit): the instant at which every token taken is back does not
+// come sooner. A burst that followed the limit follows the new one; a set
+// burst stays, at most the new limit.
+func (g *GCRA) SetLimit(limit int64) {
+	limit = max(limit, 0)
+	if g.frac > 0 {
+		if limit == 0 {
+			g.tat++
+			g.frac = 0
+		} else {
+			q, r := mulDiv(g.frac, limit, g.limit)
+			if r > 0 {
+				q++
+			}
+			g.frac = q
+			if g.frac >= limit {
+				g.frac -= limit
+				g.tat++
+			}
+		}
+	}
+	g.limit = limit
+	if g.follow {
+		g.burst = limit
+	}
+	g.burst = min(g.burst, limit)
+}
+
+// FillAt implements Algorithm: the TAT moves to now + burst·window/limit,
+// as if the whole burst had just been taken.
+func (g *GCRA) FillAt(now time.Time) {
+	t := max(now.UnixNano(), g.last)
+	g.last = t
+	if g.limit <= 0 {
+		return
+	}
+	q, r := mulDiv(g.burst, g.window, g.limit)
+	if full := t + q; full > g.tat || (full == g.tat && r > g.frac) {
+		g.tat, g.frac = full, r
+	}
+}
