@@ -607,6 +607,9 @@ func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decis
 	if n < 1 || n > ks.maxN {
 		return Decision{}, ErrBadCount
 	}
+	if err := c.reach(ks, n); err != nil {
+		return Decision{}, err
+	}
 	if !take {
 		return Decision{}, nil
 	}

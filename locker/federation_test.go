@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"slices"
@@ -434,15 +435,19 @@ func TestStrictStaticSharesNeverOver(t *testing.T) {
 						reading -= r.Int63n(w / 4)
 					}
 					inst := max(reading, ms[m].last) // the instant the member decides at
-					ms[m].last = inst
 					n := int64(1)
 					if r.Intn(5) == 0 {
 						n = 1 + r.Int63n(key.maxN())
 					}
 					d, err := ms[m].c.TakeAt(time.Unix(0, reading), key.Name, n)
+					var re *ReachError
+					if errors.As(err, &re) {
+						continue // more than this member's static share: refused at once, unseen
+					}
 					if err != nil {
 						t.Fatal(err)
 					}
+					ms[m].last = inst
 					if d.OK {
 						for j := int64(0); j < n; j++ {
 							grantTimes = append(grantTimes, inst-ms[m].offset)
@@ -549,4 +554,52 @@ func grantsOf(tb testing.TB, c *Counter, key string, now time.Time, n int) int {
 		}
 	}
 	return got
+}
+
+// TestReach: a strict member refuses at once, with a *ReachError, a
+// request no window can bring it the tokens of: more than its own share
+// and the shares of the members that can give it tokens now, or, for a
+// key on a static share, more than that share. What it can reach is
+// held or refused as usual.
+func TestReach(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	keys := []KeyConfig{{Name: "k", Limit: 9, Window: time.Second}, {Name: "s", Limit: 9, Window: time.Second, Algorithm: AlgSliding}}
+	tests := []struct {
+		name   string
+		key    string
+		givers []int // nil: never set
+		n      int64
+		reach  int64 // 0: not refused
+	}{
+		{"givers unknown", "k", nil, 9, 0},
+		{"own share", "k", []int{}, 3, 0},
+		{"all down", "k", []int{}, 4, 3},
+		{"one up", "k", []int{2}, 6, 0},
+		{"one up, more", "k", []int{2}, 7, 6},
+		{"all up", "k", []int{0, 2}, 9, 0},
+		{"static share", "s", []int{0, 2}, 4, 3},
+		{"static, within", "s", []int{0, 2}, 3, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewCounter(keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.EnableFederation(FederationConfig{Strict: true, Members: 3, Rank: 1, Fence: t0.Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.givers != nil {
+				c.SetGivers(tc.givers)
+			}
+			_, err = c.TakeAt(t0, tc.key, tc.n)
+			var re *ReachError
+			switch {
+			case tc.reach == 0 && err != nil:
+				t.Fatalf("TakeAt(%d)=%v, want no error", tc.n, err)
+			case tc.reach != 0 && (!errors.As(err, &re) || re.Reach != tc.reach || re.N != tc.n):
+				t.Fatalf("TakeAt(%d)=%v, want a ReachError with reach %d", tc.n, err, tc.reach)
+			}
+		})
+	}
 }

@@ -173,6 +173,9 @@ func (s *Server) decide(r *request) (*KeyConfig, Decision, time.Time, bool) {
 	case errors.Is(err, ErrTooManyKeys):
 		s.replyError(r, cfg.Name, err)
 		return cfg, d, now, false
+	case !errors.Is(err, ErrBadCount) && err != nil: // a *ReachError
+		s.replyError(r, cfg.Name, err)
+		return cfg, d, now, false
 	case err != nil:
 		s.replyError(r, cfg.Name, wireError(fmt.Sprintf("N %d above the limit %d of key %s", r.req.N, cfg.Limit, cfg.Name)))
 		return cfg, d, now, false

@@ -2,7 +2,9 @@ package peer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,45 @@ func TestClusterStrictWaitAboveShare(t *testing.T) {
 		if n > small.Limit {
 			t.Errorf("window %d: %d grants, above the limit %d", k, n, small.Limit)
 		}
+	}
+}
+
+// TestClusterStrictWaitBeyondReach: three strict members with a share of
+// 1 each of 3 per window; one stops. A wait for 3 tokens, which only all
+// three members together could bring, is refused at once with an error
+// saying why, instead of being held for nothing; a wait for 2, which the
+// two members up can bring, is still accepted.
+func TestClusterStrictWaitBeyondReach(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	small := locker.KeyConfig{Name: "small", Limit: 3, Window: 100 * time.Millisecond}
+	nodes := newTestCluster(t, clusterConfig{n: 3, mode: peer.ModeStrict, keys: []locker.KeyConfig{small}})
+	waitAllUp(t, nodes)
+	nodes[2].stop()
+	lockertest.WaitFor(t, func() bool {
+		for _, p := range nodes[0].node.PeerStats() {
+			if !p.Up {
+				return true
+			}
+		}
+		return false
+	})
+	cl, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{nodes[0].endpoint}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// Its hold would outlast the test's own deadline: only a refusal
+	// ends it before ctx does.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err = cl.WaitMax(ctx, small.Name, 3, time.Hour)
+	var se *locker.ServerError
+	if !errors.As(err, &se) || !strings.Contains(se.Error(), "members up") {
+		t.Fatalf("wait for 3 with a member down: %v, want a server error naming the members up", err)
+	}
+	if _, err := cl.WaitMax(ctx, small.Name, 2, 50*time.Millisecond); err != nil {
+		t.Fatalf("wait for 2 with two members up: %v, want go or sorry", err)
 	}
 }

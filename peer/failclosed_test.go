@@ -352,6 +352,11 @@ func TestNeedOnlyAboveShare(t *testing.T) {
 	for _, strict := range []bool{false, true} {
 		ms := newTestMembers(t, 3, strict, testEpoch.Add(-time.Hour), key)
 		now := testEpoch.Add(time.Millisecond)
+		// The members hear each other: a strict member refuses at once a
+		// request no member up could bring it the tokens of.
+		for _, m := range ms[1:] {
+			deliver(t, now, m, ms, m.m.heartbeat(now), nil)
+		}
 		version := func() byte {
 			var v byte
 			for _, m := range ms[0].m.heartbeat(now) {

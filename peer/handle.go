@@ -31,6 +31,7 @@ func (s *merger) handle(now time.Time, m *Message) (newcomer bool) {
 	s.handleClock(now, p, m.Sent)
 	if m.Type == TypeHeartbeat {
 		s.handleHeartbeat(p, m)
+		s.updateGivers(now) // p may have come up or changed its view
 	}
 	s.handleCounts(now, p, m.Sent, m.Counts)
 	s.handleTransfers(now, p, m.Transfers)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -118,6 +119,10 @@ type merger struct {
 	ignored uint64
 	// dropped counts messages the outbound queue had no room for.
 	dropped uint64
+	// givers and lastGivers are the ranks of the members that can give
+	// this one tokens, now and as last told to the counter (strict).
+	givers, lastGivers []int
+	giversSet          bool
 }
 
 func newMerger(id string, strict bool, members []string, rank int, hb time.Duration,
@@ -200,6 +205,7 @@ func (s *merger) isUp(now time.Time, p *member) bool {
 func (s *merger) flush(now time.Time) []*Message {
 	lcs := s.counter.LocalAt(now)
 	if s.strict {
+		s.updateGivers(now)
 		s.give(now, lcs)
 	} else {
 		for _, lc := range lcs {
@@ -263,8 +269,11 @@ func (s *merger) heartbeat(now time.Time) []*Message {
 }
 
 // check logs members going up or down and clock offsets beyond a tenth
-// of the shortest window.
+// of the shortest window. In strict mode it tells the counter which
+// members can give tokens, so that a request no member can help with is
+// refused at once rather than held.
 func (s *merger) check(now time.Time) {
+	s.updateGivers(now)
 	for _, p := range s.peers {
 		up := s.isUp(now, p)
 		if up != p.up {
@@ -286,6 +295,28 @@ func (s *merger) check(now time.Time) {
 		}
 		p.warned = bad
 	}
+}
+
+// updateGivers tells the counter, in strict mode, which members can give
+// this one tokens now, when that changed.
+func (s *merger) updateGivers(now time.Time) {
+	if !s.strict {
+		return
+	}
+	givers := s.givers[:0]
+	for _, p := range s.peers {
+		if s.receives(now, p) {
+			givers = append(givers, p.rank)
+		}
+	}
+	slices.Sort(givers)
+	if s.giversSet && slices.Equal(givers, s.lastGivers) {
+		s.givers = givers
+		return
+	}
+	s.counter.SetGivers(givers)
+	s.lastGivers = append(s.lastGivers[:0], givers...)
+	s.givers, s.giversSet = givers, true
 }
 
 // ended reports whether window w of key is more than back windows before
