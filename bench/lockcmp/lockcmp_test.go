@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lockerd/lockerd/loadstats"
+	"github.com/lockerd/lockerd/locker"
+)
+
+func TestReplyInError(t *testing.T) {
+	for _, body := range []string{"locked 5 10000", "busy 120 1 3 lockcmp:42", `released 9`} {
+		// The form Client.Do gives a reply it cannot read as a take reply.
+		err := fmt.Errorf("%w: %.64q", locker.ErrBadReply, body)
+		got, gerr := replyInError(err)
+		if gerr != nil || got != body {
+			t.Errorf("replyInError(%q) = %q, %v; want %q", err, got, gerr, body)
+		}
+	}
+	if _, err := replyInError(locker.ErrBadReply); err == nil {
+		t.Error("replyInError of an error without a body: no error")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		systems []string
+		bad     bool
+	}{
+		{args: nil, systems: allSystems},
+		{args: []string{"-systems", "lockerd,redis,redis"}, systems: []string{sysRedis, sysLockerd}},
+		{args: []string{"-systems", "mongo"}, bad: true},
+		{args: []string{"-systems", ","}, bad: true},
+		{args: []string{"-rounds", "0"}, bad: true},
+		{args: []string{"-ttl", "500ms"}, bad: true},
+		{args: []string{"extra"}, bad: true},
+	}
+	for _, tt := range tests {
+		o, err := parseFlags(tt.args, io.Discard)
+		if (err != nil) != tt.bad {
+			t.Errorf("parseFlags(%q): error %v, want error %v", tt.args, err, tt.bad)
+			continue
+		}
+		if !tt.bad && !slices.Equal(o.systems, tt.systems) {
+			t.Errorf("parseFlags(%q): systems %q, want %q", tt.args, o.systems, tt.systems)
+		}
+		if !tt.bad && o.timeout <= 0 {
+			t.Errorf("parseFlags(%q): no bound on the run", tt.args)
+		}
+	}
+}
+
+func runs(name string, rates ...float64) []loadstats.Summary {
+	var s []loadstats.Summary
+	for _, r := range rates {
+		s = append(s, loadstats.Summary{Name: name, DecisionsPerSecond: r, P50us: 100, P99us: 900})
+	}
+	return s
+}
+
+func TestTable(t *testing.T) {
+	res := map[string][]loadstats.Summary{
+		"redis own c=64":   runs("redis own c=64", 100, 200, 300),
+		"lockerd own c=64": runs("lockerd own c=64", 300, 400, 1200),
+	}
+	tests := []struct {
+		name string
+		down string
+		want []string
+		not  []string
+	}{
+		{name: "served", want: []string{"| redis own c=64 | 200 | 100 / 900 | lockerd own c=64 | 400 | 100 / 900 | **3.00** [2.00..4.00] | 2.00 |"}},
+		{name: "not served", down: "it answered go",
+			want: []string{"| redis own c=64 | 200 | 100 / 900 | lockerd own c=64 | n/a |", "**lockerd: no figures** (n/a above): it answered go."},
+			not:  []string{"400", "3.00"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags([]string{"-systems", "redis,lockerd"}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &bench{o: o, results: res, down: map[string]string{}}
+			if tt.down != "" {
+				b.down[sysLockerd] = tt.down
+			}
+			var out bytes.Buffer
+			if err := b.write(&out, "1 2 3", "4 5 6"); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(out.String(), n) {
+					t.Errorf("output has %q:\n%s", n, out.String())
+				}
+			}
+		})
+	}
+}
