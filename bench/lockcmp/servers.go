@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -206,8 +207,16 @@ func startZooKeeper(dir, data string) (*proc, string, error) {
 }
 
 // startLockerd starts the lockerd binary bin with the keys bench and side,
-// both of a limit no run reaches, and extra flags.
+// both of a limit no run reaches, and extra flags. A fresh lockerd has
+// given no lease before, so when bin has --lock-grace and extra does not
+// set it, it starts without a restart grace period (--lock-grace=0).
 func startLockerd(dir, bin string, extra []string) (*proc, string, error) {
+	help, _ := exec.Command(bin, "--help").CombinedOutput()
+	if bytes.Contains(help, []byte("--lock-grace")) && !slices.ContainsFunc(extra, func(f string) bool {
+		return strings.HasPrefix(f, "--lock-grace")
+	}) {
+		extra = append(slices.Clone(extra), "--lock-grace=0")
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
