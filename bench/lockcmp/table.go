@@ -151,8 +151,9 @@ func (b *bench) write(stdout io.Writer, loadBefore, loadAfter string) error {
 	fmt.Fprintf(&buf, "figures are medians over %d rounds, B/A is lockerd's ratio per round. A cycle is acquire then\n", b.o.rounds)
 	fmt.Fprintf(&buf, "release of an exclusive lock with a %s lease; each system's client is shared by the goroutines.\n", b.o.ttl)
 	fmt.Fprintf(&buf, "Redis retries a taken lock after %s ±50%%. Redis and lockerd keep locks in memory; etcd and\n", b.o.redisBackoff)
-	fmt.Fprintf(&buf, "ZooKeeper write them with fsync to %s. take rows: %d goroutines taking from a key whose limit\n", storage(b.o.dataDir), b.o.takeC)
-	fmt.Fprintf(&buf, "is never reached.\n")
+	fmt.Fprintf(&buf, "ZooKeeper write them with fsync to %s.\n", storage(b.o.dataDir))
+	fmt.Fprintf(&buf, "take rows: %d goroutines taking from a key whose limit is never reached, alone or beside\n", b.o.takeC)
+	fmt.Fprintf(&buf, "%d goroutines of lock cycles or of takes on another key, all on one lockerd.\n", b.o.sideC)
 	fmt.Fprintln(&buf)
 	table(&buf, b.rows(), b.results)
 	if why, ok := b.down[sysLockerd]; ok && slices.Contains(b.o.systems, sysLockerd) {
