@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lockerd/lockerd/loadstats"
@@ -102,6 +105,46 @@ func TestTable(t *testing.T) {
 				if strings.Contains(out.String(), n) {
 					t.Errorf("output has %q:\n%s", n, out.String())
 				}
+			}
+		})
+	}
+}
+
+func TestExclusive(t *testing.T) {
+	errAcq, errRel := errors.New("acquire failed"), errors.New("release failed")
+	tests := []struct {
+		name     string
+		held     int32 // goroutines already between acquire and release
+		acqErr   error
+		relErr   error
+		want     error
+		released bool
+	}{
+		{name: "alone", released: true},
+		{name: "another holder", held: 1, want: errOverlap, released: true},
+		{name: "acquire fails", acqErr: errAcq, want: errAcq},
+		{name: "release fails", relErr: errRel, want: errRel, released: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var inside atomic.Int32
+			inside.Store(tt.held)
+			released := false
+			acq := func(context.Context) (func(context.Context) error, error) {
+				if tt.acqErr != nil {
+					return nil, tt.acqErr
+				}
+				return func(context.Context) error { released = true; return tt.relErr }, nil
+			}
+			err := exclusive(acq, &inside)(context.Background())
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Errorf("error %v, want %v", err, tt.want)
+			}
+			if released != tt.released {
+				t.Errorf("released %v, want %v", released, tt.released)
+			}
+			if inside.Load() != tt.held {
+				t.Errorf("inside %d after the cycle, want %d", inside.Load(), tt.held)
 			}
 		})
 	}

@@ -38,41 +38,45 @@ func newLockerd(ep string, ttl time.Duration) (*lockerdLocks, error) {
 
 func (l *lockerdLocks) close() { l.c.Close() }
 
-// worker is the lockerd side of the comparison: one acquire-and-release
-// cycle on name, a held acquisition answered when the lock is handed over.
+// worker is the lockerd side of the comparison: it acquires name, held by
+// the server until the lock is handed over, and returns its release.
 //
 // When the client's lock API is on main, its body becomes:
 //
-//	lease, err := l.c.Lock(ctx, name, locker.LockOptions{TTL: l.ttl, Owner: l.owner})
-//	if err != nil {
-//		return err
-//	}
-//	return lease.Unlock(ctx)
-func (l *lockerdLocks) worker(_ context.Context, name string) (cycle, func(), error) {
-	acquire := []byte(fmt.Sprintf("acquire %s exclusive %d %d %s", name, l.ttl.Milliseconds(), lockerdHold.Milliseconds(), l.owner))
-	return func(ctx context.Context) error {
+//	return func(ctx context.Context) (func(context.Context) error, error) {
+//		lease, err := l.c.Lock(ctx, name, locker.LockOptions{TTL: l.ttl, Owner: l.owner})
+//		if err != nil {
+//			return nil, err
+//		}
+//		return lease.Unlock, nil
+//	}, nil, nil
+func (l *lockerdLocks) worker(_ context.Context, name string) (acquire, func(), error) {
+	acq := []byte(fmt.Sprintf("acquire %s exclusive %d %d %s", name, l.ttl.Milliseconds(), lockerdHold.Milliseconds(), l.owner))
+	return func(ctx context.Context) (func(context.Context) error, error) {
 		var fence uint64
 		for fence == 0 {
-			r, err := l.do(ctx, acquire)
+			r, err := l.do(ctx, acq)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			switch r.Status {
 			case locker.LockGranted:
 				fence = r.Fence
 			case locker.LockBusy: // the hold ended first: queue again
 			default:
-				return fmt.Errorf("acquire %s: unexpected reply %+v", name, r)
+				return nil, fmt.Errorf("acquire %s: unexpected reply %+v", name, r)
 			}
 		}
-		r, err := l.do(ctx, []byte("release "+name+" "+strconv.FormatUint(fence, 10)))
-		if err != nil {
-			return err
-		}
-		if r.Status != locker.LockReleased {
-			return fmt.Errorf("release %s %d: %w (%+v)", name, fence, errLost, r)
-		}
-		return nil
+		return func(ctx context.Context) error {
+			r, err := l.do(ctx, []byte("release "+name+" "+strconv.FormatUint(fence, 10)))
+			if err != nil {
+				return err
+			}
+			if r.Status != locker.LockReleased {
+				return fmt.Errorf("release %s %d: %w (%+v)", name, fence, errLost, r)
+			}
+			return nil
+		}, nil
 	}, nil, nil
 }
 

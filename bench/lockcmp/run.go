@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockerd/lockerd/loadstats"
@@ -397,21 +398,50 @@ func loop(ctx context.Context, op func(context.Context) error, errs *errRecorder
 	})
 }
 
+// errOverlap is a lock that did not exclude: two goroutines held it at once.
+var errOverlap = errors.New("two holders of an exclusive lock at once")
+
+// exclusive makes a cycle of acq that counts in inside the goroutines
+// between its acquire and its release: more than one at once is an error.
+// It checks that the lock excluded as much as it can without slowing the
+// cycle down (a holder preempted in that window would reveal a second).
+func exclusive(acq acquire, inside *atomic.Int32) cycle {
+	return func(ctx context.Context) error {
+		release, err := acq(ctx)
+		if err != nil {
+			return err
+		}
+		n := inside.Add(1)
+		inside.Add(-1)
+		if err := release(ctx); err != nil {
+			return err
+		}
+		if n != 1 {
+			return errOverlap
+		}
+		return nil
+	}
+}
+
 // measure runs sc on one system for -d.
 func (b *bench) measure(ctx context.Context, round int, name string, sc scenario) error {
 	sys := b.systems[name]
 	var errs errRecorder
+	inside := map[string]*atomic.Int32{}
 	s, err := loadstats.Run(ctx, loadstats.Options{Name: name + " " + sc.id, Goroutines: sc.n, Duration: b.o.d},
 		func(i int) (loadstats.Work, func(), error) {
 			lock := fmt.Sprintf("lockcmp.r%d.%s.0", round, sc.slug)
 			if sc.own {
 				lock = fmt.Sprintf("lockcmp.r%d.%s.%d", round, sc.slug, i)
 			}
-			c, done, err := sys.worker(ctx, lock)
+			if inside[lock] == nil {
+				inside[lock] = new(atomic.Int32)
+			}
+			acq, done, err := sys.worker(ctx, lock)
 			if err != nil {
 				return nil, done, fmtErr(name, err)
 			}
-			return loop(ctx, c, &errs), done, nil
+			return loop(ctx, exclusive(acq, inside[lock]), &errs), done, nil
 		})
 	if err == nil {
 		err = ctx.Err()
@@ -436,8 +466,8 @@ const (
 // the same lockerd, each side load through a client of its own.
 func (b *bench) measureTakes(ctx context.Context, round int) error {
 	lockSide := func(ctx context.Context, i int) (cycle, error) {
-		c, _, err := b.sideClient.worker(ctx, fmt.Sprintf("lockcmp.r%d.side.%d", round, i))
-		return c, err
+		acq, _, err := b.sideClient.worker(ctx, fmt.Sprintf("lockcmp.r%d.side.%d", round, i))
+		return exclusive(acq, new(atomic.Int32)), err
 	}
 	takeSide := func(_ context.Context, _ int) (cycle, error) {
 		return func(ctx context.Context) error { return b.sideClient.take(ctx, "side") }, nil

@@ -17,15 +17,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// cycle acquires a lock, then releases it.
+// cycle is one measured operation: acquire then release a lock, or a take.
 type cycle func(ctx context.Context) error
+
+// acquire takes a lock, waiting for it, and returns what releases it.
+type acquire func(ctx context.Context) (release func(context.Context) error, err error)
 
 // system is one lock service under test. Its client is shared by every
 // goroutine, as one process would share it.
 type system interface {
-	// worker prepares one goroutine's cycle on the lock name; done
-	// releases what it holds.
-	worker(ctx context.Context, name string) (c cycle, done func(), err error)
+	// worker prepares one goroutine's acquisitions of the lock name;
+	// done releases what the goroutine holds (nil: nothing).
+	worker(ctx context.Context, name string) (a acquire, done func(), err error)
 	close()
 }
 
@@ -58,18 +61,18 @@ func newRedis(ctx context.Context, addr string, conns int, ttl, backoff time.Dur
 	return &redisLocks{rdb: rdb, ttl: ttl, backoff: backoff}, nil
 }
 
-func (r *redisLocks) worker(_ context.Context, name string) (cycle, func(), error) {
+func (r *redisLocks) worker(_ context.Context, name string) (acquire, func(), error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	prefix := hex.EncodeToString(b[:]) + ":"
 	n := 0
-	return func(ctx context.Context) error {
+	return func(ctx context.Context) (func(context.Context) error, error) {
 		n++
 		token := prefix + strconv.Itoa(n)
 		for {
 			ok, err := r.rdb.SetNX(ctx, name, token, r.ttl).Result()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if ok {
 				break
@@ -81,18 +84,20 @@ func (r *redisLocks) worker(_ context.Context, name string) (cycle, func(), erro
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return ctx.Err()
+				return nil, ctx.Err()
 			case <-t.C:
 			}
 		}
-		v, err := redisUnlock.Run(ctx, r.rdb, []string{name}, token).Int64()
-		if err != nil {
-			return err
-		}
-		if v != 1 {
-			return errLost
-		}
-		return nil
+		return func(ctx context.Context) error {
+			v, err := redisUnlock.Run(ctx, r.rdb, []string{name}, token).Int64()
+			if err != nil {
+				return err
+			}
+			if v != 1 {
+				return errLost
+			}
+			return nil
+		}, nil
 	}, nil, nil
 }
 
@@ -122,17 +127,17 @@ func (e *etcdLocks) ping(ctx context.Context) error {
 	return err
 }
 
-func (e *etcdLocks) worker(ctx context.Context, name string) (cycle, func(), error) {
+func (e *etcdLocks) worker(ctx context.Context, name string) (acquire, func(), error) {
 	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(e.ttl), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, nil, err
 	}
 	m := concurrency.NewMutex(s, "/lockcmp/"+name)
-	return func(ctx context.Context) error {
+	return func(ctx context.Context) (func(context.Context) error, error) {
 		if err := m.Lock(ctx); err != nil {
-			return err
+			return nil, err
 		}
-		return m.Unlock(ctx)
+		return m.Unlock, nil
 	}, func() { s.Close() }, nil
 }
 
@@ -165,13 +170,14 @@ func (z *zkLocks) ping(context.Context) error {
 	return err
 }
 
-func (z *zkLocks) worker(_ context.Context, name string) (cycle, func(), error) {
+func (z *zkLocks) worker(_ context.Context, name string) (acquire, func(), error) {
 	l := zk.NewLock(z.conn, "/lockcmp/"+name, zk.WorldACL(zk.PermAll))
-	return func(context.Context) error {
+	unlock := func(context.Context) error { return l.Unlock() }
+	return func(context.Context) (func(context.Context) error, error) {
 		if err := l.Lock(); err != nil {
-			return err
+			return nil, err
 		}
-		return l.Unlock()
+		return unlock, nil
 	}, nil, nil
 }
 
