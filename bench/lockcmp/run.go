@@ -301,6 +301,11 @@ func (b *bench) connect(ctx context.Context, name string, p *proc, addr string) 
 		b.systems[name] = e
 		return p.waitReady(ctx, startLimit, e.ping)
 	case sysZK:
+		// The client connects in the background and backs off while the
+		// server is down: first wait for the server itself.
+		if err := p.waitReady(ctx, startLimit, func(ctx context.Context) error { return zkServing(ctx, addr) }); err != nil {
+			return err
+		}
 		z, err := newZooKeeper(ctx, addr, b.o.ttl)
 		if err != nil {
 			return fmtErr(name, err)

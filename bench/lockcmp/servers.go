@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -190,20 +191,44 @@ func startZooKeeper(dir, data string) (*proc, string, error) {
 	}
 	cfg := filepath.Join(zdir, "zoo.cfg")
 	conf := fmt.Sprintf("tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
-		"maxClientCnxns=0\nadmin.enableServer=false\n", zdir, port)
+		"maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n", zdir, port)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return nil, "", err
 	}
 	cp := zkJar
-	// Without a binding slf4j prints a warning and logs nothing, which is
-	// what is wanted; slf4j-nop makes that silent.
-	if _, err := os.Stat("/usr/share/java/slf4j-nop.jar"); err == nil {
-		cp += ":/usr/share/java/slf4j-nop.jar"
+	// slf4j-simple (a dependency of Debian's slf4j) logs to the log
+	// file, which is shown if ZooKeeper does not start; without a
+	// binding slf4j logs nothing.
+	if _, err := os.Stat("/usr/share/java/slf4j-simple.jar"); err == nil {
+		cp += ":/usr/share/java/slf4j-simple.jar"
 	}
 	p, err := startProc(dir, "zookeeper", java, "-Xmx512m", "-XX:+UseSerialGC", "-cp", cp,
 		"-Dzookeeper.jmx.log4j.disable=true", "-Djava.net.preferIPv4Stack=true",
+		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg)
 	return p, fmt.Sprintf("127.0.0.1:%d", port), err
+}
+
+// zkServing asks the ZooKeeper server at addr "ruok"; it answers "imok"
+// once it serves.
+func zkServing(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := c.Write([]byte("ruok")); err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(io.LimitReader(c, 16))
+	if string(b) != "imok" {
+		return fmt.Errorf("ruok answered %q", b)
+	}
+	return nil
 }
 
 // startLockerd starts the lockerd binary bin with the keys bench and side,
