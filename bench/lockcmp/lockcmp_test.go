@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/lockerd/lockerd/loadstats"
@@ -127,8 +126,8 @@ func TestExclusive(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var inside atomic.Int32
-			inside.Store(tt.held)
+			st := newLockState()
+			st.inside.Store(tt.held)
 			released := false
 			acq := func(context.Context) (func(context.Context) error, error) {
 				if tt.acqErr != nil {
@@ -136,16 +135,32 @@ func TestExclusive(t *testing.T) {
 				}
 				return func(context.Context) error { released = true; return tt.relErr }, nil
 			}
-			err := exclusive(acq, &inside)(context.Background())
+			err := exclusive(acq, st, 1)(context.Background())
 			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
 				t.Errorf("error %v, want %v", err, tt.want)
 			}
 			if released != tt.released {
 				t.Errorf("released %v, want %v", released, tt.released)
 			}
-			if inside.Load() != tt.held {
-				t.Errorf("inside %d after the cycle, want %d", inside.Load(), tt.held)
+			if st.inside.Load() != tt.held {
+				t.Errorf("inside %d after the cycle, want %d", st.inside.Load(), tt.held)
 			}
 		})
+	}
+}
+
+func TestHandovers(t *testing.T) {
+	st := newLockState()
+	acq := func(context.Context) (func(context.Context) error, error) {
+		return func(context.Context) error { return nil }, nil
+	}
+	// The first acquisition, then 1 keeps it, then it goes to 2 and back.
+	for _, me := range []int32{1, 1, 2, 1} {
+		if err := exclusive(acq, st, me)(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := st.handovers.Load(); got != 3 {
+		t.Errorf("%d hand-overs, want 3", got)
 	}
 }

@@ -145,7 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "lockcmp: "+format+"\n", a...) }
 
-	b := &bench{o: o, logf: logf, results: map[string][]loadstats.Summary{}, systems: map[string]system{}, down: map[string]string{}}
+	b := &bench{o: o, logf: logf, results: map[string][]loadstats.Summary{},
+		handovers: map[string][]float64{}, systems: map[string]system{}, down: map[string]string{}}
 	defer b.cleanup()
 	if err := b.start(ctx); err != nil {
 		logf("%v", err)
@@ -195,9 +196,11 @@ type bench struct {
 	// lockerd's extra clients for the take measurements.
 	takeClient, sideClient *lockerdLocks
 
-	results  map[string][]loadstats.Summary
-	raw      []loadstats.Summary
-	versions []string
+	results map[string][]loadstats.Summary
+	// handovers are the hand-overs per second of the runs on one lock.
+	handovers map[string][]float64
+	raw       []loadstats.Summary
+	versions  []string
 }
 
 func (b *bench) cleanup() {
@@ -406,18 +409,37 @@ func loop(ctx context.Context, op func(context.Context) error, errs *errRecorder
 // errOverlap is a lock that did not exclude: two goroutines held it at once.
 var errOverlap = errors.New("two holders of an exclusive lock at once")
 
-// exclusive makes a cycle of acq that counts in inside the goroutines
-// between its acquire and its release: more than one at once is an error.
-// It checks that the lock excluded as much as it can without slowing the
-// cycle down (a holder preempted in that window would reveal a second).
-func exclusive(acq acquire, inside *atomic.Int32) cycle {
+// lockState is what the cycles on one lock share: how many goroutines
+// are between acquire and release, the last holder, and how often the
+// lock went to a goroutine other than the one that held it before.
+type lockState struct {
+	inside    atomic.Int32
+	last      atomic.Int32
+	handovers atomic.Int64
+}
+
+func newLockState() *lockState {
+	st := new(lockState)
+	st.last.Store(-1)
+	return st
+}
+
+// exclusive makes a cycle of acq, by goroutine me, that counts in st the
+// goroutines between its acquire and its release: more than one at once
+// is an error. It checks that the lock excluded as much as it can without
+// slowing the cycle down (a holder preempted in that window would reveal
+// a second). It also counts the hand-overs.
+func exclusive(acq acquire, st *lockState, me int32) cycle {
 	return func(ctx context.Context) error {
 		release, err := acq(ctx)
 		if err != nil {
 			return err
 		}
-		n := inside.Add(1)
-		inside.Add(-1)
+		n := st.inside.Add(1)
+		if st.last.Swap(me) != me {
+			st.handovers.Add(1)
+		}
+		st.inside.Add(-1)
 		if err := release(ctx); err != nil {
 			return err
 		}
@@ -432,21 +454,21 @@ func exclusive(acq acquire, inside *atomic.Int32) cycle {
 func (b *bench) measure(ctx context.Context, round int, name string, sc scenario) error {
 	sys := b.systems[name]
 	var errs errRecorder
-	inside := map[string]*atomic.Int32{}
+	locks := map[string]*lockState{}
 	s, err := loadstats.Run(ctx, loadstats.Options{Name: name + " " + sc.id, Goroutines: sc.n, Duration: b.o.d},
 		func(i int) (loadstats.Work, func(), error) {
 			lock := fmt.Sprintf("lockcmp.r%d.%s.0", round, sc.slug)
 			if sc.own {
 				lock = fmt.Sprintf("lockcmp.r%d.%s.%d", round, sc.slug, i)
 			}
-			if inside[lock] == nil {
-				inside[lock] = new(atomic.Int32)
+			if locks[lock] == nil {
+				locks[lock] = newLockState()
 			}
 			acq, done, err := sys.worker(ctx, lock)
 			if err != nil {
 				return nil, done, fmtErr(name, err)
 			}
-			return loop(ctx, exclusive(acq, inside[lock]), &errs), done, nil
+			return loop(ctx, exclusive(acq, locks[lock], int32(i)), &errs), done, nil
 		})
 	if err == nil {
 		err = ctx.Err()
@@ -455,6 +477,13 @@ func (b *bench) measure(ctx context.Context, round int, name string, sc scenario
 		return err
 	}
 	b.record(s, errs.first)
+	if !sc.own && s.DurationSeconds > 0 {
+		var n int64
+		for _, st := range locks {
+			n += st.handovers.Load()
+		}
+		b.handovers[s.Name] = append(b.handovers[s.Name], float64(n)/s.DurationSeconds)
+	}
 	return nil
 }
 
@@ -472,7 +501,7 @@ const (
 func (b *bench) measureTakes(ctx context.Context, round int) error {
 	lockSide := func(ctx context.Context, i int) (cycle, error) {
 		acq, _, err := b.sideClient.worker(ctx, fmt.Sprintf("lockcmp.r%d.side.%d", round, i))
-		return exclusive(acq, new(atomic.Int32)), err
+		return exclusive(acq, newLockState(), 0), err
 	}
 	takeSide := func(_ context.Context, _ int) (cycle, error) {
 		return func(ctx context.Context) error { return b.sideClient.take(ctx, "side") }, nil

@@ -93,6 +93,47 @@ func table(w io.Writer, rows []row, runs map[string][]loadstats.Summary) {
 	}
 }
 
+// handoverTable shows, for the runs on one lock, how many cycles per
+// second handed the lock to another goroutine: a lock whose holder takes
+// it again at once (as a Redis client that retries after a pause often
+// does) completes cycles without handing it over.
+func (b *bench) handoverTable(w io.Writer) {
+	var cols []string
+	for _, s := range b.o.systems {
+		if _, down := b.down[s]; !down {
+			cols = append(cols, s)
+		}
+	}
+	for _, sc := range scenarios {
+		if sc.own || len(cols) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s, medians over rounds: cycles, and hand-overs (the lock went to another goroutine than its last holder), per second:\n\n", sc.label)
+		fmt.Fprint(w, "| per second |")
+		for _, c := range cols {
+			fmt.Fprintf(w, " %s |", titles[c])
+		}
+		fmt.Fprint(w, "\n|---|")
+		for range cols {
+			fmt.Fprint(w, "---:|")
+		}
+		fmt.Fprint(w, "\n| cycles |")
+		for _, c := range cols {
+			fmt.Fprintf(w, " %s |", rate(b.results[c+" "+sc.id]))
+		}
+		fmt.Fprint(w, "\n| hand-overs |")
+		for _, c := range cols {
+			h := b.handovers[c+" "+sc.id]
+			if len(h) == 0 {
+				fmt.Fprint(w, " missing |")
+				continue
+			}
+			fmt.Fprintf(w, " %.0f |", median(h))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -159,6 +200,7 @@ func (b *bench) write(stdout io.Writer, loadBefore, loadAfter string) error {
 	if why, ok := b.down[sysLockerd]; ok && slices.Contains(b.o.systems, sysLockerd) {
 		fmt.Fprintf(&buf, "\n**lockerd: no figures** (n/a above): %s.\n", why)
 	}
+	b.handoverTable(&buf)
 	if _, err := stdout.Write(buf.Bytes()); err != nil {
 		return err
 	}
