@@ -7,12 +7,15 @@
 #
 #   bench/run.sh                 # 3 rounds of 3 s per configuration
 #   DUR=5s ROUNDS=5 bench/run.sh
+#   LOCKS=1 bench/run.sh         # also locks vs Redis, etcd and ZooKeeper
+#                                # (bench/lockcmp; see scripts/lockbench)
 #
 # Every process it starts is stopped on exit.
 set -euo pipefail
 
 DUR=${DUR:-3s}
 ROUNDS=${ROUNDS:-3}
+LOCKS=${LOCKS:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 BIN=$WORK/bin
@@ -33,6 +36,9 @@ log "building"
 mkdir -p "$BIN"
 go build -o "$BIN/" ./cmd/lockerd ./cmd/lockerctl ./bench/load ./bench/echo ./bench/report
 (cd bench/redislimit && go build -o "$BIN/redislimit" .)
+if [ -n "$LOCKS" ]; then
+	(cd bench/lockcmp && go build -o "$BIN/lockcmp" .)
+fi
 
 # start NAME CMD...: runs CMD in the background; it prints its endpoint on
 # its first line of stdout, which is returned in $EP.
@@ -138,6 +144,23 @@ for r in $(seq "$ROUNDS"); do
 	fi
 done
 
+# Locks: bench/lockcmp starts its own Redis, etcd, ZooKeeper and lockerd.
+# Its section is left out when lockerd does not serve locks (status 3).
+LOCKMD=""
+if [ -n "$LOCKS" ]; then
+	log "locks: bench/lockcmp"
+	rc=0
+	"$BIN/lockcmp" -lockerd "$BIN/lockerd" -d "$DUR" -rounds "$ROUNDS" -o "$WORK/locks.md" >&2 || rc=$?
+	case $rc in
+	0) LOCKMD=$WORK/locks.md ;;
+	3) log "locks: lockerd does not serve locks: no lock section in $OUT" ;;
+	*)
+		log "locks: lockcmp failed (status $rc)"
+		exit 1
+		;;
+	esac
+fi
+
 FED=${FED:-">= 0.80"}
 
 {
@@ -167,6 +190,12 @@ FED=${FED:-">= 0.80"}
 	echo '```'
 	cat "$RES"
 	echo '```'
+	if [ -n "$LOCKMD" ]; then
+		echo
+		echo "## Locks: lockerd vs Redis, etcd and ZooKeeper"
+		echo
+		cat "$LOCKMD"
+	fi
 } >"$OUT"
 log "wrote $OUT"
 
