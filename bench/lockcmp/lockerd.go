@@ -20,13 +20,8 @@ type lockerdLocks struct {
 	owner string
 }
 
-// lockerdHold is how long the server may hold one acquisition in its
-// queue. It stays below the client's attempt timeout, so that a held
-// acquisition is never sent a second time; a busy reply is asked again.
-const (
-	lockerdHold    = 500 * time.Millisecond
-	lockerdTimeout = 2 * time.Second
-)
+// lockerdTimeout is the client's attempt timeout.
+const lockerdTimeout = 2 * time.Second
 
 func newLockerd(ep string, ttl time.Duration) (*lockerdLocks, error) {
 	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: lockerdTimeout, Attempts: 1})
@@ -38,45 +33,16 @@ func newLockerd(ep string, ttl time.Duration) (*lockerdLocks, error) {
 
 func (l *lockerdLocks) close() { l.c.Close() }
 
-// worker is the lockerd side of the comparison: it acquires name, held by
-// the server until the lock is handed over, and returns its release.
-//
-// When the client's lock API is on main, its body becomes:
-//
-//	return func(ctx context.Context) (func(context.Context) error, error) {
-//		lease, err := l.c.Lock(ctx, name, locker.LockOptions{TTL: l.ttl, Owner: l.owner})
-//		if err != nil {
-//			return nil, err
-//		}
-//		return lease.Unlock, nil
-//	}, nil, nil
+// worker is the lockerd side of the comparison: it takes name through the
+// Go client's Lock, held by the server until the lock is handed over, and
+// returns the lease's Unlock.
 func (l *lockerdLocks) worker(_ context.Context, name string) (acquire, func(), error) {
-	acq := []byte(fmt.Sprintf("acquire %s exclusive %d %d %s", name, l.ttl.Milliseconds(), lockerdHold.Milliseconds(), l.owner))
 	return func(ctx context.Context) (func(context.Context) error, error) {
-		var fence uint64
-		for fence == 0 {
-			r, err := l.do(ctx, acq)
-			if err != nil {
-				return nil, err
-			}
-			switch r.Status {
-			case locker.LockGranted:
-				fence = r.Fence
-			case locker.LockBusy: // the hold ended first: queue again
-			default:
-				return nil, fmt.Errorf("acquire %s: unexpected reply %+v", name, r)
-			}
+		lease, err := l.c.Lock(ctx, name, locker.LockOptions{TTL: l.ttl, Owner: l.owner})
+		if err != nil {
+			return nil, err
 		}
-		return func(ctx context.Context) error {
-			r, err := l.do(ctx, []byte("release "+name+" "+strconv.FormatUint(fence, 10)))
-			if err != nil {
-				return err
-			}
-			if r.Status != locker.LockReleased {
-				return fmt.Errorf("release %s %d: %w (%+v)", name, fence, errLost, r)
-			}
-			return nil
-		}, nil
+		return lease.Unlock, nil
 	}, nil, nil
 }
 
