@@ -406,6 +406,12 @@ func (l *slotList) remove(s *lockSlot) {
 	l.n--
 }
 
+// Validate reports why cfg cannot configure a lock table, or nil.
+func (cfg LockTableConfig) Validate() error {
+	_, err := NewLockTable(cfg, time.Time{})
+	return err
+}
+
 // NewLockTable checks cfg and returns an empty table that starts at start:
 // its grace period, unless cfg.NoGrace, ends at start plus cfg.Grace.
 func NewLockTable(cfg LockTableConfig, start time.Time) (*LockTable, error) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
@@ -49,7 +48,7 @@ func (o *lockOptions) check(fs *pflag.FlagSet) error {
 	for _, s := range o.specs {
 		spec, err := locker.ParseLockSpec(s)
 		if err != nil {
-			return fmt.Errorf("--lock: %s", strings.TrimPrefix(err.Error(), "locker: "))
+			return fmt.Errorf("--lock: %w", err)
 		}
 		specs = append(specs, spec)
 	}
@@ -78,8 +77,8 @@ func (o *lockOptions) check(fs *pflag.FlagSet) error {
 	default:
 		cfg.Grace = o.grace
 	}
-	if _, err := locker.NewLockTable(cfg, time.Time{}); err != nil {
-		return fmt.Errorf("--lock: %s", strings.TrimPrefix(err.Error(), "locker: "))
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("--lock: %w", err)
 	}
 	o.cfg = cfg
 	return nil

@@ -46,7 +46,7 @@ func TestLockFlags(t *testing.T) {
 			want: locker.LockTableConfig{Locks: []locker.LockSpec{{Name: "licence", Capacity: 4}, {Name: "job:", Template: true, Capacity: 2}},
 				DefaultTTL: locker.DefaultLockTTL, MaxTTL: time.Minute,
 				MaxWait: locker.DefaultMaxLockWait, MaxLocks: locker.DefaultMaxLocks, MaxWaiters: locker.DefaultMaxLockWaiters, MaxSlots: locker.DefaultMaxLockSlots}},
-		{name: "bad spec", args: []string{"--lock", "licence"}, err: "--lock: lock spec \"licence\""},
+		{name: "bad spec", args: []string{"--lock", "licence"}, err: "--lock: locker: lock spec \"licence\""},
 		{name: "zero capacity", args: []string{"--lock", "licence=0"}, err: "capacity \"0\""},
 		{name: "twice", args: []string{"--lock", "a=1", "--lock", "a=2"}, err: "given twice"},
 		{name: "ttl above max", args: []string{"--lock-ttl", "2m", "--lock-max-ttl", "1m"}, err: "--lock-ttl 2m0s"},
