@@ -627,6 +627,9 @@ type KeyUsage struct {
 	// Granted is the number of tokens granted in the current window,
 	// including those granted by federated peers that this counter knows of.
 	Granted int64
+	// Parts, for a key of several limits only, is the usage of each, the
+	// first one (WindowIndex and Granted above) first.
+	Parts []PartUsage
 }
 
 // SnapshotAt returns every configured key's state at now, sorted by name
@@ -643,7 +646,11 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 			continue
 		}
 		k, g := ks.peek(now)
-		out = append(out, KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g})
+		u := KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g}
+		if ks.more != nil {
+			u.Parts = ks.partsAt(now)
+		}
+		out = append(out, u)
 	}
 	return out
 }

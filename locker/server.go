@@ -41,6 +41,10 @@ const (
 	// recvBatch is how many requests the loop reads before it serves
 	// waiters again.
 	recvBatch = 256
+	// sweepEvery is how often, on the server's clock, the loop drops the
+	// idle keys made on demand (Counter.SweepAt): a sweep looks at every
+	// live key, so it is not made more often than that.
+	sweepEvery = 5 * time.Second
 )
 
 // ErrServerClosed is returned by Server.Run after its context is done.
@@ -75,6 +79,15 @@ type Observer interface {
 	// or "" when the request named no configured key. elapsed is the time
 	// the server spent deciding, not the time a wait was held.
 	ObserveRequest(key string, outcome Outcome, elapsed time.Duration)
+}
+
+// KeyRefusalObserver is an Observer that is also told about each request
+// refused because it would make one key on demand more than the counter's
+// cap (Counter.SetMaxKeys). The server checks its Observer for it.
+type KeyRefusalObserver interface {
+	// ObserveKeyRefused reports one refusal; template is the name of
+	// the template the key matched (tenant:*), never the requested key.
+	ObserveKeyRefused(template string)
 }
 
 // Config configures a Server. The zero value serves the key DefaultKey on
@@ -163,6 +176,11 @@ type Server struct {
 	// locks is the lock table and its queued acquisitions, made by
 	// Run; owned by the loop goroutine.
 	locks *lockServer
+	// refused is the Observer, if it counts refused keys.
+	refused KeyRefusalObserver
+	// nextSweep is when the loop next sweeps idle keys made on demand;
+	// owned by the loop goroutine.
+	nextSweep time.Time
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -212,6 +230,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.refused, _ = cfg.Observer.(KeyRefusalObserver)
 	return s, nil
 }
 
@@ -286,6 +305,7 @@ func (s *Server) loop(ctx context.Context) error {
 		now := s.now()
 		s.serveWaiters(now)
 		s.serveLocks(now)
+		s.sweep(now)
 		if _, err := poller.Poll(s.lockWake(now, s.nextWake(now))); err != nil && !isRetryable(err) {
 			return fmt.Errorf("locker: poll: %w", err)
 		}
@@ -307,6 +327,24 @@ func (s *Server) loop(ctx context.Context) error {
 			s.handle(msg, user)
 		}
 	}
+}
+
+// sweep drops the idle keys made on demand without held waits, at most
+// once every sweepEvery of the server's clock, so that memory comes back
+// when traffic stops. Between sweeps, making a key drops a few idle ones
+// (see Counter.SweepAt).
+func (s *Server) sweep(now time.Time) {
+	if now.Before(s.nextSweep) {
+		return
+	}
+	s.nextSweep = now.Add(sweepEvery)
+	if s.counter.LiveKeys() == 0 {
+		return
+	}
+	s.counter.SweepAt(now, func(key string) bool {
+		q := s.waiters[key]
+		return q != nil && q.len() > 0
+	})
 }
 
 // LocalEndpoint reports whether a ZeroMQ endpoint can only be reached from

@@ -66,6 +66,13 @@ func (c *Counter) SetMaxKeys(n int) {
 	c.maxKeys = n
 }
 
+// MaxKeys returns the most keys made on demand that may live at once.
+func (c *Counter) MaxKeys() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxKeys
+}
+
 // match returns the longest template key matches, or nil. It requires
 // that c.mu is held.
 func (c *Counter) match(key string) *keyTemplate {
