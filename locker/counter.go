@@ -48,7 +48,8 @@ type KeyConfig struct {
 // AlgorithmName names the algorithm of one limit of a key.
 type AlgorithmName string
 
-// The algorithms a key may use (see docs/algorithms.md).
+// The algorithms a key may use (see the Algorithms section of
+// PROTOCOL.md).
 const (
 	// AlgFixed is the fixed window (FixedWindow), the default: the
 	// empty name means it too.

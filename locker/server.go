@@ -107,6 +107,9 @@ type Config struct {
 	// MaxWaiters bounds each key's wait queue. If zero,
 	// DefaultMaxWaiters is used.
 	MaxWaiters int
+	// MaxKeys caps the keys made on demand from templates that live at
+	// once (see Counter.SetMaxKeys). If zero, DefaultMaxKeys is used.
+	MaxKeys int
 	// MaxMsgSize is the largest inbound frame in bytes. If zero,
 	// DefaultMaxMsgSize is used.
 	MaxMsgSize int64
@@ -204,6 +207,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxWaiters < 0 {
 		return nil, fmt.Errorf("locker: negative max waiters %d", cfg.MaxWaiters)
 	}
+	if cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("locker: negative max keys %d", cfg.MaxKeys)
+	}
 	if cfg.MaxMsgSize == 0 {
 		cfg.MaxMsgSize = DefaultMaxMsgSize
 	}
@@ -211,6 +217,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.SetMaxKeys(cfg.MaxKeys)
 	if _, err := NewLockTable(cfg.Locks, time.Time{}); err != nil {
 		return nil, err
 	}
