@@ -304,6 +304,10 @@ type Counter struct {
 	// live is the number of keys made on demand in keys, liveHigh the
 	// most there were since keys was last rebuilt, maxKeys the cap.
 	live, liveHigh, maxKeys int
+	// ring holds the names of the live keys made on demand, in no
+	// order, for SweepSomeAt to walk from sweepPos (sweep.go).
+	ring     []string
+	sweepPos int
 	// dropFloor is the latest instant, in Unix ns, at which an idle key
 	// made on demand was dropped: no take of a key made on demand is made
 	// at an older instant, at which the dropped key may still have had
@@ -332,6 +336,9 @@ type keyState struct {
 	// tmpl is the template the key was made from, nil for a configured
 	// key.
 	tmpl *keyTemplate
+	// slot is, for a key made on demand, its place in the Counter's ring
+	// plus one; 0 when it has none (sweep.go).
+	slot int
 }
 
 // take takes n tokens of the key at now, from every limit or from none;

@@ -41,10 +41,15 @@ const (
 	// recvBatch is how many requests the loop reads before it serves
 	// waiters again.
 	recvBatch = 256
-	// sweepEvery is how often, on the server's clock, the loop drops the
-	// idle keys made on demand (Counter.SweepAt): a sweep looks at every
-	// live key, so it is not made more often than that.
+	// sweepEvery is how often, on the server's clock, the loop starts a
+	// sweep of the idle keys made on demand. A sweep looks at every live
+	// key, sweepBatch of them at a time (Counter.SweepSomeAt), at most
+	// one batch every sweepPace of real time: at a million live keys a
+	// batch takes about a millisecond, so a sweep costs some percent of
+	// a core for a few seconds and never holds a request up for long.
 	sweepEvery = 5 * time.Second
+	sweepBatch = 4096
+	sweepPace  = 10 * time.Millisecond
 )
 
 // ErrServerClosed is returned by Server.Run after its context is done.
@@ -181,9 +186,13 @@ type Server struct {
 	locks *lockServer
 	// refused is the Observer, if it counts refused keys.
 	refused KeyRefusalObserver
-	// nextSweep is when the loop next sweeps idle keys made on demand;
-	// owned by the loop goroutine.
+	// nextSweep is when, on the server's clock, the loop next starts a
+	// sweep of idle keys made on demand; sweeping is set while one runs,
+	// and lastBatch is when, in real time, it last swept a batch. Owned
+	// by the loop goroutine.
 	nextSweep time.Time
+	sweeping  bool
+	lastBatch time.Time
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -336,22 +345,31 @@ func (s *Server) loop(ctx context.Context) error {
 	}
 }
 
-// sweep drops the idle keys made on demand without held waits, at most
-// once every sweepEvery of the server's clock, so that memory comes back
-// when traffic stops. Between sweeps, making a key drops a few idle ones
+// sweep drops the idle keys made on demand without held waits, so that
+// memory comes back when traffic stops: a sweep starts every sweepEvery
+// of the server's clock and goes through the live keys a batch at a time
+// (see sweepEvery). Between sweeps, making a key drops a few idle ones
 // (see Counter.SweepAt).
 func (s *Server) sweep(now time.Time) {
-	if now.Before(s.nextSweep) {
-		return
+	if !s.sweeping {
+		if now.Before(s.nextSweep) {
+			return
+		}
+		s.nextSweep = now.Add(sweepEvery)
+		s.sweeping = true
 	}
-	s.nextSweep = now.Add(sweepEvery)
-	if s.counter.LiveKeys() == 0 {
-		return
+	if real := time.Now(); real.Sub(s.lastBatch) >= sweepPace {
+		s.lastBatch = real
+		_, done := s.counter.SweepSomeAt(now, s.busy, sweepBatch)
+		s.sweeping = !done
 	}
-	s.counter.SweepAt(now, func(key string) bool {
-		q := s.waiters[key]
-		return q != nil && q.len() > 0
-	})
+}
+
+// busy reports whether waits are held on key. It is called by the
+// counter's sweep, from the loop goroutine that owns the queues.
+func (s *Server) busy(key string) bool {
+	q := s.waiters[key]
+	return q != nil && q.len() > 0
 }
 
 // LocalEndpoint reports whether a ZeroMQ endpoint can only be reached from

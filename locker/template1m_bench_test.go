@@ -10,7 +10,10 @@ import (
 // made on demand while 1,000,000 keys made on demand are live ("live":
 // one of them asked again and again) to one on a configured key of the
 // same limit ("conf"), through the server's path (takeBytes). Neither
-// allocates once the key exists.
+// allocates once the key exists. "sweep-batch" is one batch of the
+// server's sweep (SweepSomeAt of sweepBatch keys) among the million keys,
+// none of them idle: the longest a sweep holds the loop up; "sweep-all" is
+// one SweepAt over them all, for comparison.
 func BenchmarkTemplateDecision1M(b *testing.B) {
 	const live = 1_000_000
 	c := mustKeys(b, "conf=1000/1ms", "t:*=1000/1ms")
@@ -44,4 +47,18 @@ func BenchmarkTemplateDecision1M(b *testing.B) {
 			}
 		})
 	}
+	b.Run("sweep-batch", func(b *testing.B) {
+		for b.Loop() {
+			if n, _ := c.SweepSomeAt(now, nil, sweepBatch); n != 0 {
+				b.Fatalf("swept %d keys in use", n)
+			}
+		}
+	})
+	b.Run("sweep-all", func(b *testing.B) {
+		for b.Loop() {
+			if n := c.SweepAt(now, nil); n != 0 {
+				b.Fatalf("swept %d keys in use", n)
+			}
+		}
+	})
 }
