@@ -2,6 +2,7 @@ package locker
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -9,8 +10,9 @@ import (
 // BenchmarkTemplateDecision1M compares, in one run, a decision on a key
 // made on demand while 1,000,000 keys made on demand are live ("live":
 // one of them asked again and again) to one on a configured key of the
-// same limit ("conf"), through the server's path (takeBytes). Neither
-// allocates once the key exists. "sweep-batch" is one batch of the
+// same limit ("conf"), through the server's path (takeBytes), and reports
+// the heap each live key takes (bytes/key). Neither decision allocates
+// once the key exists. "sweep-batch" is one batch of the
 // server's sweep (SweepSomeAt of sweepBatch keys) among the million keys,
 // none of them idle: the longest a sweep holds the loop up; "sweep-all" is
 // one SweepAt over them all, for comparison.
@@ -18,6 +20,9 @@ func BenchmarkTemplateDecision1M(b *testing.B) {
 	const live = 1_000_000
 	c := mustKeys(b, "conf=1000/1ms", "t:*=1000/1ms")
 	now := time.Unix(1_800_000_000, 0)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	var k []byte
 	for i := 0; i < live; i++ {
 		k = fmt.Appendf(k[:0], "t:%d", i)
@@ -28,6 +33,9 @@ func BenchmarkTemplateDecision1M(b *testing.B) {
 	if n := c.LiveKeys(); n != live {
 		b.Fatalf("%d live keys, want %d", n, live)
 	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := float64(after.HeapAlloc-before.HeapAlloc) / live
 	for _, name := range []string{"conf", "live"} {
 		b.Run(name, func(b *testing.B) {
 			key := []byte("conf")
@@ -45,6 +53,7 @@ func BenchmarkTemplateDecision1M(b *testing.B) {
 			if c.LiveKeys() != live {
 				b.Fatalf("%d live keys after the run, want %d", c.LiveKeys(), live)
 			}
+			b.ReportMetric(perKey, "bytes/key")
 		})
 	}
 	b.Run("sweep-batch", func(b *testing.B) {
