@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lockerd/lockerd/locker"
 )
@@ -50,5 +53,41 @@ func TestMaxKeysOption(t *testing.T) {
 				t.Fatalf("server config MaxKeys %d, want %d", cfg.MaxKeys, tc.want)
 			}
 		})
+	}
+}
+
+// TestMaxKeysReload runs lockerd with max-keys = 1 in its config file: a
+// second tenant is refused with an error naming the cap, never a go;
+// after the file raises it to 2 and SIGHUP, the second tenant is granted.
+func TestMaxKeysReload(t *testing.T) {
+	ep := freeEndpoint(t)
+	conf := filepath.Join(t.TempDir(), "lockerd.conf")
+	write := func(text string) {
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("key = tenant:*=3/1h\nmax-keys = 1\n")
+	p := startLockerd(t, ep, "--bind", ep, "--metrics-addr", "", "-c", conf)
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{ep}, Timeout: 2 * time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if d, err := c.Take(t.Context(), "tenant:a", 1); err != nil || !d.OK {
+		t.Fatalf("first tenant: %+v, %v", d, err)
+	}
+	var se *locker.ServerError
+	if d, err := c.Take(t.Context(), "tenant:b", 1); !errors.As(err, &se) || se.Msg != "too many live keys made on demand (--max-keys 1)" || d.OK {
+		t.Fatalf("second tenant at --max-keys 1: %+v, %v", d, err)
+	}
+	write("key = tenant:*=3/1h\nmax-keys = 2\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "reloaded") })
+	if d, err := c.Take(t.Context(), "tenant:b", 1); err != nil || !d.OK || d.Remaining != 2 {
+		t.Fatalf("second tenant after the reload raised --max-keys: %+v, %v", d, err)
+	}
+	if d, err := c.Take(t.Context(), "tenant:a", 1); err != nil || !d.OK || d.Remaining != 1 {
+		t.Fatalf("first tenant after the reload: %+v, %v; want its count kept", d, err)
 	}
 }
