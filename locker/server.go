@@ -81,7 +81,9 @@ func (o Outcome) String() string {
 // block. A nil Observer costs nothing.
 type Observer interface {
 	// ObserveRequest reports one answer. key is the configured key name,
-	// or "" when the request named no configured key. elapsed is the time
+	// the template's name for a key made on demand (never the requested
+	// name, so that clients cannot make labels), or "" when the request
+	// named no configured key. elapsed is the time
 	// the server spent deciding, not the time a wait was held.
 	ObserveRequest(key string, outcome Outcome, elapsed time.Duration)
 }
