@@ -7,8 +7,8 @@ import (
 
 // Algorithm decides, for one key (or one part of a multi-limit key),
 // whether n tokens may be taken at time now. Three implementations exist:
-// FixedWindow, SlidingWindow and GCRA (see docs/algorithms.md for what
-// each promises and what each reply field means). The Counter, the
+// FixedWindow, SlidingWindow and GCRA (see the Algorithms section of
+// PROTOCOL.md for what each promises and what each reply field means). The Counter, the
 // waiters and the federation reach an algorithm only through these
 // methods.
 //

@@ -48,7 +48,8 @@ type KeyConfig struct {
 // AlgorithmName names the algorithm of one limit of a key.
 type AlgorithmName string
 
-// The algorithms a key may use (see docs/algorithms.md).
+// The algorithms a key may use (see the Algorithms section of
+// PROTOCOL.md).
 const (
 	// AlgFixed is the fixed window (FixedWindow), the default: the
 	// empty name means it too.
@@ -303,6 +304,10 @@ type Counter struct {
 	// live is the number of keys made on demand in keys, liveHigh the
 	// most there were since keys was last rebuilt, maxKeys the cap.
 	live, liveHigh, maxKeys int
+	// ring holds the names of the live keys made on demand, in no
+	// order, for SweepSomeAt to walk from sweepPos (sweep.go).
+	ring     []string
+	sweepPos int
 	// dropFloor is the latest instant, in Unix ns, at which an idle key
 	// made on demand was dropped: no take of a key made on demand is made
 	// at an older instant, at which the dropped key may still have had
@@ -331,6 +336,9 @@ type keyState struct {
 	// tmpl is the template the key was made from, nil for a configured
 	// key.
 	tmpl *keyTemplate
+	// slot is, for a key made on demand, its place in the Counter's ring
+	// plus one; 0 when it has none (sweep.go).
+	slot int
 }
 
 // take takes n tokens of the key at now, from every limit or from none;
@@ -630,6 +638,9 @@ type KeyUsage struct {
 	// Granted is the number of tokens granted in the current window,
 	// including those granted by federated peers that this counter knows of.
 	Granted int64
+	// Parts, for a key of several limits only, is the usage of each, the
+	// first one (WindowIndex and Granted above) first.
+	Parts []PartUsage
 }
 
 // SnapshotAt returns every configured key's state at now, sorted by name
@@ -646,7 +657,11 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 			continue
 		}
 		k, g := ks.peek(now)
-		out = append(out, KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g})
+		u := KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g}
+		if ks.more != nil {
+			u.Parts = ks.partsAt(now)
+		}
+		out = append(out, u)
 	}
 	return out
 }

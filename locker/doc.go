@@ -23,7 +23,7 @@
 //	cancel KEY              -> cancelled COUNT, withdrawing the waits held
 //	                           on KEY with the same envelope
 //	ping                    -> pong SERVER_ID
-//	status                  -> a JSON document
+//	status [KEY]            -> a JSON document: every key, or one
 //	anything else           -> go | sorry, as take default 1
 //	bad arguments           -> error MESSAGE
 //

@@ -105,7 +105,20 @@ func (s *Server) handlePing(r *request) {
 	s.reply(r.env, append(append(s.buf[:0], wordPong+" "...), s.cfg.ID...))
 }
 
-func (s *Server) handleStatus(r *request) { s.reply(r.env, s.statusJSON()) }
+// handleStatus answers "status" with every key, and "status KEY" with
+// one.
+func (s *Server) handleStatus(r *request) {
+	if len(r.req.Key) == 0 {
+		s.reply(r.env, s.statusJSON())
+		return
+	}
+	b, err := s.keyStatusJSON(string(r.req.Key))
+	if err != nil {
+		s.replyError(r, "", err)
+		return
+	}
+	s.reply(r.env, b)
+}
 
 // handleTake answers take and legacy requests.
 func (s *Server) handleTake(r *request) {
@@ -133,7 +146,7 @@ func (s *Server) handleWait(r *request) {
 		// receive buffers that the request would otherwise keep.
 		w := waiter{env: packFrames(make([]byte, 0, packedLen(r.env)), r.env), user: r.user,
 			n: r.req.N, deadline: now.Add(maxWait)}
-		if maxWait > 0 && s.enqueue(cfg.Name, w) {
+		if maxWait > 0 && s.enqueue(r.req.Key, cfg.Name, w) {
 			return // answered, and observed, by serveWaiters
 		}
 	}
@@ -144,15 +157,15 @@ func (s *Server) handleWait(r *request) {
 // the cancel; each is answered with sorry, then the cancel with their
 // number.
 func (s *Server) handleCancel(r *request) {
-	cfg, ok := s.counter.Key(string(r.req.Key))
-	if !ok {
+	key := string(r.req.Key)
+	if _, ok := s.counter.Key(key); !ok {
 		s.replyError(r, "", wireError(fmt.Sprintf("unknown key %q", r.req.Key)))
 		return
 	}
 	n := 0
-	if q := s.waiters[cfg.Name]; q != nil && q.len() > 0 {
+	if q := s.waiters[key]; q != nil && q.len() > 0 {
 		s.packBuf = packFrames(s.packBuf[:0], r.env)
-		n = s.cancel(cfg, q, s.packBuf, s.now())
+		n = s.cancel(key, q, s.packBuf, s.now())
 	}
 	s.reply(r.env, AppendCancelled(s.buf[:0], n))
 }
@@ -171,19 +184,50 @@ func (s *Server) decide(r *request) (*KeyConfig, Decision, time.Time, bool) {
 		s.replyError(r, "", wireError(fmt.Sprintf("unknown key %q", r.req.Key)))
 		return cfg, d, now, false
 	case errors.Is(err, ErrTooManyKeys):
-		s.replyError(r, cfg.Name, err)
+		s.replyError(r, cfg.Name, s.tooManyKeys())
+		if s.refused != nil {
+			s.refused.ObserveKeyRefused(cfg.Name)
+		}
 		return cfg, d, now, false
 	case !errors.Is(err, ErrBadCount) && err != nil: // a *ReachError
 		s.replyError(r, cfg.Name, err)
 		return cfg, d, now, false
 	case err != nil:
-		s.replyError(r, cfg.Name, wireError(fmt.Sprintf("N %d above the limit %d of key %s", r.req.N, cfg.Limit, cfg.Name)))
+		s.replyError(r, cfg.Name, wireError(aboveLimit(r.req.N, cfg)))
 		return cfg, d, now, false
 	}
 	if queued {
-		d = sorryAt(now, cfg.Window)
+		d = s.queuedSorry(now, string(r.req.Key), r.req.N, q)
 	}
 	return cfg, d, now, true
+}
+
+// tooManyKeys is the error a request that would make one key on demand
+// too many is answered with.
+func (s *Server) tooManyKeys() error {
+	return wireError(fmt.Sprintf("too many live keys made on demand (--max-keys %d)", s.counter.MaxKeys()))
+}
+
+// aboveLimit says why n tokens of cfg are refused: n is above the most
+// one request may take, and names the limit that binds: the only limit of
+// a key of one, the burst of a gcra limit, the smallest part of a
+// multi-limit key.
+func aboveLimit(n int64, cfg *KeyConfig) string {
+	parts := cfg.Parts()
+	bind := parts[0]
+	for _, p := range parts[1:] {
+		if p.maxN() < bind.maxN() {
+			bind = p
+		}
+	}
+	msg := fmt.Sprintf("N %d above the limit %d of key %s", n, bind.maxN(), cfg.Name)
+	switch {
+	case bind.alg() == AlgGCRA && bind.Burst != 0 && bind.Burst < bind.Limit:
+		msg += fmt.Sprintf(" (the burst of its limit %s)", bind)
+	case len(parts) > 1:
+		msg += fmt.Sprintf(" (its limit %s)", bind)
+	}
+	return msg
 }
 
 func (s *Server) replyDecision(r *request, key string, d Decision) {

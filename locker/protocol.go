@@ -38,7 +38,7 @@ const (
 	VerbWait
 	// VerbPing is "ping".
 	VerbPing
-	// VerbStatus is "status".
+	// VerbStatus is "status", or "status KEY" for one key.
 	VerbStatus
 	// VerbCancel is "cancel KEY": it withdraws the waits held on KEY
 	// that were sent with the same envelope as the cancel.
@@ -58,7 +58,8 @@ func (v Verb) String() string {
 // Request is a parsed request.
 type Request struct {
 	Verb Verb
-	// Key is the key name. It aliases the parsed body.
+	// Key is the key name. It aliases the parsed body. It is empty for
+	// a status request of every key.
 	Key []byte
 	// N is the number of tokens asked for (1 if not given).
 	N int64
@@ -104,11 +105,16 @@ func ParseRequest(body []byte) (Request, error) {
 	switch r.Verb {
 	case VerbLegacy:
 		return Request{Verb: VerbLegacy, Key: legacyRequest, N: 1, MaxWait: -1}, nil
-	case VerbPing, VerbStatus:
+	case VerbPing:
 		if more {
 			return r, ErrExtraArgs
 		}
 		return r, nil
+	case VerbStatus:
+		if !more {
+			return r, nil
+		}
+		return parseStatusKey(r, rest)
 	}
 	if !more {
 		return r, ErrMissingKey
@@ -130,6 +136,21 @@ func lookupVerb(verb []byte) Verb {
 		return VerbCancel
 	}
 	return VerbLegacy
+}
+
+// parseStatusKey parses the KEY of "status KEY" into r.
+func parseStatusKey(r Request, rest []byte) (Request, error) {
+	tok, _, more := bytes.Cut(rest, sp)
+	switch {
+	case len(tok) == 0:
+		return r, ErrMalformed
+	case !validKeyBytes(tok):
+		return r, ErrBadKey
+	case more:
+		return r, ErrExtraArgs
+	}
+	r.Key = tok
+	return r, nil
 }
 
 // parseArgs parses "KEY [N [MAX_MS]]" into r, as far as r.Verb allows.

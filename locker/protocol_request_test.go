@@ -31,7 +31,10 @@ func TestParseRequestVerbs(t *testing.T) {
 		{body: "wait api 1 5 x", err: locker.ErrExtraArgs},
 		{body: "cancel api 1", err: locker.ErrExtraArgs},
 		{body: "ping x", err: locker.ErrExtraArgs},
-		{body: "status now", err: locker.ErrExtraArgs},
+		{body: "status now", verb: locker.VerbStatus, key: "now", n: 1, maxWait: -1},
+		{body: "status tenant:42", verb: locker.VerbStatus, key: "tenant:42", n: 1, maxWait: -1},
+		{body: "status api 1", err: locker.ErrExtraArgs},
+		{body: "status tenant:*", err: locker.ErrBadKey},
 		// Not a known verb: legacy, whatever follows.
 		{body: "let me go", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
 		{body: "", verb: locker.VerbLegacy, key: "default", n: 1, maxWait: -1},
@@ -65,7 +68,10 @@ func TestParseRequestSpacing(t *testing.T) {
 		{body: "take api 1 ", err: locker.ErrExtraArgs},
 		{body: "cancel api ", err: locker.ErrExtraArgs},
 		{body: "ping ", err: locker.ErrExtraArgs},
-		{body: "status ", err: locker.ErrExtraArgs},
+		{body: "status ", err: locker.ErrMalformed},
+		{body: "status  api", err: locker.ErrMalformed},
+		{body: "status api ", err: locker.ErrExtraArgs},
+		{body: "status api\n", verb: locker.VerbStatus, key: "api", n: 1, maxWait: -1},
 		{body: "take api\n ", err: locker.ErrBadKey}, // only a final line ending is dropped
 		{body: "take api 1\r", verb: locker.VerbTake, key: "api", n: 1, maxWait: -1},
 		{body: "take api 2\n", verb: locker.VerbTake, key: "api", n: 2, maxWait: -1},
@@ -201,7 +207,8 @@ func TestProtocolAllocatesNothing(t *testing.T) {
 // to every verb, the legacy form and the error paths.
 func TestParseRequestAllocsEveryForm(t *testing.T) {
 	for _, s := range []string{"take api", "take api 5", "wait api 2 1500", "ping", "status", "let me go", "", "\xff\x00",
-		"cancel api", "cancel api 1", "take  api", "take api 0", "wait api 1 -5", "take " + strings.Repeat("k", 129), "ping x", "take api 99999999999999999999\r\n"} {
+		"cancel api", "cancel api 1", "take  api", "take api 0", "wait api 1 -5", "take " + strings.Repeat("k", 129), "ping x", "take api 99999999999999999999\r\n",
+		"status api", "status api 1", "status " + strings.Repeat("k", 129)} {
 		body := []byte(s)
 		if a := testing.AllocsPerRun(200, func() { locker.ParseRequest(body) }); a != 0 {
 			t.Errorf("ParseRequest(%q) allocates %v times", s, a)
@@ -219,7 +226,7 @@ func TestParseRequestAllocsEveryForm(t *testing.T) {
 
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{"take api", "take api 5", "wait api 2 1500", "ping", "status", "let me go", "", "take  api", "wait a 1 99999999999999999999", "take api 1000000001\n",
-		"cancel api", "cancel api 1", "cancel", "cancel "} {
+		"cancel api", "cancel api 1", "cancel", "cancel ", "status api", "status tenant:7 1", "status *"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -246,8 +253,15 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		switch r.Verb {
 		case locker.VerbPing, locker.VerbStatus:
-			if got := strings.TrimRight(orig, "\r\n"); got != r.Verb.String() {
-				t.Fatalf("%q parsed as %v", body, r.Verb)
+			want := r.Verb.String()
+			if len(r.Key) > 0 {
+				want += " " + string(r.Key)
+				if err := locker.ValidKeyName(string(r.Key)); err != nil || r.Verb != locker.VerbStatus {
+					t.Fatalf("%q: %v of key %q: %v", body, r.Verb, r.Key, err)
+				}
+			}
+			if got := strings.TrimRight(orig, "\r\n"); got != want {
+				t.Fatalf("%q parsed as %v %q", body, r.Verb, r.Key)
 			}
 			return
 		case locker.VerbLegacy:

@@ -41,6 +41,15 @@ const (
 	// recvBatch is how many requests the loop reads before it serves
 	// waiters again.
 	recvBatch = 256
+	// sweepEvery is how often, on the server's clock, the loop starts a
+	// sweep of the idle keys made on demand. A sweep looks at every live
+	// key, sweepBatch of them at a time (Counter.SweepSomeAt), at most
+	// one batch every sweepPace of real time: at a million live keys a
+	// batch takes about a millisecond, so a sweep costs some percent of
+	// a core for a few seconds and never holds a request up for long.
+	sweepEvery = 5 * time.Second
+	sweepBatch = 4096
+	sweepPace  = 10 * time.Millisecond
 )
 
 // ErrServerClosed is returned by Server.Run after its context is done.
@@ -72,9 +81,20 @@ func (o Outcome) String() string {
 // block. A nil Observer costs nothing.
 type Observer interface {
 	// ObserveRequest reports one answer. key is the configured key name,
-	// or "" when the request named no configured key. elapsed is the time
+	// the template's name for a key made on demand (never the requested
+	// name, so that clients cannot make labels), or "" when the request
+	// named no configured key. elapsed is the time
 	// the server spent deciding, not the time a wait was held.
 	ObserveRequest(key string, outcome Outcome, elapsed time.Duration)
+}
+
+// KeyRefusalObserver is an Observer that is also told about each request
+// refused because it would make one key on demand more than the counter's
+// cap (Counter.SetMaxKeys). The server checks its Observer for it.
+type KeyRefusalObserver interface {
+	// ObserveKeyRefused reports one refusal; template is the name of
+	// the template the key matched (tenant:*), never the requested key.
+	ObserveKeyRefused(template string)
 }
 
 // Config configures a Server. The zero value serves the key DefaultKey on
@@ -94,6 +114,9 @@ type Config struct {
 	// MaxWaiters bounds each key's wait queue. If zero,
 	// DefaultMaxWaiters is used.
 	MaxWaiters int
+	// MaxKeys caps the keys made on demand from templates that live at
+	// once (see Counter.SetMaxKeys). If zero, DefaultMaxKeys is used.
+	MaxKeys int
 	// MaxMsgSize is the largest inbound frame in bytes. If zero,
 	// DefaultMaxMsgSize is used.
 	MaxMsgSize int64
@@ -163,6 +186,15 @@ type Server struct {
 	// locks is the lock table and its queued acquisitions, made by
 	// Run; owned by the loop goroutine.
 	locks *lockServer
+	// refused is the Observer, if it counts refused keys.
+	refused KeyRefusalObserver
+	// nextSweep is when, on the server's clock, the loop next starts a
+	// sweep of idle keys made on demand; sweeping is set while one runs,
+	// and lastBatch is when, in real time, it last swept a batch. Owned
+	// by the loop goroutine.
+	nextSweep time.Time
+	sweeping  bool
+	lastBatch time.Time
 }
 
 // NewServer checks cfg and returns a server for it. Nothing is bound
@@ -186,6 +218,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxWaiters < 0 {
 		return nil, fmt.Errorf("locker: negative max waiters %d", cfg.MaxWaiters)
 	}
+	if cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("locker: negative max keys %d", cfg.MaxKeys)
+	}
 	if cfg.MaxMsgSize == 0 {
 		cfg.MaxMsgSize = DefaultMaxMsgSize
 	}
@@ -193,6 +228,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.SetMaxKeys(cfg.MaxKeys)
 	if _, err := NewLockTable(cfg.Locks, time.Time{}); err != nil {
 		return nil, err
 	}
@@ -212,6 +248,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.refused, _ = cfg.Observer.(KeyRefusalObserver)
 	return s, nil
 }
 
@@ -286,6 +323,7 @@ func (s *Server) loop(ctx context.Context) error {
 		now := s.now()
 		s.serveWaiters(now)
 		s.serveLocks(now)
+		s.sweep(now)
 		if _, err := poller.Poll(s.lockWake(now, s.nextWake(now))); err != nil && !isRetryable(err) {
 			return fmt.Errorf("locker: poll: %w", err)
 		}
@@ -307,6 +345,33 @@ func (s *Server) loop(ctx context.Context) error {
 			s.handle(msg, user)
 		}
 	}
+}
+
+// sweep drops the idle keys made on demand without held waits, so that
+// memory comes back when traffic stops: a sweep starts every sweepEvery
+// of the server's clock and goes through the live keys a batch at a time
+// (see sweepEvery). Between sweeps, making a key drops a few idle ones
+// (see Counter.SweepAt).
+func (s *Server) sweep(now time.Time) {
+	if !s.sweeping {
+		if now.Before(s.nextSweep) {
+			return
+		}
+		s.nextSweep = now.Add(sweepEvery)
+		s.sweeping = true
+	}
+	if real := time.Now(); real.Sub(s.lastBatch) >= sweepPace {
+		s.lastBatch = real
+		_, done := s.counter.SweepSomeAt(now, s.busy, sweepBatch)
+		s.sweeping = !done
+	}
+}
+
+// busy reports whether waits are held on key. It is called by the
+// counter's sweep, from the loop goroutine that owns the queues.
+func (s *Server) busy(key string) bool {
+	q := s.waiters[key]
+	return q != nil && q.len() > 0
 }
 
 // LocalEndpoint reports whether a ZeroMQ endpoint can only be reached from

@@ -66,6 +66,13 @@ func (c *Counter) SetMaxKeys(n int) {
 	c.maxKeys = n
 }
 
+// MaxKeys returns the most keys made on demand that may live at once.
+func (c *Counter) MaxKeys() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxKeys
+}
+
 // match returns the longest template key matches, or nil. It requires
 // that c.mu is held.
 func (c *Counter) match(key string) *keyTemplate {
@@ -148,6 +155,7 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	ks := c.newKey(&t.cfg)
 	ks.tmpl = t
 	c.keys[key] = ks
+	c.ringAdd(key, ks)
 	t.live++
 	c.live++
 	c.liveHigh = max(c.liveHigh, c.live)
@@ -185,6 +193,10 @@ func (c *Counter) dropIdle(now time.Time, probe int) {
 // held.
 func (c *Counter) drop(name string, ks *keyState) {
 	delete(c.keys, name)
+	if i := ks.slot - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
+		c.ringRemove(i)
+	}
+	ks.slot = 0
 	ks.tmpl.live--
 	c.live--
 }
@@ -241,6 +253,7 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 			m[name] = ks
 		}
 		c.keys, c.liveHigh = m, c.live
+		c.ring = append(make([]string, 0, len(c.ring)), c.ring...)
 	}
 	return dropped
 }
@@ -282,6 +295,8 @@ func (c *Counter) Templates() []TemplateUsage {
 // held.
 func (c *Counter) remake(old map[string]*keyState) {
 	c.live = 0
+	clear(c.ring)
+	c.ring, c.sweepPos = c.ring[:0], 0
 	for name, o := range old {
 		if o.tmpl == nil || c.keys[name] != nil {
 			continue
@@ -294,6 +309,7 @@ func (c *Counter) remake(old map[string]*keyState) {
 		ks.tmpl = t
 		c.carry(o, ks)
 		c.keys[name] = ks
+		c.ringAdd(name, ks)
 		t.live++
 		c.live++
 	}

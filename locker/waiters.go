@@ -2,6 +2,7 @@ package locker
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,11 @@ type waitQueue struct {
 	head  int
 	// minDeadline is no later than the earliest deadline in the queue.
 	minDeadline time.Time
-	count       *atomic.Int64
+	// label is the name the queue's answers are observed under and its
+	// waiters counted under: the configured key, or the template of a
+	// key made on demand, never a name a client made.
+	label string
+	count *atomic.Int64
 }
 
 func (q *waitQueue) len() int { return len(q.items) - q.head }
@@ -52,14 +57,15 @@ func (q *waitQueue) pop() waiter {
 	return w
 }
 
-// enqueue holds w on key's queue. It reports false when the queue is
-// full.
-func (s *Server) enqueue(key string, w waiter) bool {
-	q := s.waiters[key]
+// enqueue holds w on the queue of key, the requested key, whose
+// configuration (its template's, for a key made on demand) is named
+// label. It reports false when the queue is full.
+func (s *Server) enqueue(key []byte, label string, w waiter) bool {
+	q := s.waiters[string(key)]
 	if q == nil {
-		c, _ := s.waitCount.LoadOrStore(key, new(atomic.Int64))
-		q = &waitQueue{count: c.(*atomic.Int64)}
-		s.waiters[key] = q
+		c, _ := s.waitCount.LoadOrStore(label, new(atomic.Int64))
+		q = &waitQueue{label: label, count: c.(*atomic.Int64)}
+		s.waiters[string(key)] = q
 	}
 	if q.len() >= s.cfg.MaxWaiters {
 		return false
@@ -70,16 +76,19 @@ func (s *Server) enqueue(key string, w waiter) bool {
 
 // serveWaiters answers the held waits that can be answered at now: the
 // queue heads whose tokens are now available, in order, and every waiter
-// whose deadline has passed.
+// whose deadline has passed. An empty queue of a key made on demand is
+// forgotten, so that held waits leave nothing behind per key.
 func (s *Server) serveWaiters(now time.Time) {
 	for key, q := range s.waiters {
 		if q.len() == 0 {
+			if q.label != key {
+				delete(s.waiters, key)
+			}
 			continue
 		}
-		cfg, ok := s.counter.Key(key)
-		if !ok { // key removed by a reload
+		if _, ok := s.counter.Key(key); !ok { // key removed by a reload
 			for q.len() > 0 {
-				s.answerWaitErr(key, q.pop(), wireError(fmt.Sprintf("unknown key %q (removed by a reload)", key)))
+				s.answerWaitErr(q.label, q.pop(), wireError(fmt.Sprintf("unknown key %q (removed by a reload)", key)))
 			}
 			delete(s.waiters, key)
 			continue
@@ -87,57 +96,83 @@ func (s *Server) serveWaiters(now time.Time) {
 		for q.len() > 0 {
 			w := &q.items[q.head]
 			if !s.userAllowed(w.user) { // its key was revoked while it was held
-				s.answerWaitErr(key, q.pop(), errKeyNotAllowed)
+				s.answerWaitErr(q.label, q.pop(), errKeyNotAllowed)
 				continue
 			}
 			// Grant before looking at the deadline: a waiter whose
 			// tokens came at its last moment gets them.
 			d, err := s.counter.TakeAt(now, key, w.n)
+			if errors.Is(err, ErrTooManyKeys) {
+				s.answerWaitErr(q.label, q.pop(), s.tooManyKeys())
+				continue
+			}
 			if err != nil { // limit lowered below n by a reload
-				s.answerWaitErr(key, q.pop(), err)
+				s.answerWaitErr(q.label, q.pop(), err)
 				continue
 			}
 			if d.OK {
-				s.answerWait(key, q.pop(), d)
+				s.answerWait(q.label, q.pop(), d)
 				continue
 			}
 			if !now.Before(w.deadline) {
-				s.answerWait(key, q.pop(), sorryAt(now, cfg.Window))
+				s.answerWait(q.label, q.pop(), d) // d is exact: nothing is ahead of the head
 				continue
 			}
 			break
 		}
 		if q.len() > 0 && !now.Before(q.minDeadline) {
-			s.expire(key, q, now, cfg.Window)
+			s.expire(key, q, now)
 		}
 	}
 }
 
 // expire answers the waiters behind the head whose deadline has passed,
 // keeping the others in order.
-func (s *Server) expire(key string, q *waitQueue, now time.Time, window time.Duration) {
+func (s *Server) expire(key string, q *waitQueue, now time.Time) {
 	q.filter(func(w waiter) bool {
 		if now.Before(w.deadline) {
 			return true
 		}
-		s.answerWait(key, w, sorryAt(now, window))
+		s.answerWait(q.label, w, s.queuedSorry(now, key, w.n, q))
 		return false
 	})
 }
 
-// cancel withdraws the waiters of cfg's queue q whose envelope is env,
+// cancel withdraws the waiters of key's queue q whose envelope is env,
 // answering each with sorry, and returns their number.
-func (s *Server) cancel(cfg KeyConfig, q *waitQueue, env []byte, now time.Time) int {
+func (s *Server) cancel(key string, q *waitQueue, env []byte, now time.Time) int {
 	n := 0
 	q.filter(func(w waiter) bool {
 		if !bytes.Equal(w.env, env) {
 			return true
 		}
-		s.answerWait(cfg.Name, w, sorryAt(now, cfg.Window))
+		s.answerWait(q.label, w, s.queuedSorry(now, key, w.n, q))
 		n++
 		return false
 	})
 	return n
+}
+
+// queuedSorry is the sorry for a request of n tokens of key that waits
+// held on key's queue q are ahead of: its RETRY_MS is the counter's exact
+// time until n tokens could be granted, or, if they could be now, until
+// the queue's head could be (the queue is served first). WINDOW is the
+// counter's, for every algorithm. q may be nil or empty.
+func (s *Server) queuedSorry(now time.Time, key string, n int64, q *waitQueue) Decision {
+	d, err := s.counter.CheckAt(now, key, n)
+	if err != nil {
+		cfg, _ := s.counter.Key(key)
+		return sorryAt(now, max(cfg.Window, MinWindow))
+	}
+	if d.OK {
+		d = Decision{Reset: d.Reset, Window: d.Window}
+		if q != nil && q.len() > 0 {
+			if head, err := s.counter.CheckAt(now, key, q.items[q.head].n); err == nil && !head.OK {
+				d.RetryAfter = head.RetryAfter
+			}
+		}
+	}
+	return d
 }
 
 // filter keeps, in order, the waiters for which keep reports true.
@@ -218,12 +253,9 @@ func (s *Server) drain() {
 	s.drainLocks()
 	now := s.now()
 	for key, q := range s.waiters {
-		w := DefaultWindow
-		if cfg, ok := s.counter.Key(key); ok {
-			w = cfg.Window
-		}
 		for q.len() > 0 {
-			s.answerWait(key, q.pop(), sorryAt(now, w))
+			w := q.pop()
+			s.answerWait(q.label, w, s.queuedSorry(now, key, w.n, nil))
 		}
 	}
 }

@@ -45,7 +45,7 @@ func TestNextWakeFollowsAlgorithm(t *testing.T) {
 				t.Fatalf("first take refused: %+v", d)
 			}
 			now := base.Add(tc.now)
-			s.enqueue("k", waiter{n: tc.n, deadline: now.Add(time.Hour)})
+			s.enqueue([]byte("k"), "k", waiter{n: tc.n, deadline: now.Add(time.Hour)})
 			if got := s.nextWake(now); got != tc.want {
 				t.Fatalf("nextWake %v, want %v", got, tc.want)
 			}

@@ -102,13 +102,18 @@ type Metrics struct {
 	peers PeerSource
 
 	locks *lockMetrics // locks.go
+
+	keysRefused *prometheus.CounterVec // parts.go
 }
 
 // outcomeCounters are the request counters of one key, indexed by
 // locker.Outcome.
 type outcomeCounters [3]prometheus.Counter
 
-var _ locker.Observer = (*Metrics)(nil)
+var (
+	_ locker.Observer           = (*Metrics)(nil)
+	_ locker.KeyRefusalObserver = (*Metrics)(nil)
+)
 
 // New returns Metrics registered on reg: the request counters, the
 // duration histogram, lockerd_build_info and the collectors of the key
@@ -133,9 +138,10 @@ func New(reg prometheus.Registerer, build BuildInfo) (*Metrics, error) {
 	m.keys.Store(&empty)
 	m.unknown = m.resolve(UnknownKey)
 	m.locks = newLockMetrics()
+	m.keysRefused = newKeysRefused()
 	for _, c := range append([]prometheus.Collector{
 		m.requests, m.duration, newBuildInfo(build),
-		keyCollector{m}, peerCollector{m},
+		keyCollector{m}, peerCollector{m}, m.keysRefused, partCollector{m},
 	}, m.locks.collectors(m)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
@@ -182,8 +188,9 @@ func (m *Metrics) sources() (StatsSource, PeerSource) {
 }
 
 // ObserveRequest counts one answer under key and outcome and adds
-// elapsed to the duration histogram. key must be a configured key name,
-// or "" for none, which counts under UnknownKey. An elapsed of zero means
+// elapsed to the duration histogram. key must be a configured key or
+// template name (the server reports a key made on demand under its
+// template), or "" for none, which counts under UnknownKey. An elapsed of zero means
 // the decision was not timed (a held wait answered later) and is left
 // out of the histogram.
 //
@@ -207,12 +214,18 @@ func (m *Metrics) ObserveRequest(key string, outcome locker.Outcome, elapsed tim
 	}
 }
 
-// addKeys adds the counters of every key of st.
+// addKeys adds the counters of every key and template of st.
 func (m *Metrics) addKeys(st locker.ServerStats) {
 	keys := *m.keys.Load()
 	for _, k := range st.Keys {
 		if _, ok := keys[k.Name]; !ok {
 			m.addKey(k.Name)
+		}
+	}
+	for _, t := range st.Templates {
+		if _, ok := keys[t.Name]; !ok {
+			m.addKey(t.Name)
+			m.keysRefused.WithLabelValues(t.Name)
 		}
 	}
 }

@@ -1,12 +1,10 @@
 package peer
 
 import (
-	"encoding/binary"
 	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
@@ -160,7 +158,10 @@ func (s *merger) loadKeys() {
 }
 
 // configDigest identifies what members must agree on: mode, member list
-// and keys (keys sorted by name, as Counter.Keys returns them).
+// and keys (keys sorted by name, as Counter.Keys returns them). A key is
+// hashed by its whole spec (KeyConfig.String: every limit, its algorithm
+// and burst, and templates), so members that disagree on any of them
+// notice.
 func configDigest(strict bool, members []string, keys []locker.KeyConfig) uint64 {
 	h := fnv.New64a()
 	mode := "shared"
@@ -171,16 +172,8 @@ func configDigest(strict bool, members []string, keys []locker.KeyConfig) uint64
 	for _, m := range members {
 		h.Write([]byte("member " + m + "\n"))
 	}
-	var b []byte
 	for _, k := range keys {
-		b = append(b[:0], "key "...)
-		b = append(b, k.Name...)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, k.Limit, 10)
-		b = append(b, ' ')
-		b = binary.AppendVarint(b, int64(k.Window))
-		b = append(b, '\n')
-		h.Write(b)
+		h.Write([]byte("key " + k.String() + "\n"))
 	}
 	return h.Sum64()
 }

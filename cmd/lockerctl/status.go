@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lockerd/lockerd/locker"
 )
 
 // StatusCommand prints the server's keys (and peers, when federating).
@@ -15,21 +17,30 @@ type StatusCommand struct{ g *globals }
 
 // Usage implements command.
 func (c *StatusCommand) Usage() string {
-	return "status [--json]                the server's keys: limit, window, used now, waiters"
+	return "status [-k KEY] [--json]       the server's keys and templates: limit, window, used now, waiters; with -k one key, each of its limits"
 }
 
 // Run implements command.
 func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	fs := c.g.flagSet("status")
 	asJSON := fs.Bool("json", false, "print the server's JSON document as is")
+	key := fs.StringP("key", "k", "", "show only KEY, configured or made on demand from a template, live or not")
 	if err := c.g.parse(fs, c, args); err != nil {
 		return err
+	}
+	if *key != "" {
+		if err := locker.ValidKeyName(*key); err != nil {
+			return fmt.Errorf("-k: %w", err)
+		}
 	}
 	client, err := c.g.client()
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	if *key != "" {
+		return keyStatus(ctx, c.g, client, *key, *asJSON)
+	}
 	cctx, cancel := c.g.withTimeout(ctx)
 	defer cancel()
 	st, err := client.Status(cctx)
@@ -47,8 +58,27 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", k.Name, k.Limit, time.Duration(k.WindowMS)*time.Millisecond, k.Granted, k.Waiters)
 	}
 	tw.Flush() // run checks the writes
+	printTemplates(c.g, st.Raw)
 	printPeers(c.g, st.Raw)
 	return nil
+}
+
+// printTemplates prints the "templates" array of a status document, if
+// any: each template with its count of live keys. run checks the writes.
+func printTemplates(g *globals, raw json.RawMessage) {
+	var doc struct {
+		Templates []locker.StatusTemplate `json:"templates"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil || len(doc.Templates) == 0 {
+		return
+	}
+	fmt.Fprintln(g.stdout)
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEMPLATE\tSPEC\tLIVE KEYS\tWAITERS")
+	for _, t := range doc.Templates {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", t.Name, t.Spec, t.Live, t.Waiters)
+	}
+	tw.Flush()
 }
 
 // printPeers prints the "peers" array of a status document, if any, as a

@@ -1,15 +1,38 @@
 // Command lockerd is the go/sorry rate-limiting server.
 //
 // It answers ZeroMQ requests (`take KEY [N]`, `wait KEY [N] [MAX_MS]`,
-// `ping`, `status`, or anything else as `take default 1`) from
-// fixed-window counters, one per key; PROTOCOL.md specifies the wire
-// format. Run `lockerd --help` for the flags.
+// `ping`, `status [KEY]`, or anything else as `take default 1`) from one
+// counter per key; PROTOCOL.md specifies the wire format and what each
+// reply field means for each algorithm. Run `lockerd --help` for the
+// flags.
 //
 // # Keys
 //
-// A key is NAME=LIMIT/WINDOW, given with --key and repeatable:
+// A key is NAME=LIMIT/WINDOW[/ALG[:BURST]][+LIMIT/WINDOW[/ALG[:BURST]]...],
+// given with --key and repeatable:
 //
 //	lockerd --key github=5000/1h --key api=5/800ms
+//
+// ALG counts the tokens: fixed (the default: epoch-aligned windows),
+// sliding (exact: no interval of length WINDOW holds more than LIMIT
+// grants; LIMIT at most 100,000) or gcra (a token back every WINDOW/LIMIT,
+// at most BURST at once, default LIMIT: api=10/1s/gcra:1 spaces requests
+// 100ms apart). A key of several limits (github=10/1s+5000/1h, at most 4)
+// grants from every limit or from none.
+//
+// A NAME ending in * is a template: --key 'tenant:*=100/1m' gives every
+// key that starts with tenant: its own counter with that spec, made on
+// first use and dropped once idle. A configured key wins over a template,
+// the longest template over a shorter one. --max-keys (default 1,000,000)
+// caps the keys made on demand that live at once: a request that would
+// make one more is answered with an error, never a go, and counted in
+// lockerd_keys_refused_total. Metrics and status name a key made on demand
+// by its template only; `status KEY` reports one key.
+//
+// A shared federation (--federation shared) cannot bound sliding, gcra,
+// multi-limit or template keys: lockerd refuses to start with one line
+// naming them. A strict federation runs them on each member's static
+// share of their limits.
 //
 // The key "default" always exists. -n/--limit and -w/--window set it
 // (defaults 1 and 1s); --key default=... sets it too, but not together
@@ -23,6 +46,8 @@
 //	bind = tcp://*:7777
 //	key  = github=5000/1h
 //	key  = api=5/800ms
+//	key  = tenant:*=100/1m
+//	max-keys = 100000
 //	max-wait = 10s
 //	id = "lockerd 1"
 //

@@ -27,6 +27,7 @@ type options struct {
 	configFile string
 	maxWait    time.Duration
 	maxWaiters int
+	maxKeys    int
 	id         string
 	logLevel   string
 	logFormat  string
@@ -55,10 +56,11 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.StringArrayVarP(&o.binds, "bind", "b", []string{locker.DefaultEndpoint}, "ZeroMQ endpoint to answer requests on (repeatable)")
 	fs.Int64VarP(&o.limit, "limit", "n", locker.DefaultLimit, "tokens per window of the key \"default\"")
 	fs.DurationVarP(&o.window, "window", "w", locker.DefaultWindow, "window of the key \"default\"")
-	fs.StringArrayVar(&o.keySpecs, "key", nil, "a key as NAME=LIMIT/WINDOW, e.g. api=5/800ms (repeatable)")
+	fs.StringArrayVar(&o.keySpecs, "key", nil, "a key as NAME=LIMIT/WINDOW[/ALG[:BURST]][+...], ALG fixed, sliding or gcra, e.g. api=5/800ms, api=10/1s/gcra:1, github=10/1s+5000/1h; a NAME ending in * is a template, e.g. 'tenant:*=100/1m' (repeatable)")
 	fs.StringVarP(&o.configFile, "config", "c", "", "read flags from FILE: one \"name = value\" per line, # comments")
 	fs.DurationVar(&o.maxWait, "max-wait", locker.DefaultMaxWait, "longest a wait request is held")
 	fs.IntVar(&o.maxWaiters, "max-waiters", locker.DefaultMaxWaiters, "wait requests held per key; beyond, sorry at once")
+	fs.IntVar(&o.maxKeys, "max-keys", locker.DefaultMaxKeys, "keys made on demand from templates that live at once; beyond, a request for a new one gets an error")
 	fs.StringVar(&o.id, "id", "", "server id in pong and status (default host name and port)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -73,7 +75,7 @@ func newFlagSet(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: lockerd [flags]\n\nlockerd answers go or sorry from fixed-window counters over ZeroMQ.\n\nFlags:\n%s\nEvery flag can also be set as LOCKER_ and its name, e.g. LOCKER_MAX_WAIT=10s.\n", fs.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: lockerd [flags]\n\nlockerd answers go or sorry from rate-limit counters (fixed, sliding or gcra) over ZeroMQ.\n\nFlags:\n%s\nEvery flag can also be set as LOCKER_ and its name, e.g. LOCKER_MAX_WAIT=10s.\n", fs.FlagUsages())
 	}
 	return fs
 }
@@ -303,6 +305,9 @@ func (o *options) check(fs *pflag.FlagSet) error {
 	}
 	if o.maxWaiters < 1 {
 		return fmt.Errorf("--max-waiters %d: want at least 1", o.maxWaiters)
+	}
+	if o.maxKeys < 1 {
+		return fmt.Errorf("--max-keys %d: want at least 1", o.maxKeys)
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
 		return err

@@ -149,6 +149,7 @@ func serverConfig(o *options, log *slog.Logger, m *metrics.Metrics, cs *curve.Se
 		ID:         o.id,
 		MaxWait:    o.maxWait,
 		MaxWaiters: o.maxWaiters,
+		MaxKeys:    o.maxKeys,
 		Logger:     log,
 		Observer:   m,
 		Locks:      o.locks.cfg,
@@ -324,6 +325,7 @@ func reload(srv *locker.Server, cs *curve.Server, old *options, args []string, l
 		log.Error("reload failed, keeping the old configuration", "err", err)
 		return
 	}
+	srv.Counter().SetMaxKeys(o.maxKeys)
 	if cs != nil {
 		cs.SetAllowed(o.allowedKeys)
 	}
