@@ -1,0 +1,75 @@
+package locker
+
+import "time"
+
+// Reconfigure replaces the key set with keys. A limit that keeps its
+// place in its key, its algorithm, window and burst keeps its state, so a
+// reload does not hand out tokens twice; a new limit takes effect at once
+// (see Algorithm.SetLimit). A fixed window whose length changes starts
+// afresh. A sliding or gcra limit whose algorithm, window or burst
+// changes, or that is added to an existing key, starts full at the latest
+// instant a take was made at: what the old one granted is unknown to it.
+// In a federation the member's share changes with the limit (see
+// FederationConfig); in shared mode, keys that are not a single fixed
+// window are refused. On error the old configuration stays.
+func (c *Counter) Reconfigure(keys []KeyConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, names, tmpls, err := c.buildKeys(keys)
+	if err != nil {
+		return err
+	}
+	if err := c.checkShared(m, tmpls); err != nil {
+		return err
+	}
+	for name, ks := range m {
+		if old := c.keys[name]; old != nil {
+			c.carry(old, ks)
+		}
+	}
+	c.attachFederation(m)
+	old := c.keys
+	c.keys, c.names, c.tmpls = m, names, tmpls
+	c.remake(old)
+	return nil
+}
+
+// carry moves the state of the key old to ks, its new configuration. It
+// requires that c.mu is held.
+func (c *Counter) carry(old, ks *keyState) {
+	if old.cfg.plain() && ks.cfg.plain() && !c.static(old.cfg) && !c.static(ks.cfg) {
+		if old.cfg.Window == ks.cfg.Window {
+			old.alg.SetLimit(ks.cfg.Limit)
+			ks.alg, ks.fed = old.alg, old.fed
+			if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
+				ks.fed.lowered()
+			}
+		}
+		return
+	}
+	static := c.static(ks.cfg)
+	sameShare := static == c.static(old.cfg)
+	if old.cfg.IsTemplate() != ks.cfg.IsTemplate() && c.fed != nil {
+		sameShare = false
+	}
+	oldParts, oldAlgs := old.cfg.Parts(), old.algs()
+	algs := ks.algs()
+	for i, p := range ks.cfg.Parts() {
+		if i < len(oldParts) {
+			op := oldParts[i]
+			if sameShare && op.alg() == p.alg() && op.Window == p.Window && op.Burst == p.Burst {
+				oldAlgs[i].SetLimit(c.share(p.Limit, static))
+				algs[i] = oldAlgs[i]
+				continue
+			}
+			if op.alg() == AlgFixed && p.alg() == AlgFixed && !static && !c.static(old.cfg) {
+				continue // afresh, as for a key of one fixed window
+			}
+		}
+		algs[i].FillAt(time.Unix(0, c.last))
+	}
+	ks.alg = algs[0]
+	if len(algs) > 1 {
+		ks.more = algs[1:]
+	}
+}
