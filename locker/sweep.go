@@ -42,24 +42,15 @@ func (c *Counter) SweepSomeAt(now time.Time, busy func(key string) bool, budget 
 	for ; budget > 0 && c.sweepPos < len(c.ring); budget-- {
 		i := c.sweepPos
 		name := c.ring[i]
-		ks := c.keys[name]
+		ks := c.ringKey(i)
 		switch {
-		case ks == nil || ks.tmpl == nil: // dropped without the ring knowing
-			c.ringRemove(i)
-			continue
-		case ks.slot != i+1:
-			if j := ks.slot - 1; j >= 0 && j < len(c.ring) && c.ring[j] == name {
-				c.ringRemove(i) // the key has another entry
-				continue
-			}
-			ks.slot = i + 1 // a state that replaced the one this entry was made for
-		}
-		if ks.idleAt(now) && (busy == nil || !busy(name)) {
+		case ks == nil: // the entry is gone: the next one is at i
+		case ks.idleAt(now) && (busy == nil || !busy(name)):
 			c.drop(name, ks) // moves the last entry to i, looked at next
 			dropped++
-			continue
+		default:
+			c.sweepPos++
 		}
-		c.sweepPos++
 	}
 	if dropped > 0 {
 		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
@@ -68,9 +59,34 @@ func (c *Counter) SweepSomeAt(now time.Time, busy func(key string) bool, budget 
 		return dropped, false
 	}
 	c.sweepPos = 0
-	// A map keeps its buckets when emptied: rebuild it, and the ring,
-	// once they hold a quarter of what they did, so that memory comes
-	// back.
+	c.shrink()
+	return dropped, true
+}
+
+// ringKey returns the state of the key of ring entry i, after making its
+// slot point at i, or nil when the entry no longer stands for a key made
+// on demand, which it then removes. It requires that c.mu is held.
+func (c *Counter) ringKey(i int) *keyState {
+	name := c.ring[i]
+	ks := c.keys[name]
+	switch {
+	case ks == nil || ks.tmpl == nil: // dropped without the ring knowing
+		c.ringRemove(i)
+		return nil
+	case ks.slot != i+1:
+		if j := ks.slot - 1; j >= 0 && j < len(c.ring) && c.ring[j] == name {
+			c.ringRemove(i) // the key has another entry
+			return nil
+		}
+		ks.slot = i + 1 // a state that replaced the one this entry was made for
+	}
+	return ks
+}
+
+// shrink rebuilds the key map and the ring once they hold a quarter of
+// what they did: a map keeps its buckets when emptied, so this is how
+// memory comes back. It requires that c.mu is held.
+func (c *Counter) shrink() {
 	if c.liveHigh > 1024 && c.live < c.liveHigh/4 {
 		m := make(map[string]*keyState, len(c.keys))
 		for name, ks := range c.keys {
@@ -79,5 +95,4 @@ func (c *Counter) SweepSomeAt(now time.Time, busy func(key string) bool, budget 
 		c.keys, c.liveHigh = m, c.live
 		c.ring = append(make([]string, 0, len(c.ring)), c.ring...)
 	}
-	return dropped, true
 }
