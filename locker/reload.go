@@ -38,31 +38,49 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 // requires that c.mu is held.
 func (c *Counter) carry(old, ks *keyState) {
 	if old.cfg.plain() && ks.cfg.plain() && !c.static(old.cfg) && !c.static(ks.cfg) {
-		if old.cfg.Window == ks.cfg.Window {
-			old.alg.SetLimit(ks.cfg.Limit)
-			ks.alg, ks.fed = old.alg, old.fed
-			if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
-				ks.fed.lowered()
-			}
-		}
+		c.carryFixed(old, ks)
 		return
 	}
+	c.carryParts(old, ks)
+}
+
+// carryFixed is carry for a key of one fixed window, outside a strict
+// federation, both before and after: its counter, and its federation
+// state, stay when the window does. It requires that c.mu is held.
+func (c *Counter) carryFixed(old, ks *keyState) {
+	if old.cfg.Window != ks.cfg.Window {
+		return
+	}
+	old.alg.SetLimit(ks.cfg.Limit)
+	ks.alg, ks.fed = old.alg, old.fed
+	if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
+		ks.fed.lowered()
+	}
+}
+
+// carryParts is carry for every other key, limit by limit: a limit that
+// keeps its place, algorithm, window and burst, and runs on the same kind
+// of share, keeps its state; a fixed window outside a strict federation
+// otherwise starts afresh; any other limit starts full at c.last. It
+// requires that c.mu is held.
+func (c *Counter) carryParts(old, ks *keyState) {
 	static := c.static(ks.cfg)
 	sameShare := static == c.static(old.cfg)
 	if old.cfg.IsTemplate() != ks.cfg.IsTemplate() && c.fed != nil {
 		sameShare = false
 	}
+	neitherStatic := !static && !c.static(old.cfg)
 	oldParts, oldAlgs := old.cfg.Parts(), old.algs()
 	algs := ks.algs()
 	for i, p := range ks.cfg.Parts() {
 		if i < len(oldParts) {
 			op := oldParts[i]
-			if sameShare && op.alg() == p.alg() && op.Window == p.Window && op.Burst == p.Burst {
+			if sameShare && samePart(op, p) {
 				oldAlgs[i].SetLimit(c.share(p.Limit, static))
 				algs[i] = oldAlgs[i]
 				continue
 			}
-			if op.alg() == AlgFixed && p.alg() == AlgFixed && !static && !c.static(old.cfg) {
+			if neitherStatic && op.alg() == AlgFixed && p.alg() == AlgFixed {
 				continue // afresh, as for a key of one fixed window
 			}
 		}
@@ -72,4 +90,10 @@ func (c *Counter) carry(old, ks *keyState) {
 	if len(algs) > 1 {
 		ks.more = algs[1:]
 	}
+}
+
+// samePart reports whether the limits a and b count the same way: same
+// algorithm, window and burst, whatever their limit.
+func samePart(a, b Part) bool {
+	return a.alg() == b.alg() && a.Window == b.Window && a.Burst == b.Burst
 }
