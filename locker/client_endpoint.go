@@ -53,26 +53,36 @@ func checkEndpoint(ep string) error {
 		}
 		return nil
 	case "tcp":
+		if why := tcpProblem(addr); why != "" {
+			return bad(why)
+		}
+		return nil
 	default:
 		return bad("unsupported transport " + strconv.Quote(scheme) + " (want tcp, ipc or inproc)")
 	}
+}
+
+// tcpProblem says what is wrong with addr, the part of a tcp endpoint
+// after "tcp://", or returns "" when it is an address a client socket can
+// connect to.
+func tcpProblem(addr string) string {
 	if i := strings.IndexByte(addr, ';'); i >= 0 { // "SOURCE;HOST:PORT"
 		if !validSource(addr[:i]) {
-			return bad("source address before ';' must be an interface, HOST or HOST:PORT")
+			return "source address before ';' must be an interface, HOST or HOST:PORT"
 		}
 		addr = addr[i+1:]
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return bad("want tcp://HOST:PORT (an IPv6 address in brackets: tcp://[::1]:7777)")
+		return "want tcp://HOST:PORT (an IPv6 address in brackets: tcp://[::1]:7777)"
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || port[0] < '0' || port[0] > '9' {
-		return bad("port " + strconv.Quote(port) + " is not a number from 1 to 65535")
+		return "port " + strconv.Quote(port) + " is not a number from 1 to 65535"
 	}
 	if err := checkHost(host, strings.HasPrefix(addr, "[")); err != nil {
-		return bad(err.Error())
+		return err.Error()
 	}
-	return nil
+	return ""
 }
 
 // checkHost checks the host part of a tcp endpoint: an IP address (IPv6
