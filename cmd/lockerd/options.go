@@ -287,33 +287,11 @@ func clip(s string) string {
 
 // check validates o and derives its keys.
 func (o *options) check(fs *pflag.FlagSet) error {
-	if len(o.binds) == 0 {
-		return errors.New("no --bind endpoint")
-	}
-	for _, b := range o.binds {
-		if err := checkEndpoint(b, useBind); err != nil {
-			return fmt.Errorf("--bind %q: %v", b, err)
-		}
-	}
-	if o.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
-			return fmt.Errorf("--metrics-addr %q: want HOST:PORT, like 127.0.0.1:9777", o.metricsAddr)
-		}
-	}
-	if o.maxWait < 0 {
-		return fmt.Errorf("--max-wait %s is negative", o.maxWait)
-	}
-	if o.maxWaiters < 1 {
-		return fmt.Errorf("--max-waiters %d: want at least 1", o.maxWaiters)
-	}
-	if o.maxKeys < 1 {
-		return fmt.Errorf("--max-keys %d: want at least 1", o.maxKeys)
-	}
-	if _, err := parseLevel(o.logLevel); err != nil {
+	if err := o.checkListen(); err != nil {
 		return err
 	}
-	if o.logFormat != "text" && o.logFormat != "json" {
-		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	if err := o.checkBounds(); err != nil {
+		return err
 	}
 	if err := o.checkFederation(); err != nil {
 		return err
@@ -331,6 +309,46 @@ func (o *options) check(fs *pflag.FlagSet) error {
 	}
 	if o.id == "" {
 		o.id = defaultID(o.binds[0])
+	}
+	return nil
+}
+
+// checkListen validates the endpoints lockerd listens on: --bind and
+// --metrics-addr.
+func (o *options) checkListen() error {
+	if len(o.binds) == 0 {
+		return errors.New("no --bind endpoint")
+	}
+	for _, b := range o.binds {
+		if err := checkEndpoint(b, useBind); err != nil {
+			return fmt.Errorf("--bind %q: %v", b, err)
+		}
+	}
+	if o.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %q: want HOST:PORT, like 127.0.0.1:9777", o.metricsAddr)
+		}
+	}
+	return nil
+}
+
+// checkBounds validates the bounds on waiting and on keys, and the log
+// flags.
+func (o *options) checkBounds() error {
+	if o.maxWait < 0 {
+		return fmt.Errorf("--max-wait %s is negative", o.maxWait)
+	}
+	if o.maxWaiters < 1 {
+		return fmt.Errorf("--max-waiters %d: want at least 1", o.maxWaiters)
+	}
+	if o.maxKeys < 1 {
+		return fmt.Errorf("--max-keys %d: want at least 1", o.maxKeys)
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		return err
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	return nil
 }
