@@ -44,14 +44,44 @@ func (o *lockOptions) check(fs *pflag.FlagSet) error {
 	if !fs.Changed("lock-ttl") && o.ttl > o.maxTTL {
 		o.ttl = o.maxTTL
 	}
+	specs, err := o.parseSpecs()
+	if err != nil {
+		return err
+	}
+	if err := o.checkBounds(); err != nil {
+		return err
+	}
+	cfg := locker.LockTableConfig{Locks: specs, DefaultTTL: o.ttl, MaxTTL: o.maxTTL, MaxWait: o.maxWait,
+		MaxLocks: o.maxLocks, MaxWaiters: o.maxWaiters, MaxSlots: o.maxSlots}
+	switch o.grace {
+	case -1: // the default: the maximum TTL
+	case 0:
+		cfg.NoGrace = true
+	default:
+		cfg.Grace = o.grace
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("--lock: %w", err)
+	}
+	o.cfg = cfg
+	return nil
+}
+
+// parseSpecs parses the --lock flags.
+func (o *lockOptions) parseSpecs() ([]locker.LockSpec, error) {
 	var specs []locker.LockSpec
 	for _, s := range o.specs {
 		spec, err := locker.ParseLockSpec(s)
 		if err != nil {
-			return fmt.Errorf("--lock: %w", err)
+			return nil, fmt.Errorf("--lock: %w", err)
 		}
 		specs = append(specs, spec)
 	}
+	return specs, nil
+}
+
+// checkBounds validates the lease, wait, grace and size bounds.
+func (o *lockOptions) checkBounds() error {
 	switch {
 	case o.maxTTL < locker.MinLockTTL:
 		return fmt.Errorf("--lock-max-ttl %s: want at least %s", o.maxTTL, locker.MinLockTTL)
@@ -68,19 +98,6 @@ func (o *lockOptions) check(fs *pflag.FlagSet) error {
 	case o.maxSlots < 1:
 		return fmt.Errorf("--max-lock-slots %d: want at least 1", o.maxSlots)
 	}
-	cfg := locker.LockTableConfig{Locks: specs, DefaultTTL: o.ttl, MaxTTL: o.maxTTL, MaxWait: o.maxWait,
-		MaxLocks: o.maxLocks, MaxWaiters: o.maxWaiters, MaxSlots: o.maxSlots}
-	switch o.grace {
-	case -1: // the default: the maximum TTL
-	case 0:
-		cfg.NoGrace = true
-	default:
-		cfg.Grace = o.grace
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("--lock: %w", err)
-	}
-	o.cfg = cfg
 	return nil
 }
 
