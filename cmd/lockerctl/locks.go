@@ -72,6 +72,12 @@ func (c *LocksCommand) Run(ctx context.Context, args []string) error {
 	if *asJSON {
 		return c.printJSON(locks)
 	}
+	return c.printText(name, locks)
+}
+
+// printText prints locks, the answer to a listing of name (all locks when
+// name is empty), as a table, then the holders and waiters of each lock.
+func (c *LocksCommand) printText(name string, locks []locker.LockState) error {
 	switch {
 	case name != "" && len(locks) == 0:
 		fmt.Fprintf(c.g.stdout, "%s: free, nobody waits\n", name)
@@ -92,24 +98,29 @@ func (c *LocksCommand) Run(ctx context.Context, args []string) error {
 		if len(l.Holders)+len(l.Waiters) == 0 {
 			continue
 		}
-		fmt.Fprintf(c.g.stdout, "\n%s:\n", l.Name)
-		w := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "  \tOWNER\tMODE\tFENCE\tHELD FOR\tLEASE ENDS IN")
-		for _, h := range l.Holders {
-			lease := roundDur(h.Lease).String()
-			if h.Revoked {
-				lease += " (revoked)"
-			}
-			fmt.Fprintf(w, "  holder\t%s\t%s\t%d\t%s\t%s\n", h.Owner, h.Mode, h.Fence, roundDur(h.Held), lease)
-		}
-		for i, q := range l.Waiters {
-			fmt.Fprintf(w, "  waiter %d\t%s\t%s\t-\twaited %s\tgives up in %s\n", i+1, q.Owner, q.Mode, roundDur(q.Waited), roundDur(q.Left))
-		}
-		if err := w.Flush(); err != nil {
+		if err := c.printQueue(l); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// printQueue prints the holders and waiters of the lock l.
+func (c *LocksCommand) printQueue(l locker.LockState) error {
+	fmt.Fprintf(c.g.stdout, "\n%s:\n", l.Name)
+	w := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  \tOWNER\tMODE\tFENCE\tHELD FOR\tLEASE ENDS IN")
+	for _, h := range l.Holders {
+		lease := roundDur(h.Lease).String()
+		if h.Revoked {
+			lease += " (revoked)"
+		}
+		fmt.Fprintf(w, "  holder\t%s\t%s\t%d\t%s\t%s\n", h.Owner, h.Mode, h.Fence, roundDur(h.Held), lease)
+	}
+	for i, q := range l.Waiters {
+		fmt.Fprintf(w, "  waiter %d\t%s\t%s\t-\twaited %s\tgives up in %s\n", i+1, q.Owner, q.Mode, roundDur(q.Waited), roundDur(q.Left))
+	}
+	return w.Flush()
 }
 
 func roundDur(d time.Duration) time.Duration {
