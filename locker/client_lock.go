@@ -146,10 +146,7 @@ func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool
 	var busy *LockBusyError
 	backoff := 10 * time.Millisecond
 	for {
-		hold := time.Duration(0)
-		if wait {
-			hold, _ = waitHold(ctx, lockHold, time.Time{})
-		}
+		hold := acquireHold(ctx, wait)
 		req.MaxWait = hold
 		cl := c.acquireCall(req)
 		sent := time.Now()
@@ -173,33 +170,58 @@ func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool
 		if err != nil {
 			return nil, err
 		}
-		switch rep.Status {
-		case LockGranted:
-			return c.newLease(ctx, name, sent, rep)
-		case LockBusy:
-			busy = &LockBusyError{Name: name, Owner: rep.Owner, FreeIn: rep.Free, Holders: rep.Holders, Waiters: rep.Waiters}
-			if !wait {
-				return nil, busy
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("%w: %w", err, busy)
-			}
-			// Held for the server's maximum: ask again at once. Refused
-			// early (a full queue, the grace period): back off.
-			if time.Since(sent) < hold/2 {
-				if err := sleepCtx(ctx, min(backoff, max(rep.Free, time.Millisecond))); err != nil {
-					return nil, fmt.Errorf("%w: %w", err, busy)
-				}
-				backoff = min(2*backoff, time.Second)
-			} else {
-				backoff = 10 * time.Millisecond
-			}
-		case LockError:
-			return nil, &ServerError{Msg: rep.Text}
-		default:
-			return nil, fmt.Errorf("%w: %.64q to acquire", ErrBadReply, b)
+		if rep.Status != LockBusy {
+			return c.acquired(ctx, name, sent, rep, b)
+		}
+		busy = &LockBusyError{Name: name, Owner: rep.Owner, FreeIn: rep.Free, Holders: rep.Holders, Waiters: rep.Waiters}
+		if !wait {
+			return nil, busy
+		}
+		if backoff, err = pauseBusy(ctx, busy, sent, hold, backoff); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// acquireHold is how long an acquisition asks the server to hold it: as
+// long as ctx allows, up to the server's maximum, or not at all for
+// TryLock.
+func acquireHold(ctx context.Context, wait bool) time.Duration {
+	if !wait {
+		return 0
+	}
+	hold, _ := waitHold(ctx, lockHold, time.Time{})
+	return hold
+}
+
+// acquired turns the answer rep (body b), other than busy, to an
+// acquisition of name sent at sent into a lease or an error.
+func (c *Client) acquired(ctx context.Context, name string, sent time.Time, rep LockReply, b []byte) (*Lease, error) {
+	switch rep.Status {
+	case LockGranted:
+		return c.newLease(ctx, name, sent, rep)
+	case LockError:
+		return nil, &ServerError{Msg: rep.Text}
+	}
+	return nil, fmt.Errorf("%w: %.64q to acquire", ErrBadReply, b)
+}
+
+// pauseBusy waits before asking again after busy, the answer to an
+// acquisition sent at sent and held for up to hold, and returns the next
+// backoff.
+func pauseBusy(ctx context.Context, busy *LockBusyError, sent time.Time, hold, backoff time.Duration) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return backoff, fmt.Errorf("%w: %w", err, busy)
+	}
+	// Held for the server's maximum: ask again at once. Refused early
+	// (a full queue, the grace period): back off.
+	if time.Since(sent) >= hold/2 {
+		return 10 * time.Millisecond, nil
+	}
+	if err := sleepCtx(ctx, min(backoff, max(busy.FreeIn, time.Millisecond))); err != nil {
+		return backoff, fmt.Errorf("%w: %w", err, busy)
+	}
+	return min(2*backoff, time.Second), nil
 }
 
 // acquireCall is the call of an acquisition: withdrawn with abandon when
