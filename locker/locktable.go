@@ -338,6 +338,33 @@ func (cfg LockTableConfig) Validate() error {
 // NewLockTable checks cfg and returns an empty table that starts at start:
 // its grace period, unless cfg.NoGrace, ends at start plus cfg.Grace.
 func NewLockTable(cfg LockTableConfig, start time.Time) (*LockTable, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	t := &LockTable{
+		cfg:     cfg,
+		exact:   make(map[string]int),
+		locks:   make(map[string]*lockEntry),
+		held:    make(map[uint64]*lockSlot),
+		waiting: make(map[uint64]*lockSlot),
+		now:     start,
+		fence:   cfg.FenceFloor,
+	}
+	for _, s := range cfg.Locks {
+		if err := t.addSpec(s); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(t.templates, func(a, b LockSpec) int { return len(b.Name) - len(a.Name) })
+	if !cfg.NoGrace && cfg.Grace > 0 {
+		t.inGrace, t.graceEnd = true, start.Add(cfg.Grace)
+	}
+	return t, nil
+}
+
+// withDefaults returns cfg with its zero fields set to their defaults.
+func (cfg LockTableConfig) withDefaults() LockTableConfig {
 	if cfg.MaxTTL == 0 {
 		cfg.MaxTTL = DefaultMaxLockTTL
 	}
@@ -359,59 +386,55 @@ func NewLockTable(cfg LockTableConfig, start time.Time) (*LockTable, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = cfg.MaxTTL
 	}
+	return cfg
+}
+
+// check reports why cfg, with its defaults set, is out of range, or nil.
+// The lock specs are checked as the table files them (addSpec).
+func (cfg LockTableConfig) check() error {
 	switch {
 	case cfg.MaxTTL < MinLockTTL:
-		return nil, fmt.Errorf("locker: max lock TTL %s below the minimum %s", cfg.MaxTTL, MinLockTTL)
+		return fmt.Errorf("locker: max lock TTL %s below the minimum %s", cfg.MaxTTL, MinLockTTL)
 	case cfg.DefaultTTL < MinLockTTL || cfg.DefaultTTL > cfg.MaxTTL:
-		return nil, fmt.Errorf("locker: default lock TTL %s out of range %s..%s", cfg.DefaultTTL, MinLockTTL, cfg.MaxTTL)
+		return fmt.Errorf("locker: default lock TTL %s out of range %s..%s", cfg.DefaultTTL, MinLockTTL, cfg.MaxTTL)
 	case cfg.MaxWait < 0:
-		return nil, fmt.Errorf("locker: negative max lock wait %s", cfg.MaxWait)
+		return fmt.Errorf("locker: negative max lock wait %s", cfg.MaxWait)
 	case cfg.MaxLocks < 0:
-		return nil, fmt.Errorf("locker: negative max locks %d", cfg.MaxLocks)
+		return fmt.Errorf("locker: negative max locks %d", cfg.MaxLocks)
 	case cfg.MaxWaiters < 0:
-		return nil, fmt.Errorf("locker: negative max lock waiters %d", cfg.MaxWaiters)
+		return fmt.Errorf("locker: negative max lock waiters %d", cfg.MaxWaiters)
 	case cfg.MaxSlots < 0:
-		return nil, fmt.Errorf("locker: negative max lock holders and waiters %d", cfg.MaxSlots)
+		return fmt.Errorf("locker: negative max lock holders and waiters %d", cfg.MaxSlots)
 	case cfg.Grace < 0:
-		return nil, fmt.Errorf("locker: negative lock grace period %s", cfg.Grace)
+		return fmt.Errorf("locker: negative lock grace period %s", cfg.Grace)
 	case cfg.FenceFloor > MaxLockFence/2:
-		return nil, fmt.Errorf("locker: lock fence floor %d above %d", cfg.FenceFloor, uint64(MaxLockFence/2))
+		return fmt.Errorf("locker: lock fence floor %d above %d", cfg.FenceFloor, uint64(MaxLockFence/2))
 	}
-	t := &LockTable{
-		cfg:     cfg,
-		exact:   make(map[string]int),
-		locks:   make(map[string]*lockEntry),
-		held:    make(map[uint64]*lockSlot),
-		waiting: make(map[uint64]*lockSlot),
-		now:     start,
-		fence:   cfg.FenceFloor,
+	return nil
+}
+
+// addSpec checks s and files it among the table's names or templates.
+func (t *LockTable) addSpec(s LockSpec) error {
+	if s.Capacity < 1 || s.Capacity > MaxLockCapacity {
+		return fmt.Errorf("locker: lock %s: capacity out of range 1..%d", s, MaxLockCapacity)
 	}
-	for _, s := range cfg.Locks {
-		if s.Capacity < 1 || s.Capacity > MaxLockCapacity {
-			return nil, fmt.Errorf("locker: lock %s: capacity out of range 1..%d", s, MaxLockCapacity)
-		}
-		if err := validKeyName(s.Name); err != nil {
-			return nil, fmt.Errorf("locker: lock %s: %w", s, err)
-		}
-		if !s.Template {
-			if _, dup := t.exact[s.Name]; dup {
-				return nil, fmt.Errorf("locker: lock %s given twice", s.Name)
-			}
-			t.exact[s.Name] = s.Capacity
-			continue
-		}
-		for _, o := range t.templates {
-			if o.Name == s.Name {
-				return nil, fmt.Errorf("locker: lock template %s* given twice", s.Name)
-			}
-		}
-		t.templates = append(t.templates, s)
+	if err := validKeyName(s.Name); err != nil {
+		return fmt.Errorf("locker: lock %s: %w", s, err)
 	}
-	slices.SortStableFunc(t.templates, func(a, b LockSpec) int { return len(b.Name) - len(a.Name) })
-	if !cfg.NoGrace && cfg.Grace > 0 {
-		t.inGrace, t.graceEnd = true, start.Add(cfg.Grace)
+	if !s.Template {
+		if _, dup := t.exact[s.Name]; dup {
+			return fmt.Errorf("locker: lock %s given twice", s.Name)
+		}
+		t.exact[s.Name] = s.Capacity
+		return nil
 	}
-	return t, nil
+	for _, o := range t.templates {
+		if o.Name == s.Name {
+			return fmt.Errorf("locker: lock template %s* given twice", s.Name)
+		}
+	}
+	t.templates = append(t.templates, s)
+	return nil
 }
 
 // Capacity returns the capacity a lock named name has.
