@@ -70,25 +70,16 @@ func (t *LockTable) ttl(d time.Duration) time.Duration {
 }
 
 func (t *LockTable) acquire(now time.Time, r LockRequest) LockResult {
-	if r.Mode != LockExclusive && r.Mode != LockShared {
-		return LockResult{Status: LockError, Err: ErrBadLockMode}
-	}
-	if !validOwner(r.Owner) {
-		return LockResult{Status: LockError, Err: ErrBadLockOwner}
+	if err := acquireErr(r); err != nil {
+		return LockResult{Status: LockError, Err: err}
 	}
 	maxWait := t.cfg.MaxWait
 	if r.MaxWait >= 0 {
 		maxWait = min(r.MaxWait, maxWait)
 	}
-	e := t.locks[string(r.Name)]
+	e := t.entry(r.Name)
 	if e == nil {
-		if len(t.locks) >= t.cfg.MaxLocks {
-			return LockResult{Status: LockError, Err: ErrTooManyLocks}
-		}
-		name := string(r.Name)
-		e = &lockEntry{name: name, capacity: t.Capacity(name)}
-		t.locks[name] = e
-		t.peak = max(t.peak, len(t.locks))
+		return LockResult{Status: LockError, Err: ErrTooManyLocks}
 	}
 	grant := e.waiters.n == 0 && !t.inGrace && e.fits(r.Mode)
 	deadline := now.Add(maxWait)
@@ -106,9 +97,42 @@ func (t *LockTable) acquire(now time.Time, r LockRequest) LockResult {
 		t.grant(s, now)
 		return LockResult{Status: LockGranted, Fence: s.fence, Until: s.at}
 	}
+	return t.enqueue(s, deadline)
+}
+
+// acquireErr reports why r is not a valid acquisition, or nil.
+func acquireErr(r LockRequest) error {
+	if r.Mode != LockExclusive && r.Mode != LockShared {
+		return ErrBadLockMode
+	}
+	if !validOwner(r.Owner) {
+		return ErrBadLockOwner
+	}
+	return nil
+}
+
+// entry returns the live lock name, making it if it is not live, or nil
+// if there are too many live locks to make it.
+func (t *LockTable) entry(name []byte) *lockEntry {
+	if e := t.locks[string(name)]; e != nil {
+		return e
+	}
+	if len(t.locks) >= t.cfg.MaxLocks {
+		return nil
+	}
+	e := &lockEntry{name: string(name)}
+	e.capacity = t.Capacity(e.name)
+	t.locks[e.name] = e
+	t.peak = max(t.peak, len(t.locks))
+	return e
+}
+
+// enqueue puts s, not yet granted, at the end of its lock's queue until
+// deadline.
+func (t *LockTable) enqueue(s *lockSlot, deadline time.Time) LockResult {
 	t.ticket++
 	s.waiting, s.ticket, s.at = true, t.ticket, deadline
-	e.waiters.push(s)
+	s.lock.waiters.push(s)
 	t.waiting[s.ticket] = s
 	t.push(s)
 	return LockResult{Status: LockQueued, Ticket: s.ticket}
