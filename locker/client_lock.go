@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -147,10 +146,7 @@ func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool
 	var busy *LockBusyError
 	backoff := 10 * time.Millisecond
 	for {
-		hold := time.Duration(0)
-		if wait {
-			hold, _ = waitHold(ctx, lockHold, time.Time{})
-		}
+		hold := acquireHold(ctx, wait)
 		req.MaxWait = hold
 		cl := c.acquireCall(req)
 		sent := time.Now()
@@ -174,33 +170,58 @@ func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool
 		if err != nil {
 			return nil, err
 		}
-		switch rep.Status {
-		case LockGranted:
-			return c.newLease(ctx, name, sent, rep)
-		case LockBusy:
-			busy = &LockBusyError{Name: name, Owner: rep.Owner, FreeIn: rep.Free, Holders: rep.Holders, Waiters: rep.Waiters}
-			if !wait {
-				return nil, busy
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("%w: %w", err, busy)
-			}
-			// Held for the server's maximum: ask again at once. Refused
-			// early (a full queue, the grace period): back off.
-			if time.Since(sent) < hold/2 {
-				if err := sleepCtx(ctx, min(backoff, max(rep.Free, time.Millisecond))); err != nil {
-					return nil, fmt.Errorf("%w: %w", err, busy)
-				}
-				backoff = min(2*backoff, time.Second)
-			} else {
-				backoff = 10 * time.Millisecond
-			}
-		case LockError:
-			return nil, &ServerError{Msg: rep.Text}
-		default:
-			return nil, fmt.Errorf("%w: %.64q to acquire", ErrBadReply, b)
+		if rep.Status != LockBusy {
+			return c.acquired(ctx, name, sent, rep, b)
+		}
+		busy = &LockBusyError{Name: name, Owner: rep.Owner, FreeIn: rep.Free, Holders: rep.Holders, Waiters: rep.Waiters}
+		if !wait {
+			return nil, busy
+		}
+		if backoff, err = pauseBusy(ctx, busy, sent, hold, backoff); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// acquireHold is how long an acquisition asks the server to hold it: as
+// long as ctx allows, up to the server's maximum, or not at all for
+// TryLock.
+func acquireHold(ctx context.Context, wait bool) time.Duration {
+	if !wait {
+		return 0
+	}
+	hold, _ := waitHold(ctx, lockHold, time.Time{})
+	return hold
+}
+
+// acquired turns the answer rep (body b), other than busy, to an
+// acquisition of name sent at sent into a lease or an error.
+func (c *Client) acquired(ctx context.Context, name string, sent time.Time, rep LockReply, b []byte) (*Lease, error) {
+	switch rep.Status {
+	case LockGranted:
+		return c.newLease(ctx, name, sent, rep)
+	case LockError:
+		return nil, &ServerError{Msg: rep.Text}
+	}
+	return nil, fmt.Errorf("%w: %.64q to acquire", ErrBadReply, b)
+}
+
+// pauseBusy waits before asking again after busy, the answer to an
+// acquisition sent at sent and held for up to hold, and returns the next
+// backoff.
+func pauseBusy(ctx context.Context, busy *LockBusyError, sent time.Time, hold, backoff time.Duration) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return backoff, fmt.Errorf("%w: %w", err, busy)
+	}
+	// Held for the server's maximum: ask again at once. Refused early
+	// (a full queue, the grace period): back off.
+	if time.Since(sent) >= hold/2 {
+		return 10 * time.Millisecond, nil
+	}
+	if err := sleepCtx(ctx, min(backoff, max(busy.FreeIn, time.Millisecond))); err != nil {
+		return backoff, fmt.Errorf("%w: %w", err, busy)
+	}
+	return min(2*backoff, time.Second), nil
 }
 
 // acquireCall is the call of an acquisition: withdrawn with abandon when
@@ -274,251 +295,6 @@ func parseLockReply(b []byte) (LockReply, error) {
 		return LockReply{}, err
 	}
 	return rep, nil
-}
-
-// Lease is a held lock. It renews itself in the background, a third of
-// the way through its lease, until Unlock or its loss. It counts its
-// lease end on its own clock, from when it sent the request that the
-// server answered, so it never thinks it holds the lock after the
-// server's lease end: when no renewal is answered before then, Lost is
-// closed. Fences let the protected resource refuse a holder whose lease
-// passed to someone else in the moment between.
-//
-// Its methods are safe for concurrent use.
-type Lease struct {
-	c     *Client
-	name  string
-	fence uint64
-
-	lost    chan struct{}
-	revoked chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
-	unlock  sync.Once
-
-	mu        sync.Mutex
-	end       time.Time     // by the local clock
-	ttl       time.Duration // the lease's length, as last granted
-	err       error
-	isRevoked bool
-}
-
-// newLease makes the lease of a grant of name sent at sent. A grant that
-// was held long in the queue is renewed at once, so that its end is known
-// from a request sent after the grant.
-func (c *Client) newLease(ctx context.Context, name string, sent time.Time, rep LockReply) (*Lease, error) {
-	l := &Lease{c: c, name: name, fence: rep.Fence, lost: make(chan struct{}), revoked: make(chan struct{}),
-		stop: make(chan struct{}), done: make(chan struct{}), end: sent.Add(rep.Lease), ttl: rep.Lease}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
-	if time.Until(l.end) < 2*l.ttl/3 {
-		// More than a third of the lease went by in the queue: the
-		// lease end counted from the request is too early to be of use.
-		if err := l.renew(ctx); err != nil {
-			l.cancel()
-			l.release(context.Background())
-			return nil, fmt.Errorf("locker: lock %s: granted, but not renewed: %w", name, err)
-		}
-	}
-	go l.run()
-	return l, nil
-}
-
-// Name returns the lock's name.
-func (l *Lease) Name() string { return l.name }
-
-// Fence returns the lease's fencing token: strictly greater than every
-// fence given before for the lock, restarts included. Give it to the
-// protected resource with every write, so it can refuse an older one.
-func (l *Lease) Fence() int64 { return int64(l.fence) }
-
-// Lost returns a channel closed when the lease is lost: it expired, was
-// revoked and ran out, was broken, or could not be renewed before its
-// end. Err then says why. Unlock does not close it.
-func (l *Lease) Lost() <-chan struct{} { return l.lost }
-
-// Revoked returns a channel closed when the server says a revocation was
-// asked: the lease is no longer renewed, and the caller should finish
-// and Unlock before it ends.
-func (l *Lease) Revoked() <-chan struct{} { return l.revoked }
-
-// Err returns why the lease was lost (wrapping ErrLeaseExpired,
-// ErrLeaseRevoked or ErrLeaseBroken), or nil while it is not.
-func (l *Lease) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
-// Deadline returns the end of the lease by the local clock, as last
-// renewed.
-func (l *Lease) Deadline() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.end
-}
-
-// lose marks the lease lost with err, once.
-func (l *Lease) lose(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err == nil {
-		l.err = err
-		close(l.lost)
-	}
-}
-
-func (l *Lease) markRevoked() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.isRevoked {
-		l.isRevoked = true
-		close(l.revoked)
-	}
-}
-
-// endErr is the error of a lease that reached its end.
-func (l *Lease) endErr() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.isRevoked {
-		return fmt.Errorf("%w: lock %s, fence %d", ErrLeaseRevoked, l.name, l.fence)
-	}
-	return fmt.Errorf("%w: lock %s, fence %d: no renewal answered before its end", ErrLeaseExpired, l.name, l.fence)
-}
-
-// run renews the lease until stop or its loss.
-func (l *Lease) run() {
-	defer close(l.done)
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	retry := false
-	for {
-		l.mu.Lock()
-		end, ttl, revoked := l.end, l.ttl, l.isRevoked
-		l.mu.Unlock()
-		at := end.Add(-2 * ttl / 3)
-		if revoked {
-			at = end // not renewed any more: wait for its end
-		} else if retry {
-			at = time.Now().Add(min(ttl/10, time.Until(end)))
-		}
-		t.Reset(max(time.Until(at), 0))
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		if !time.Now().Before(end) {
-			l.lose(l.endErr())
-			return
-		}
-		if revoked {
-			continue
-		}
-		ctx, cancel := context.WithDeadline(l.ctx, end)
-		err := l.renew(ctx)
-		cancel()
-		retry = false
-		switch {
-		case err == nil:
-		case l.ctx.Err() != nil:
-			return // Unlock
-		case errors.Is(err, ErrLeaseBroken), errors.Is(err, ErrLeaseExpired):
-			l.lose(err)
-			return
-		case errors.Is(err, context.DeadlineExceeded):
-			l.lose(l.endErr())
-			return
-		case errors.Is(err, ErrClientClosed):
-			l.lose(fmt.Errorf("%w: lock %s, fence %d: %w", ErrLeaseExpired, l.name, l.fence, err))
-			return
-		default:
-			retry = true // no answer yet: there is time left
-		}
-	}
-}
-
-// renew renews the lease once, and sets its end from the reply.
-func (l *Lease) renew(ctx context.Context) error {
-	body := AppendLockRequest(nil, LockRequest{Verb: LockRenew, Name: []byte(l.name), Fence: l.fence})
-	sent := time.Now()
-	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
-	if err != nil {
-		return err
-	}
-	rep, err := parseLockReply(b)
-	if err != nil {
-		return err
-	}
-	switch rep.Status {
-	case LockGranted, LockRevoked:
-		l.mu.Lock()
-		if end := sent.Add(rep.Lease); rep.Status == LockGranted || end.Before(l.end) {
-			l.end = end
-		}
-		if rep.Status == LockGranted {
-			l.ttl = rep.Lease
-		}
-		l.mu.Unlock()
-		if rep.Status == LockRevoked {
-			l.markRevoked()
-		}
-		return nil
-	case LockLost:
-		if !time.Now().Before(l.Deadline()) {
-			return l.endErr()
-		}
-		return fmt.Errorf("%w: lock %s, fence %d: the server no longer holds it", ErrLeaseBroken, l.name, l.fence)
-	case LockError:
-		return fmt.Errorf("%w: lock %s, fence %d: %w", ErrLeaseBroken, l.name, l.fence, &ServerError{Msg: rep.Text})
-	}
-	return fmt.Errorf("%w: %.64q to renew", ErrBadReply, b)
-}
-
-// Unlock stops the renewals and releases the lock. It returns nil when
-// the server released it, or why the lease was lost before (the lock was
-// then not held to the end: the fence tells the resource).
-func (l *Lease) Unlock(ctx context.Context) error {
-	first := false
-	l.unlock.Do(func() {
-		first = true
-		l.cancel()
-		close(l.stop)
-	})
-	if !first {
-		return errors.New("locker: lease already unlocked")
-	}
-	// Release at once, without waiting for the renewals to stop: a
-	// renewal that crosses the release only finds the lease lost.
-	err := l.release(ctx)
-	<-l.done
-	if lost := l.Err(); lost != nil {
-		return lost
-	}
-	return err
-}
-
-func (l *Lease) release(ctx context.Context) error {
-	body := AppendLockRequest(nil, LockRequest{Verb: LockRelease, Name: []byte(l.name), Fence: l.fence})
-	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
-	if err != nil {
-		return err
-	}
-	rep, err := parseLockReply(b)
-	if err != nil {
-		return err
-	}
-	switch rep.Status {
-	case LockReleased:
-		return nil
-	case LockLost:
-		return fmt.Errorf("%w: lock %s, fence %d: lost before release", ErrLeaseExpired, l.name, l.fence)
-	case LockError:
-		return &ServerError{Msg: rep.Text}
-	}
-	return fmt.Errorf("%w: %.64q to release", ErrBadReply, b)
 }
 
 // LockState is one lock in a listing.

@@ -40,23 +40,8 @@ func ParseLockRequest(body []byte) (LockRequest, error) {
 		body = body[:len(body)-1]
 	}
 	word, rest, more := bytes.Cut(body, sp)
-	r := LockRequest{MaxWait: -1}
-	switch string(word) {
-	case "acquire":
-		r.Verb = LockAcquire
-	case "renew":
-		r.Verb = LockRenew
-	case "release":
-		r.Verb = LockRelease
-	case "abandon":
-		r.Verb = LockAbandon
-	case "revoke":
-		r.Verb = LockRevoke
-	case "break":
-		r.Verb = LockBreak
-	case "locks":
-		r.Verb = LockList
-	default:
+	r := LockRequest{MaxWait: -1, Verb: lockVerbOf(word)}
+	if r.Verb == LockNone {
 		return LockRequest{}, nil
 	}
 	if !more {
@@ -65,95 +50,135 @@ func ParseLockRequest(body []byte) (LockRequest, error) {
 		}
 		return r, ErrBadLockName
 	}
-	var tok []byte
-	// next cuts the next token, refusing an empty one.
-	next := func() bool {
-		tok, rest, more = bytes.Cut(rest, sp)
-		return len(tok) > 0
-	}
-	if !next() {
-		return r, ErrMalformed
+	tok, a, err := lockArgs{rest: rest, more: more}.next()
+	if err != nil {
+		return r, err
 	}
 	if !validKeyBytes(tok) {
 		return r, ErrBadKey
 	}
 	r.Name = tok
+	// The parsers take and return values, so that neither r nor body
+	// escapes to the heap.
 	switch r.Verb {
-	case LockRenew, LockRelease:
-		if !more {
-			return r, ErrMissingFence
-		}
-		if !next() {
-			return r, ErrMalformed
-		}
-		f, ok := parseUint(tok, MaxLockFence)
-		if !ok || f < 1 || f > MaxLockFence {
-			return r, ErrBadLockFence
-		}
-		r.Fence = uint64(f)
-		if !more || r.Verb == LockRelease {
-			break
-		}
-		if !next() {
-			return r, ErrMalformed
-		}
-		ms, ok := parseUint(tok, maxTTLMS)
-		if !ok {
-			return r, ErrBadLockTTL
-		}
-		r.TTL = time.Duration(min(ms, maxTTLMS)) * time.Millisecond
 	case LockAcquire:
-		if !more {
-			break
-		}
-		if !next() {
-			return r, ErrMalformed
-		}
-		switch string(tok) {
-		case "exclusive":
-			r.Mode = LockExclusive
-		case "shared":
-			r.Mode = LockShared
-		default:
-			return r, ErrBadLockMode
-		}
-		if !more {
-			break
-		}
-		if !next() {
-			return r, ErrMalformed
-		}
-		ms, ok := parseUint(tok, maxTTLMS)
-		if !ok {
-			return r, ErrBadLockTTL
-		}
-		r.TTL = time.Duration(min(ms, maxTTLMS)) * time.Millisecond
-		if !more {
-			break
-		}
-		if !next() {
-			return r, ErrMalformed
-		}
-		ms, ok = parseUint(tok, maxMaxWaitMS)
-		if !ok {
-			return r, ErrBadMaxWait
-		}
-		r.MaxWait = time.Duration(min(ms, maxMaxWaitMS)) * time.Millisecond
-		if !more {
-			break
-		}
-		if !next() {
-			return r, ErrMalformed
-		}
-		if !validOwner(tok) {
-			return r, ErrBadLockOwner
-		}
-		r.Owner = tok
+		r, a, err = parseAcquireArgs(r, a)
+	case LockRenew, LockRelease:
+		r, a, err = parseFenceArgs(r, a)
 	}
-	if more {
-		return r, ErrExtraArgs
+	if err == nil && a.more {
+		err = ErrExtraArgs
 	}
-	return r, nil
+	return r, err
+}
+
+// lockVerbOf returns the lock verb written word, or LockNone.
+func lockVerbOf(word []byte) LockVerb {
+	for v, name := range lockVerbNames {
+		if v != int(LockNone) && string(word) == name {
+			return LockVerb(v)
+		}
+	}
+	return LockNone
+}
+
+// lockArgs are the arguments of a lock request not parsed yet.
+type lockArgs struct {
+	rest []byte
+	more bool // an argument follows
+}
+
+// next cuts the next argument, refusing an empty one, and returns the
+// arguments after it.
+func (a lockArgs) next() ([]byte, lockArgs, error) {
+	tok, rest, more := bytes.Cut(a.rest, sp)
+	a = lockArgs{rest: rest, more: more}
+	if len(tok) == 0 {
+		return nil, a, ErrMalformed
+	}
+	return tok, a, nil
+}
+
+// optional is next if an argument follows; at the end of the body it
+// returns nil and no error.
+func (a lockArgs) optional() ([]byte, lockArgs, error) {
+	if !a.more {
+		return nil, a, nil
+	}
+	return a.next()
+}
+
+// parseFenceArgs parses the arguments of renew (FENCE [TTL_MS]) and
+// release (FENCE).
+func parseFenceArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) {
+	if !a.more {
+		return r, a, ErrMissingFence
+	}
+	tok, a, err := a.next()
+	if err != nil {
+		return r, a, err
+	}
+	f, ok := parseUint(tok, MaxLockFence)
+	if !ok || f < 1 || f > MaxLockFence {
+		return r, a, ErrBadLockFence
+	}
+	r.Fence = uint64(f)
+	if r.Verb == LockRelease {
+		return r, a, nil
+	}
+	if tok, a, err = a.optional(); tok == nil {
+		return r, a, err
+	}
+	r.TTL, err = parseLockTTL(tok)
+	return r, a, err
+}
+
+// parseAcquireArgs parses the optional arguments of acquire:
+// [MODE [TTL_MS [MAX_MS [OWNER]]]].
+func parseAcquireArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) {
+	tok, a, err := a.optional()
+	if tok == nil {
+		return r, a, err
+	}
+	switch string(tok) {
+	case "exclusive":
+		r.Mode = LockExclusive
+	case "shared":
+		r.Mode = LockShared
+	default:
+		return r, a, ErrBadLockMode
+	}
+	if tok, a, err = a.optional(); tok == nil {
+		return r, a, err
+	}
+	if r.TTL, err = parseLockTTL(tok); err != nil {
+		return r, a, err
+	}
+	if tok, a, err = a.optional(); tok == nil {
+		return r, a, err
+	}
+	ms, ok := parseUint(tok, maxMaxWaitMS)
+	if !ok {
+		return r, a, ErrBadMaxWait
+	}
+	r.MaxWait = time.Duration(min(ms, maxMaxWaitMS)) * time.Millisecond
+	if tok, a, err = a.optional(); tok == nil {
+		return r, a, err
+	}
+	if !validOwner(tok) {
+		return r, a, ErrBadLockOwner
+	}
+	r.Owner = tok
+	return r, a, nil
+}
+
+// parseLockTTL parses the TTL_MS argument tok (0 if it is bad).
+func parseLockTTL(tok []byte) (time.Duration, error) {
+	ms, ok := parseUint(tok, maxTTLMS)
+	if !ok {
+		return 0, ErrBadLockTTL
+	}
+	return time.Duration(min(ms, maxTTLMS)) * time.Millisecond, nil
 }
 
 // Lock reply words.
@@ -267,82 +292,98 @@ type LockReply struct {
 // ignored, as the protocol only appends.
 func ParseLockReply(body []byte) (LockReply, error) {
 	word, rest, more := bytes.Cut(body, sp)
+	if string(word) == wordError {
+		return LockReply{Status: LockError, Text: string(rest)}, nil
+	}
 	var f [5][]byte
 	n := 0
 	for more && n < len(f) {
 		f[n], rest, more = bytes.Cut(rest, sp)
 		n++
 	}
-	bad := func() (LockReply, error) { return LockReply{}, fmt.Errorf("%w: %.64q", ErrBadReply, body) }
-	var r LockReply
-	// num parses field i as at most max.
-	num := func(i int, max int64) (int64, bool) {
-		v, ok := parseUint(f[i], max)
-		return v, ok && v <= max
-	}
-	want := 0
-	switch string(word) {
-	case wordError:
-		_, msg, _ := bytes.Cut(body, sp)
-		return LockReply{Status: LockError, Text: string(msg)}, nil
-	case wordLocked, wordRevoked:
-		r.Status, want = LockGranted, 2
-		if string(word) == wordRevoked {
-			r.Status = LockRevoked
+	for _, w := range lockReplyWords {
+		if string(word) != w.word {
+			continue
 		}
-	case wordBusy:
-		r.Status, want = LockBusy, 4
-	case wordLost:
-		r.Status, want = LockLost, 1
-	case wordReleased:
-		r.Status, want = LockReleased, 1
-	case wordAbandoned:
-		r.Status, want = LockAbandoned, 1
-	case wordRevoking:
-		r.Status, want = LockRevoking, 1
-	case wordBroken:
-		r.Status, want = LockBroken, 2
-	default:
-		return bad()
+		if n >= w.fields {
+			if r, ok := parseLockReplyFields(w.status, &f); ok {
+				return r, nil
+			}
+		}
+		break
 	}
-	if n < want {
-		return bad()
-	}
-	var ok [4]bool
-	var v [4]int64
-	switch r.Status {
+	return LockReply{}, fmt.Errorf("%w: %.64q", ErrBadReply, body)
+}
+
+// lockReplyWords gives each reply word other than error its status and
+// the number of fields it needs.
+var lockReplyWords = [...]struct {
+	word   string
+	status LockStatus
+	fields int
+}{
+	{wordLocked, LockGranted, 2},
+	{wordBusy, LockBusy, 4},
+	{wordRevoked, LockRevoked, 2},
+	{wordLost, LockLost, 1},
+	{wordReleased, LockReleased, 1},
+	{wordAbandoned, LockAbandoned, 1},
+	{wordRevoking, LockRevoking, 1},
+	{wordBroken, LockBroken, 2},
+}
+
+// parseLockReplyFields parses the fields f of a reply of status st. It
+// reports false if one is out of range.
+func parseLockReplyFields(st LockStatus, f *[5][]byte) (LockReply, bool) {
+	switch st {
 	case LockGranted, LockRevoked:
-		v[0], ok[0] = num(0, MaxLockFence)
-		v[1], ok[1] = num(1, maxTTLMS)
-		r.Fence, r.Lease = uint64(v[0]), time.Duration(v[1])*time.Millisecond
-		ok[2], ok[3] = v[0] > 0, true
+		return parseLeaseReply(st, f)
 	case LockBusy:
-		v[0], ok[0] = num(0, maxTTLMS)
-		v[1], ok[1] = num(1, MaxLimit)
-		v[2], ok[2] = num(2, MaxLimit)
-		ok[3] = validOwner(f[3]) && len(f[3]) > 0
-		r.Free, r.Holders, r.Waiters = time.Duration(v[0])*time.Millisecond, int(v[1]), int(v[2])
-		if string(f[3]) != noOwner {
-			r.Owner = string(f[3])
-		}
+		return parseBusyReply(f)
 	case LockLost, LockReleased:
-		v[0], ok[0] = num(0, MaxLockFence)
-		r.Fence = uint64(v[0])
-		ok[1], ok[2], ok[3] = v[0] > 0, true, true
+		fence, ok := replyNum(f[0], MaxLockFence)
+		return LockReply{Status: st, Fence: uint64(fence)}, ok && fence > 0
 	case LockAbandoned, LockRevoking:
-		v[0], ok[0] = num(0, MaxLimit)
-		r.Count = int(v[0])
-		ok[1], ok[2], ok[3] = true, true, true
-	case LockBroken:
-		v[0], ok[0] = num(0, MaxLimit)
-		v[1], ok[1] = num(1, MaxLockFence)
-		r.Count, r.Fence = int(v[0]), uint64(v[1])
-		ok[2], ok[3] = v[1] > 0, true
+		count, ok := replyNum(f[0], MaxLimit)
+		return LockReply{Status: st, Count: int(count)}, ok
 	}
-	if !ok[0] || !ok[1] || !ok[2] || !ok[3] {
-		return bad()
+	return parseBrokenReply(f)
+}
+
+// replyNum parses a reply field as an integer from 0 to max.
+func replyNum(b []byte, max int64) (int64, bool) {
+	v, ok := parseUint(b, max)
+	return v, ok && v <= max
+}
+
+// parseLeaseReply parses FENCE LEASE_MS (locked, revoked).
+func parseLeaseReply(st LockStatus, f *[5][]byte) (LockReply, bool) {
+	fence, ok0 := replyNum(f[0], MaxLockFence)
+	lease, ok1 := replyNum(f[1], maxTTLMS)
+	r := LockReply{Status: st, Fence: uint64(fence), Lease: time.Duration(lease) * time.Millisecond}
+	return r, ok0 && ok1 && fence > 0
+}
+
+// parseBusyReply parses FREE_MS HOLDERS WAITERS OWNER (busy).
+func parseBusyReply(f *[5][]byte) (LockReply, bool) {
+	free, ok0 := replyNum(f[0], maxTTLMS)
+	holders, ok1 := replyNum(f[1], MaxLimit)
+	waiters, ok2 := replyNum(f[2], MaxLimit)
+	if !ok0 || !ok1 || !ok2 || !validOwner(f[3]) || len(f[3]) == 0 {
+		return LockReply{}, false
 	}
-	return r, nil
+	r := LockReply{Status: LockBusy, Free: time.Duration(free) * time.Millisecond, Holders: int(holders), Waiters: int(waiters)}
+	if string(f[3]) != noOwner {
+		r.Owner = string(f[3])
+	}
+	return r, true
+}
+
+// parseBrokenReply parses COUNT FENCE (broken).
+func parseBrokenReply(f *[5][]byte) (LockReply, bool) {
+	count, ok0 := replyNum(f[0], MaxLimit)
+	fence, ok1 := replyNum(f[1], MaxLockFence)
+	return LockReply{Status: LockBroken, Count: int(count), Fence: uint64(fence)}, ok0 && ok1 && fence > 0
 }
 
 // lockListDoc is the JSON listing of locks. Durations are milliseconds

@@ -179,68 +179,110 @@ func isLockBody(body []byte) bool {
 	return false
 }
 
+// lockHandlers answer the lock requests of each verb once they are
+// allowed. Adding a lock verb adds a line here and its handler.
+var lockHandlers = [...]func(*Server, *request, LockRequest, time.Time){
+	LockAcquire: (*Server).acquireLock,
+	LockRenew:   (*Server).applyLock,
+	LockRelease: (*Server).applyLock,
+	LockAbandon: (*Server).abandonLock,
+	LockRevoke:  (*Server).applyLock,
+	LockBreak:   (*Server).applyLock,
+	LockList:    (*Server).listLocks,
+}
+
 // handleLock answers a lock request, or holds an acquisition.
 func (s *Server) handleLock(r *request, lr LockRequest, err error) {
-	ls := s.locks
 	if err == nil && !s.userAllowed(r.user) {
 		err = errKeyNotAllowed
 	}
 	if err == nil && s.cfg.Federated {
 		err = errLocksFederated
 	}
-	name := string(lr.Name) // only used off the hot path of take
 	if err != nil {
-		if lr.Verb == LockAcquire {
-			ls.observe(ls.label(name), LockOutcomeError, 0)
-		}
-		s.reply(r.env, AppendError(s.buf[:0], err))
+		s.refuseLock(r, lr, err)
 		return
 	}
-	now := s.now()
-	switch lr.Verb {
-	case LockList:
-		ls.table.Advance(now)
-		s.deliverLocks(now)
-		ls.infos = ls.infos[:0]
-		if len(lr.Name) == 0 {
-			ls.infos = ls.table.Locks(ls.infos)
-		} else if li, ok := ls.table.Lock(name); ok {
-			ls.infos = append(ls.infos, li)
-		}
-		s.reply(r.env, AppendLockList(s.buf[:0], now, ls.infos))
-		clear(ls.infos)
-		return
-	case LockAbandon:
-		s.abandonLock(r, lr, now)
-		return
-	case LockAcquire:
-		if framesSize(r.msg) > MaxHeldBytes && lr.MaxWait != 0 {
-			ls.observe(ls.label(name), LockOutcomeError, 0)
-			s.reply(r.env, AppendError(s.buf[:0], errTooLargeToHold))
-			return
-		}
+	lockHandlers[lr.Verb](s, r, lr, s.now())
+}
+
+// refuseLock answers lr with err, counting a refused acquisition.
+func (s *Server) refuseLock(r *request, lr LockRequest, err error) {
+	if lr.Verb == LockAcquire {
+		ls := s.locks
+		ls.observe(ls.label(string(lr.Name)), LockOutcomeError, 0)
 	}
+	s.reply(r.env, AppendError(s.buf[:0], err))
+}
+
+// listLocks answers a listing of every lock, or of the lock lr.Name.
+func (s *Server) listLocks(r *request, lr LockRequest, now time.Time) {
+	ls := s.locks
+	ls.table.Advance(now)
+	s.deliverLocks(now)
+	ls.infos = ls.infos[:0]
+	if len(lr.Name) == 0 {
+		ls.infos = ls.table.Locks(ls.infos)
+	} else if li, ok := ls.table.Lock(string(lr.Name)); ok {
+		ls.infos = append(ls.infos, li)
+	}
+	s.reply(r.env, AppendLockList(s.buf[:0], now, ls.infos))
+	clear(ls.infos)
+}
+
+// acquireLock applies an acquisition, refusing to hold one whose
+// envelope is too large to keep.
+func (s *Server) acquireLock(r *request, lr LockRequest, now time.Time) {
+	if framesSize(r.msg) > MaxHeldBytes && lr.MaxWait != 0 {
+		s.refuseLock(r, lr, errTooLargeToHold)
+		return
+	}
+	s.applyLock(r, lr, now)
+}
+
+// applyLock applies lr to the table and answers it, or holds a queued
+// acquisition until the table decides it.
+func (s *Server) applyLock(r *request, lr LockRequest, now time.Time) {
+	ls := s.locks
 	res := ls.table.Apply(now, lr)
 	ls.live.Store(int64(ls.table.Len()))
+	name := string(lr.Name)
 	label := ls.label(name)
+	if res.Status == LockQueued {
+		s.holdLock(r, name, label, res.Ticket)
+	} else {
+		ls.record(lr.Verb, label, res, now)
+		s.reply(r.env, AppendLockReply(s.buf[:0], now, res))
+	}
+	s.deliverLocks(now)
+}
+
+// holdLock keeps the envelope of the queued acquisition ticket of the
+// lock name, to answer it when the table decides.
+func (s *Server) holdLock(r *request, name, label string, ticket uint64) {
+	ls := s.locks
+	s.packBuf = packFrames(s.packBuf[:0], r.env)
+	key := name + "\x00" + string(s.packBuf)
+	w := &lockWait{env: packFrames(make([]byte, 0, packedLen(r.env)), r.env), user: r.user, key: key, name: name, label: label}
+	ls.held[ticket] = w
+	ls.byEnv[key] = append(ls.byEnv[key], ticket)
+	ls.peak = max(ls.peak, len(ls.held))
+	ls.gauge(label).waiters.Add(1)
+}
+
+// record updates the gauges and the Observer for res, the answer at now
+// to a request of verb v on a lock of label.
+func (ls *lockServer) record(v LockVerb, label string, res LockResult, now time.Time) {
 	switch res.Status {
-	case LockQueued:
-		s.packBuf = packFrames(s.packBuf[:0], r.env)
-		key := name + "\x00" + string(s.packBuf)
-		w := &lockWait{env: packFrames(make([]byte, 0, packedLen(r.env)), r.env), user: r.user, key: key, name: name, label: label}
-		ls.held[res.Ticket] = w
-		ls.byEnv[key] = append(ls.byEnv[key], res.Ticket)
-		ls.peak = max(ls.peak, len(ls.held))
-		ls.gauge(label).waiters.Add(1)
 	case LockGranted:
-		if lr.Verb == LockAcquire {
+		if v == LockAcquire {
 			ls.gauge(label).holders.Add(1)
 			ls.observe(label, LockOutcomeGranted, 0)
 		}
 	case LockBusy:
 		ls.observe(label, LockOutcomeBusy, 0)
 	case LockError:
-		if lr.Verb == LockAcquire {
+		if v == LockAcquire {
 			ls.observe(label, LockOutcomeError, 0)
 		}
 	case LockReleased:
@@ -254,10 +296,6 @@ func (s *Server) handleLock(r *request, lr LockRequest, err error) {
 			}
 		}
 	}
-	if res.Status != LockQueued {
-		s.reply(r.env, AppendLockReply(s.buf[:0], now, res))
-	}
-	s.deliverLocks(now)
 }
 
 // abandonLock withdraws the queued acquisitions of the lock with the
