@@ -198,73 +198,91 @@ func (b *bench) start(ctx context.Context) error {
 // (a JVM on a loaded machine is slow).
 const startLimit = 60 * time.Second
 
+// connect connects the client of one started server, once it answers.
 func (b *bench) connect(ctx context.Context, name string, p *proc, addr string) error {
+	switch name {
+	case sysRedis:
+		return b.connectRedis(ctx, p, addr)
+	case sysEtcd:
+		return b.connectEtcd(ctx, p, addr)
+	case sysZK:
+		return b.connectZooKeeper(ctx, p, addr)
+	case sysLockerd:
+		return b.connectLockerd(ctx, p, addr)
+	}
+	return nil
+}
+
+func (b *bench) connectRedis(ctx context.Context, p *proc, addr string) error {
 	maxC := 64
 	for _, sc := range scenarios {
 		maxC = max(maxC, sc.n)
 	}
-	switch name {
-	case sysRedis:
-		var r *redisLocks
-		err := p.waitReady(ctx, startLimit, func(ctx context.Context) error {
-			var err error
-			r, err = newRedis(ctx, addr, maxC, b.o.ttl, b.o.redisBackoff)
-			return err
-		})
+	var r *redisLocks
+	err := p.waitReady(ctx, startLimit, func(ctx context.Context) error {
+		var err error
+		r, err = newRedis(ctx, addr, maxC, b.o.ttl, b.o.redisBackoff)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	b.systems[sysRedis] = r
+	return nil
+}
+
+func (b *bench) connectEtcd(ctx context.Context, p *proc, addr string) error {
+	e, err := newEtcd(addr, b.o.ttl)
+	if err != nil {
+		return fmtErr(sysEtcd, err)
+	}
+	b.systems[sysEtcd] = e
+	return p.waitReady(ctx, startLimit, e.ping)
+}
+
+func (b *bench) connectZooKeeper(ctx context.Context, p *proc, addr string) error {
+	// The client connects in the background and backs off while the
+	// server is down: first wait for the server itself.
+	if err := p.waitReady(ctx, startLimit, func(ctx context.Context) error { return zkServing(ctx, addr) }); err != nil {
+		return err
+	}
+	z, err := newZooKeeper(ctx, addr, b.o.ttl)
+	if err != nil {
+		return fmtErr(sysZK, err)
+	}
+	b.systems[sysZK] = z
+	return p.waitReady(ctx, startLimit, z.ping)
+}
+
+// connectLockerd makes lockerd's three clients (locks, takes, side load)
+// and waits until it serves locks. A lockerd that does not serve them, or
+// is still in its grace period after -grace-wait, is marked down: its
+// column says so.
+func (b *bench) connectLockerd(ctx context.Context, p *proc, addr string) error {
+	var clients [3]*lockerdLocks
+	for i := range clients {
+		c, err := newLockerd(addr, b.o.ttl)
 		if err != nil {
+			return fmtErr(sysLockerd, err)
+		}
+		clients[i] = c
+	}
+	b.systems[sysLockerd], b.takeClient, b.sideClient = clients[0], clients[1], clients[2]
+	l := clients[0]
+	err := p.waitReady(ctx, startLimit, func(ctx context.Context) error {
+		_, err := l.c.Ping(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := l.ready(ctx, b.o.graceWait); err != nil {
+		var ns notServed
+		if !errors.As(err, &ns) && ctx.Err() != nil {
 			return err
 		}
-		b.systems[name] = r
-	case sysEtcd:
-		e, err := newEtcd(addr, b.o.ttl)
-		if err != nil {
-			return fmtErr(name, err)
-		}
-		b.systems[name] = e
-		return p.waitReady(ctx, startLimit, e.ping)
-	case sysZK:
-		// The client connects in the background and backs off while the
-		// server is down: first wait for the server itself.
-		if err := p.waitReady(ctx, startLimit, func(ctx context.Context) error { return zkServing(ctx, addr) }); err != nil {
-			return err
-		}
-		z, err := newZooKeeper(ctx, addr, b.o.ttl)
-		if err != nil {
-			return fmtErr(name, err)
-		}
-		b.systems[name] = z
-		return p.waitReady(ctx, startLimit, z.ping)
-	case sysLockerd:
-		var clients [3]*lockerdLocks
-		for i := range clients {
-			c, err := newLockerd(addr, b.o.ttl)
-			if err != nil {
-				return fmtErr(name, err)
-			}
-			clients[i] = c
-		}
-		b.systems[name], b.takeClient, b.sideClient = clients[0], clients[1], clients[2]
-		l := clients[0]
-		err := p.waitReady(ctx, startLimit, func(ctx context.Context) error {
-			_, err := l.c.Ping(ctx)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if err := l.ready(ctx, b.o.graceWait); err != nil {
-			var ns notServed
-			if errors.As(err, &ns) {
-				b.down[name] = err.Error()
-				b.logf("lockerd: %v; its column will say so", err)
-				return nil
-			}
-			if ctx.Err() != nil {
-				return err
-			}
-			b.down[name] = err.Error()
-			b.logf("lockerd: %v; its column will say so", err)
-		}
+		b.down[sysLockerd] = err.Error()
+		b.logf("lockerd: %v; its column will say so", err)
 	}
 	return nil
 }
