@@ -17,8 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/pprof"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -60,16 +58,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if o.cpuprof != "" {
-		f, err := os.Create(o.cpuprof)
-		if err != nil {
-			fmt.Fprintln(stderr, "load:", err)
-			return 1
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchmain.CPUProfile(o.cpuprof)
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 1
 	}
+	defer stopProfile()
 	s, err := drive(ctx, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "load:", err)

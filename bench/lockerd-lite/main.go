@@ -13,8 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -50,16 +48,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			fmt.Fprintln(stderr, "lockerd-lite:", err)
-			return 1
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchmain.CPUProfile(*prof)
+	if err != nil {
+		fmt.Fprintln(stderr, "lockerd-lite:", err)
+		return 1
 	}
+	defer stopProfile()
 	srv, err := locker.NewServer(locker.Config{Endpoints: []string{*ep}, Keys: keys, ID: "lockerd-lite"})
 	if err != nil {
 		fmt.Fprintln(stderr, "lockerd-lite:", err)
