@@ -23,9 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,14 +31,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lockerd/lockerd/bench/internal/benchmain"
 	"github.com/lockerd/lockerd/locker"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { benchmain.Main(run) }
 
 // options are the command-line settings.
 type options struct {

@@ -17,23 +17,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"runtime/pprof"
-	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/lockerd/lockerd/bench/internal/benchmain"
 	"github.com/lockerd/lockerd/loadstats"
 	"github.com/lockerd/lockerd/locker"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { benchmain.Main(run) }
 
 type options struct {
 	mode     string
@@ -65,16 +58,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if o.cpuprof != "" {
-		f, err := os.Create(o.cpuprof)
-		if err != nil {
-			fmt.Fprintln(stderr, "load:", err)
-			return 1
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchmain.CPUProfile(o.cpuprof)
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 1
 	}
+	defer stopProfile()
 	s, err := drive(ctx, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "load:", err)
@@ -88,73 +77,91 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// drive runs the load of o.mode against o.endpoint for o.d.
 func drive(ctx context.Context, o options) (loadstats.Summary, error) {
 	body := []byte("take " + o.key + " 1")
 	opts := loadstats.Options{Name: o.name, Goroutines: o.c, Duration: o.d}
 	switch o.mode {
 	case "client":
-		if o.sockets < 1 || o.sockets > o.c {
-			return loadstats.Summary{}, errors.New("sockets must be in 1..c")
+		return driveClient(ctx, o, opts)
+	case "req":
+		return driveReq(ctx, o, opts, body)
+	case "dealer":
+		return driveDealer(ctx, o, opts, body)
+	}
+	return loadstats.Summary{}, fmt.Errorf("unknown mode %q", o.mode)
+}
+
+// driveClient spreads the goroutines over o.sockets Go clients.
+func driveClient(ctx context.Context, o options, opts loadstats.Options) (loadstats.Summary, error) {
+	if o.sockets < 1 || o.sockets > o.c {
+		return loadstats.Summary{}, errors.New("sockets must be in 1..c")
+	}
+	clients := make([]*locker.Client, o.sockets)
+	for i := range clients {
+		c, err := locker.Dial(o.endpoint)
+		if err != nil {
+			return loadstats.Summary{}, err
 		}
-		clients := make([]*locker.Client, o.sockets)
-		for i := range clients {
-			c, err := locker.Dial(o.endpoint)
+		defer c.Close()
+		clients[i] = c
+	}
+	return loadstats.Run(ctx, opts, func(i int) (loadstats.Work, func(), error) {
+		c := clients[i%len(clients)]
+		return loadstats.Loop(func() (loadstats.Outcome, error) {
+			d, err := c.Take(ctx, o.key, 1)
 			if err != nil {
-				return loadstats.Summary{}, err
+				return loadstats.Error, err
 			}
-			defer c.Close()
-			clients[i] = c
-		}
-		return loadstats.Run(ctx, opts, func(i int) (loadstats.Work, func(), error) {
-			c := clients[i%len(clients)]
+			if d.OK {
+				return loadstats.Go, nil
+			}
+			return loadstats.Sorry, nil
+		}), nil, nil
+	})
+}
+
+// driveReq gives each goroutine a REQ socket of its own, one request at
+// a time.
+func driveReq(ctx context.Context, o options, opts loadstats.Options, body []byte) (loadstats.Summary, error) {
+	return loadstats.Run(ctx, opts, func(int) (loadstats.Work, func(), error) {
+		return func(stop <-chan struct{}, w *loadstats.Worker) error {
+			// Each socket is created, used and closed by its worker.
+			sock, err := newSocket(zmq.REQ, o.endpoint)
+			if err != nil {
+				return err
+			}
+			defer sock.Close()
 			return loadstats.Loop(func() (loadstats.Outcome, error) {
-				d, err := c.Take(ctx, o.key, 1)
+				if _, err := sock.SendBytes(body, 0); err != nil {
+					return loadstats.Error, err
+				}
+				reply, err := sock.RecvBytes(0)
 				if err != nil {
 					return loadstats.Error, err
 				}
-				if d.OK {
-					return loadstats.Go, nil
-				}
-				return loadstats.Sorry, nil
-			}), nil, nil
-		})
-	case "req":
-		return loadstats.Run(ctx, opts, func(int) (loadstats.Work, func(), error) {
-			return func(stop <-chan struct{}, w *loadstats.Worker) error {
-				// Each socket is created, used and closed by its worker.
-				sock, err := newSocket(zmq.REQ, o.endpoint)
-				if err != nil {
-					return err
-				}
-				defer sock.Close()
-				return loadstats.Loop(func() (loadstats.Outcome, error) {
-					if _, err := sock.SendBytes(body, 0); err != nil {
-						return loadstats.Error, err
-					}
-					reply, err := sock.RecvBytes(0)
-					if err != nil {
-						return loadstats.Error, err
-					}
-					return loadstats.Classify(reply), nil
-				})(stop, w)
-			}, nil, nil
-		})
-	case "dealer":
-		if o.inflight < 1 {
-			return loadstats.Summary{}, errors.New("inflight must be at least 1")
-		}
-		return loadstats.Run(ctx, opts, func(int) (loadstats.Work, func(), error) {
-			return func(stop <-chan struct{}, w *loadstats.Worker) error {
-				sock, err := newSocket(zmq.DEALER, o.endpoint)
-				if err != nil {
-					return err
-				}
-				defer sock.Close()
-				return pipeline(sock, body, o.inflight, stop, w)
-			}, nil, nil
-		})
+				return loadstats.Classify(reply), nil
+			})(stop, w)
+		}, nil, nil
+	})
+}
+
+// driveDealer gives each goroutine a DEALER socket with o.inflight
+// requests pipelined on it.
+func driveDealer(ctx context.Context, o options, opts loadstats.Options, body []byte) (loadstats.Summary, error) {
+	if o.inflight < 1 {
+		return loadstats.Summary{}, errors.New("inflight must be at least 1")
 	}
-	return loadstats.Summary{}, fmt.Errorf("unknown mode %q", o.mode)
+	return loadstats.Run(ctx, opts, func(int) (loadstats.Work, func(), error) {
+		return func(stop <-chan struct{}, w *loadstats.Worker) error {
+			sock, err := newSocket(zmq.DEALER, o.endpoint)
+			if err != nil {
+				return err
+			}
+			defer sock.Close()
+			return pipeline(sock, body, o.inflight, stop, w)
+		}, nil, nil
+	})
 }
 
 func newSocket(t zmq.Type, ep string) (*zmq.Socket, error) {

@@ -13,22 +13,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/lockerd/lockerd/bench/internal/benchmain"
 	"github.com/lockerd/lockerd/locker"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { benchmain.Main(run) }
 
 type keyFlags []locker.KeyConfig
 
@@ -55,16 +48,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			fmt.Fprintln(stderr, "lockerd-lite:", err)
-			return 1
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchmain.CPUProfile(*prof)
+	if err != nil {
+		fmt.Fprintln(stderr, "lockerd-lite:", err)
+		return 1
 	}
+	defer stopProfile()
 	srv, err := locker.NewServer(locker.Config{Endpoints: []string{*ep}, Keys: keys, ID: "lockerd-lite"})
 	if err != nil {
 		fmt.Fprintln(stderr, "lockerd-lite:", err)

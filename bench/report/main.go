@@ -35,19 +35,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	runs := map[string][]loadstats.Summary{}
-	sc := bufio.NewScanner(stdin)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var s loadstats.Summary
-		if err := json.Unmarshal([]byte(line), &s); err != nil {
-			fmt.Fprintf(stderr, "report: bad line %q: %v\n", line, err)
-			return 1
-		}
-		runs[s.Name] = append(runs[s.Name], s)
+	runs, err := readRuns(stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "report: %v\n", err)
+		return 1
 	}
 	if *title != "" {
 		fmt.Fprintf(stdout, "%s\n\n", *title)
@@ -60,36 +51,63 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "report: bad pair %q\n", spec)
 			return 2
 		}
-		label, a, b, target := f[0], f[1], f[2], f[3]
-		if strings.HasPrefix(target, "n/a") {
-			fmt.Fprintf(stdout, "| %s | %s | | | %s | | | | | %s |\n", label, a, b, target)
-			continue
-		}
-		ra := runs[a]
-		if b == "-" {
-			fmt.Fprintf(stdout, "| %s | %s | %s | %s | | | | | | %s |\n", label, a, rate(ra), lat(ra), target)
-			continue
-		}
-		rb := runs[b]
-		var ratios []float64
-		for i := 0; i < len(ra) && i < len(rb); i++ {
-			if ra[i].DecisionsPerSecond > 0 {
-				ratios = append(ratios, rb[i].DecisionsPerSecond/ra[i].DecisionsPerSecond)
-			}
-		}
-		ratio := ""
-		if len(ratios) > 0 {
-			sort.Float64s(ratios)
-			ratio = fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(ratios), ratios[0], ratios[len(ratios)-1])
-		}
-		ofMedians := ""
-		if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
-			ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
-		}
-		fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), ratio, ofMedians, target)
+		fmt.Fprintln(stdout, row(runs, f[0], f[1], f[2], f[3]))
 	}
 	return 0
+}
+
+// readRuns reads one JSON summary a line (blank lines skipped) and groups
+// them by name, in the order read.
+func readRuns(r io.Reader) (map[string][]loadstats.Summary, error) {
+	runs := map[string][]loadstats.Summary{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var s loadstats.Summary
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			return nil, fmt.Errorf("bad line %q: %v", line, err)
+		}
+		runs[s.Name] = append(runs[s.Name], s)
+	}
+	return runs, nil
+}
+
+// row is the table row of one pair: no figures when target starts with
+// "n/a", A alone when b is "-".
+func row(runs map[string][]loadstats.Summary, label, a, b, target string) string {
+	if strings.HasPrefix(target, "n/a") {
+		return fmt.Sprintf("| %s | %s | | | %s | | | | | %s |", label, a, b, target)
+	}
+	ra := runs[a]
+	if b == "-" {
+		return fmt.Sprintf("| %s | %s | %s | %s | | | | | | %s |", label, a, rate(ra), lat(ra), target)
+	}
+	rb := runs[b]
+	ofMedians := ""
+	if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
+		ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
+		label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), roundRatios(ra, rb), ofMedians, target)
+}
+
+// roundRatios is the median and range of B/A decisions per second, round
+// by round, or "" when no round of A has a rate.
+func roundRatios(ra, rb []loadstats.Summary) string {
+	var ratios []float64
+	for i := 0; i < len(ra) && i < len(rb); i++ {
+		if ra[i].DecisionsPerSecond > 0 {
+			ratios = append(ratios, rb[i].DecisionsPerSecond/ra[i].DecisionsPerSecond)
+		}
+	}
+	if len(ratios) == 0 {
+		return ""
+	}
+	sort.Float64s(ratios)
+	return fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(ratios), ratios[0], ratios[len(ratios)-1])
 }
 
 func median(v []float64) float64 {

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,14 +28,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lockerd/lockerd/bench/internal/benchmain"
 	"github.com/lockerd/lockerd/locker"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { benchmain.Main(run) }
 
 type options struct {
 	lockerd      string
@@ -217,6 +213,48 @@ func soak(ctx context.Context, o options, out io.Writer) error {
 	if o.mode != "strict" && o.mode != "shared" {
 		return fmt.Errorf("federation must be strict or shared, not %q", o.mode)
 	}
+	nodes, err := newNodes(o)
+	if err != nil {
+		return err
+	}
+	stopNodes, err := startNodes(nodes, o.lockerd)
+	defer stopNodes()
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	clients, closeClients, err := newClients(nodes, o.clients)
+	defer closeClients()
+	if err != nil {
+		return err
+	}
+	t := &tally{grants: make(map[int64]int64), over: make(map[int64]int64)}
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			drive(ctx, c, o.window, t)
+		}()
+	}
+
+	m := &monitor{o: o, nodes: nodes, t: t, out: out, history: make(map[string][]sample)}
+	if err := m.run(ctx); err != nil {
+		return err
+	}
+	wg.Wait()
+	t.mu.Lock()
+	t.maxSeen += 100 // settle everything
+	t.mu.Unlock()
+	m.settle()
+	return m.verdict()
+}
+
+// newNodes picks free loopback ports for three federated processes and
+// builds their command lines.
+func newNodes(o options) ([]*node, error) {
 	nodes := make([]*node, 3)
 	var pubs []string
 	for i := range nodes {
@@ -224,7 +262,7 @@ func soak(ctx context.Context, o options, out io.Writer) error {
 		for j := range ports {
 			p, err := freePort()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			ports[j] = p
 		}
@@ -243,109 +281,156 @@ func soak(ctx context.Context, o options, out io.Writer) error {
 		for _, p := range pubs {
 			n.args = append(n.args, "--peer", p)
 		}
-		if err := n.start(o.lockerd); err != nil {
-			return fmt.Errorf("start %s: %w", o.lockerd, err)
-		}
-		defer n.stop()
 	}
+	return nodes, nil
+}
 
-	ctx, cancel := context.WithTimeout(ctx, o.duration)
-	defer cancel()
-	t := &tally{grants: make(map[int64]int64), over: make(map[int64]int64)}
-	var wg sync.WaitGroup
-	for i := 0; i < o.clients; i++ {
+// startNodes starts every node in turn. The returned function stops the
+// ones that started, last first; it is valid also when err is not nil.
+func startNodes(nodes []*node, bin string) (stop func(), err error) {
+	var started []*node
+	stop = func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			started[i].stop()
+		}
+	}
+	for _, n := range nodes {
+		if err := n.start(bin); err != nil {
+			return stop, fmt.Errorf("start %s: %w", bin, err)
+		}
+		started = append(started, n)
+	}
+	return stop, nil
+}
+
+// newClients makes one client per goroutine, spread over the nodes. The
+// returned function closes the ones made, last first; it is valid also
+// when err is not nil.
+func newClients(nodes []*node, count int) (clients []*locker.Client, closeAll func(), err error) {
+	closeAll = func() {
+		for i := len(clients) - 1; i >= 0; i-- {
+			clients[i].Close()
+		}
+	}
+	for i := 0; i < count; i++ {
 		n := nodes[i%len(nodes)]
 		c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{n.bind}, Timeout: 300 * time.Millisecond, Attempts: 1})
 		if err != nil {
-			return err
+			return clients, closeAll, err
 		}
-		defer c.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				var d locker.Decision
-				var err error
-				if rand.IntN(10) < 3 {
-					d, err = c.WaitMax(ctx, "soak", 1, o.window/2)
-				} else {
-					d, err = c.Take(ctx, "soak", 1)
-				}
-				if ctx.Err() != nil {
-					return
-				}
-				t.add(d, err)
-				if err != nil {
-					select { // a server is restarting: do not spin
-					case <-ctx.Done():
-					case <-time.After(50 * time.Millisecond):
-					}
-				}
-			}
-		}()
+		clients = append(clients, c)
 	}
+	return clients, closeAll, nil
+}
 
-	start := time.Now()
-	restart := time.NewTicker(o.restartEvery)
+// drive mixes waits (3 in 10) and takes of the key soak until ctx ends,
+// counting every answer in t.
+func drive(ctx context.Context, c *locker.Client, window time.Duration, t *tally) {
+	for ctx.Err() == nil {
+		var d locker.Decision
+		var err error
+		if rand.IntN(10) < 3 {
+			d, err = c.WaitMax(ctx, "soak", 1, window/2)
+		} else {
+			d, err = c.Take(ctx, "soak", 1)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.add(d, err)
+		if err != nil {
+			select { // a server is restarting: do not spin
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// monitor restarts the nodes in turn, samples them and settles the tally
+// while the load runs.
+type monitor struct {
+	o       options
+	nodes   []*node
+	t       *tally
+	out     io.Writer
+	start   time.Time
+	history map[string][]sample
+	next    int
+	windows int64 // settled windows
+	full    int64 // settled windows at the limit
+}
+
+// run restarts and reports on their tickers until ctx ends.
+func (m *monitor) run(ctx context.Context) error {
+	m.start = time.Now()
+	restart := time.NewTicker(m.o.restartEvery)
 	defer restart.Stop()
-	report := time.NewTicker(o.reportEvery)
+	report := time.NewTicker(m.o.reportEvery)
 	defer report.Stop()
-	fmt.Fprintf(out, "| minute | node | rss KiB | goroutines |\n|---|---|---|---|\n")
-	history := make(map[string][]sample)
-	next := 0
-	var windows, full int64
-loop:
+	fmt.Fprintf(m.out, "| minute | node | rss KiB | goroutines |\n|---|---|---|---|\n")
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			return nil
 		case <-restart.C:
-			n := nodes[next%len(nodes)]
-			next++
-			n.kill()
-			if err := n.start(o.lockerd); err != nil {
-				return fmt.Errorf("restart %s: %w", n.id, err)
-			}
-			if err := n.awaitHealthy(5 * time.Second); err != nil {
-				return fmt.Errorf("restart %s: %w", n.id, err)
+			if err := m.restartNext(); err != nil {
+				return err
 			}
 		case <-report.C:
-			m := time.Since(start).Round(time.Second)
-			for _, n := range nodes {
-				s, err := n.sample()
-				if err != nil {
-					fmt.Fprintf(out, "| %s | %s | (%v) | |\n", m, n.id, err)
-					continue
-				}
-				history[n.id] = append(history[n.id], s)
-				fmt.Fprintf(out, "| %s | %s | %d | %d |\n", m, n.id, s.rssKiB, s.goroutines)
-			}
-			w, f := t.settle(o.limit)
-			windows, full = windows+w, full+f
+			m.report()
 		}
 	}
-	wg.Wait()
-	t.mu.Lock()
-	t.maxSeen += 100 // settle everything
-	t.mu.Unlock()
-	w, f := t.settle(o.limit)
-	windows, full = windows+w, full+f
+}
 
-	fmt.Fprintf(out, "\ngo %d, sorry %d, errors %d; %d windows, %d at the limit (%.1f%%), %d over the limit\n",
-		t.go_, t.sorry, t.errs, windows, full, 100*float64(full)/float64(max(windows, 1)), len(t.over))
+// restartNext kills the next node in turn, starts it again and waits
+// until it serves.
+func (m *monitor) restartNext() error {
+	n := m.nodes[m.next%len(m.nodes)]
+	m.next++
+	n.kill()
+	if err := n.start(m.o.lockerd); err != nil {
+		return fmt.Errorf("restart %s: %w", n.id, err)
+	}
+	if err := n.awaitHealthy(5 * time.Second); err != nil {
+		return fmt.Errorf("restart %s: %w", n.id, err)
+	}
+	return nil
+}
+
+// report prints one row per node and settles the tally.
+func (m *monitor) report() {
+	at := time.Since(m.start).Round(time.Second)
+	for _, n := range m.nodes {
+		s, err := n.sample()
+		if err != nil {
+			fmt.Fprintf(m.out, "| %s | %s | (%v) | |\n", at, n.id, err)
+			continue
+		}
+		m.history[n.id] = append(m.history[n.id], s)
+		fmt.Fprintf(m.out, "| %s | %s | %d | %d |\n", at, n.id, s.rssKiB, s.goroutines)
+	}
+	m.settle()
+}
+
+func (m *monitor) settle() {
+	w, f := m.t.settle(m.o.limit)
+	m.windows, m.full = m.windows+w, m.full+f
+}
+
+// verdict prints the totals and the first windows over the limit, and
+// returns an error naming every failure: windows over the limit in strict
+// mode, or a node that kept growing.
+func (m *monitor) verdict() error {
+	t := m.t
+	fmt.Fprintf(m.out, "\ngo %d, sorry %d, errors %d; %d windows, %d at the limit (%.1f%%), %d over the limit\n",
+		t.go_, t.sorry, t.errs, m.windows, m.full, 100*float64(m.full)/float64(max(m.windows, 1)), len(t.over))
 	var bad []string
-	if len(t.over) > 0 && o.mode == "strict" {
-		ws := make([]int64, 0, len(t.over))
-		for w := range t.over {
-			ws = append(ws, w)
-		}
-		sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
-		for _, w := range ws[:min(len(ws), 10)] {
-			fmt.Fprintf(out, "window %d: %d grants, limit %d\n", w, t.over[w], o.limit)
-		}
+	if len(t.over) > 0 && m.o.mode == "strict" {
+		m.printOver()
 		bad = append(bad, fmt.Sprintf("%d windows over the limit", len(t.over)))
 	}
-	for id, h := range history {
+	for id, h := range m.history {
 		if growing(h) {
 			bad = append(bad, id+": memory or goroutines grew in every interval")
 		}
@@ -354,6 +439,18 @@ loop:
 		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// printOver prints the first ten windows over the limit.
+func (m *monitor) printOver() {
+	ws := make([]int64, 0, len(m.t.over))
+	for w := range m.t.over {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
+	for _, w := range ws[:min(len(ws), 10)] {
+		fmt.Fprintf(m.out, "window %d: %d grants, limit %d\n", w, m.t.over[w], m.o.limit)
+	}
 }
 
 // growing reports whether the last samples rose steadily: RSS up by more
