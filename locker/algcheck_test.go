@@ -57,7 +57,7 @@ func arrivals(r *rand.Rand, count int, maxN int64, w int64) []arrival {
 // checkRetry checks that RetryAfter is exact: a copy of the algorithm
 // before the refused request refuses it again 1ns before RetryAfter has
 // passed and grants it once it has.
-func checkRetry(t *testing.T, clone func() Algorithm, now int64, n int64, d Decision) {
+func checkRetry(t *testing.T, clone func() algo, now int64, n int64, d Decision) {
 	t.Helper()
 	if d.OK {
 		return
@@ -73,18 +73,18 @@ func checkRetry(t *testing.T, clone func() Algorithm, now int64, n int64, d Deci
 	}
 }
 
-func (s *SlidingWindow) clone() Algorithm {
+func (s *slidingWindow) clone() algo {
 	c := *s
 	c.ring = slices.Clone(s.ring)
 	return &c
 }
 
-func (g *GCRA) clone() Algorithm {
+func (g *gcraAlg) clone() algo {
 	c := *g
 	return &c
 }
 
-func (f *FixedWindow) clone() Algorithm {
+func (f *fixedWindow) clone() algo {
 	c := *f
 	return &c
 }
@@ -100,7 +100,7 @@ func TestSlidingDefinition(t *testing.T) {
 		limit := 1 + r.Int63n(12)
 		w := int64(time.Millisecond) * (1 + r.Int63n(1000))
 		t.Run(fmt.Sprintf("seed%d-%d-per-%v", seed, limit, time.Duration(w)), func(t *testing.T) {
-			s := NewSlidingWindow(limit, time.Duration(w))
+			s := newSlidingWindow(limit, time.Duration(w))
 			var grants []int64 // instants of granted tokens, one per token
 			last := int64(-1 << 63)
 			for i, a := range arrivals(r, 400, limit, w) {
@@ -127,7 +127,7 @@ func TestSlidingDefinition(t *testing.T) {
 				if got != want {
 					t.Fatalf("request %d (N=%d, reading %d, instant %d): %+v, want %+v", i, a.n, a.at, now, got, want)
 				}
-				checkRetry(t, func() Algorithm { return before.(*SlidingWindow).clone() }, now, a.n, got)
+				checkRetry(t, func() algo { return before.(*slidingWindow).clone() }, now, a.n, got)
 				if got.OK {
 					for j := int64(0); j < a.n; j++ {
 						grants = append(grants, now)
@@ -221,7 +221,7 @@ func TestGCRADefinition(t *testing.T) {
 			w = int64(MaxWindow)
 		}
 		t.Run(fmt.Sprintf("seed%d-%d-per-%v-burst%d", seed, limit, time.Duration(w), burst), func(t *testing.T) {
-			g := NewGCRA(limit, time.Duration(w), burst)
+			g := newGCRA(limit, time.Duration(w), burst)
 			b := burst
 			if b == 0 {
 				b = limit
@@ -237,7 +237,7 @@ func TestGCRADefinition(t *testing.T) {
 				if got != want {
 					t.Fatalf("request %d (N=%d, instant %d): %+v, want %+v", i, a.n, now, got, want)
 				}
-				checkRetry(t, func() Algorithm { return before.(*GCRA).clone() }, now, a.n, got)
+				checkRetry(t, func() algo { return before.(*gcraAlg).clone() }, now, a.n, got)
 			}
 		})
 	}
@@ -254,7 +254,7 @@ func TestFixedDefinition(t *testing.T) {
 		r := rand.New(rand.NewSource(seed))
 		limit := 1 + r.Int63n(12)
 		w := int64(time.Millisecond) * (1 + r.Int63n(1000))
-		f := NewFixedWindow(limit, time.Duration(w))
+		f := newFixedWindow(limit, time.Duration(w))
 		counts := map[int64]int64{}
 		last := int64(-1 << 63)
 		for i, a := range arrivals(r, 300, limit, w) {
@@ -274,7 +274,7 @@ func TestFixedDefinition(t *testing.T) {
 			if got := f.TakeAt(time.Unix(0, a.at), a.n); got != want {
 				t.Fatalf("seed %d request %d: %+v, want %+v", seed, i, got, want)
 			} else if a.at == now {
-				checkRetry(t, func() Algorithm { return before.(*FixedWindow).clone() }, now, a.n, got)
+				checkRetry(t, func() algo { return before.(*fixedWindow).clone() }, now, a.n, got)
 			}
 		}
 	}
@@ -285,11 +285,11 @@ func TestFixedDefinition(t *testing.T) {
 // changes nothing, for every algorithm.
 func TestCheckMatchesTake(t *testing.T) {
 	const w = int64(100 * time.Millisecond)
-	algs := map[string]func() Algorithm{
-		"fixed":   func() Algorithm { return NewFixedWindow(7, time.Duration(w)) },
-		"sliding": func() Algorithm { return NewSlidingWindow(7, time.Duration(w)) },
-		"gcra":    func() Algorithm { return NewGCRA(7, time.Duration(w), 0) },
-		"gcra:1":  func() Algorithm { return NewGCRA(7, time.Duration(w), 1) },
+	algs := map[string]func() algo{
+		"fixed":   func() algo { return newFixedWindow(7, time.Duration(w)) },
+		"sliding": func() algo { return newSlidingWindow(7, time.Duration(w)) },
+		"gcra":    func() algo { return newGCRA(7, time.Duration(w), 0) },
+		"gcra:1":  func() algo { return newGCRA(7, time.Duration(w), 1) },
 	}
 	for name, mk := range algs {
 		t.Run(name, func(t *testing.T) {
@@ -311,13 +311,13 @@ func TestCheckMatchesTake(t *testing.T) {
 }
 
 // cloneAlg returns a deep copy of a, for the tests.
-func cloneAlg(a Algorithm) Algorithm {
+func cloneAlg(a algo) algo {
 	switch a := a.(type) {
-	case *SlidingWindow:
+	case *slidingWindow:
 		return a.clone()
-	case *GCRA:
+	case *gcraAlg:
 		return a.clone()
-	case *FixedWindow:
+	case *fixedWindow:
 		return a.clone()
 	}
 	panic("unknown algorithm")
@@ -335,13 +335,13 @@ func cloneKey(ks *keyState) *keyState {
 
 // capacityOf returns the most tokens part a may have in use: its limit,
 // or its burst for gcra.
-func capacityOf(a Algorithm) int64 {
+func capacityOf(a algo) int64 {
 	switch a := a.(type) {
-	case *SlidingWindow:
+	case *slidingWindow:
 		return a.limit
-	case *GCRA:
+	case *gcraAlg:
 		return a.burst
-	case *FixedWindow:
+	case *fixedWindow:
 		return a.limit
 	}
 	panic("unknown algorithm")
@@ -392,7 +392,7 @@ func TestMultiLimitDefinition(t *testing.T) {
 					want := u0
 					if got.OK {
 						want = u0 + a.n
-						if s, ok := p.(*SlidingWindow); ok {
+						if s, ok := p.(*slidingWindow); ok {
 							for x := int64(0); x < a.n; x++ {
 								grants[j] = append(grants[j], now)
 							}
@@ -425,7 +425,7 @@ func TestMultiLimitDefinition(t *testing.T) {
 				}
 			}
 			for j, p := range ks.algs() {
-				s, ok := p.(*SlidingWindow)
+				s, ok := p.(*slidingWindow)
 				if !ok {
 					continue
 				}

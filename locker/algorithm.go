@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Algorithm decides, for one key (or one part of a multi-limit key),
+// algo decides, for one key (or one part of a multi-limit key),
 // whether n tokens may be taken at time now. Three implementations exist:
-// FixedWindow, SlidingWindow and GCRA (see the Algorithms section of
+// fixedWindow, slidingWindow and GCRA (see the Algorithms section of
 // PROTOCOL.md for what each promises and what each reply field means). The Counter, the
 // waiters and the federation reach an algorithm only through these
 // methods.
@@ -30,7 +30,7 @@ import (
 //
 // Implementations are not safe for concurrent use: the Counter that holds
 // them serialises access.
-type Algorithm interface {
+type algo interface {
 	// TakeAt grants n tokens at time now, or refuses them. n is in
 	// 1..limit of the key; the caller has checked that. It is the only
 	// method that may move the algorithm's time, and only forward.
@@ -57,26 +57,26 @@ type Algorithm interface {
 	FillAt(now time.Time)
 }
 
-// FixedWindow is the fixed-window counter: windows of length Window aligned
+// fixedWindow is the fixed-window counter: windows of length Window aligned
 // to the Unix epoch, at most Limit tokens granted in each.
 //
-// The zero value is not usable; use NewFixedWindow. A FixedWindow is not
+// The zero value is not usable; use newFixedWindow. A fixedWindow is not
 // safe for concurrent use.
-type FixedWindow struct {
+type fixedWindow struct {
 	limit   int64
 	window  int64 // nanoseconds
 	current int64 // window index the count belongs to
 	granted int64 // tokens granted in window current
 }
 
-var _ Algorithm = (*FixedWindow)(nil)
+var _ algo = (*fixedWindow)(nil)
 
-// NewFixedWindow returns a fixed-window counter for limit tokens per window.
-func NewFixedWindow(limit int64, window time.Duration) *FixedWindow {
-	return &FixedWindow{limit: limit, window: int64(window), current: noWindow}
+// newFixedWindow returns a fixed-window counter for limit tokens per window.
+func newFixedWindow(limit int64, window time.Duration) *fixedWindow {
+	return &fixedWindow{limit: limit, window: int64(window), current: noWindow}
 }
 
-// noWindow is the current window of a FixedWindow that has not decided
+// noWindow is the current window of a fixedWindow that has not decided
 // anything yet; no instant falls in it.
 const noWindow = math.MinInt64
 
@@ -100,7 +100,7 @@ func windowOf(ns, w int64) int64 {
 // it. An instant before the current window counts in the current window
 // (see Algorithm); the time left is then a whole window, as the caller's
 // real now is at least the start of the current window.
-func (f *FixedWindow) at(ns int64) (k, left int64) {
+func (f *fixedWindow) at(ns int64) (k, left int64) {
 	k = windowOf(ns, f.window)
 	if k < f.current {
 		return f.current, f.window
@@ -109,7 +109,7 @@ func (f *FixedWindow) at(ns int64) (k, left int64) {
 }
 
 // TakeAt implements Algorithm.
-func (f *FixedWindow) TakeAt(now time.Time, n int64) Decision {
+func (f *fixedWindow) TakeAt(now time.Time, n int64) Decision {
 	k, left := f.at(now.UnixNano())
 	if k != f.current {
 		f.current, f.granted = k, 0
@@ -122,7 +122,7 @@ func (f *FixedWindow) TakeAt(now time.Time, n int64) Decision {
 }
 
 // CheckAt implements Algorithm.
-func (f *FixedWindow) CheckAt(now time.Time, n int64) Decision {
+func (f *fixedWindow) CheckAt(now time.Time, n int64) Decision {
 	k, left := f.at(now.UnixNano())
 	granted := f.granted
 	if k != f.current {
@@ -136,7 +136,7 @@ func (f *FixedWindow) CheckAt(now time.Time, n int64) Decision {
 
 // FillAt implements Algorithm: the window of now (or the current one, if
 // later) counts as fully granted.
-func (f *FixedWindow) FillAt(now time.Time) {
+func (f *fixedWindow) FillAt(now time.Time) {
 	k, _ := f.at(now.UnixNano())
 	if k != f.current {
 		f.current, f.granted = k, 0
@@ -145,7 +145,7 @@ func (f *FixedWindow) FillAt(now time.Time) {
 }
 
 // PeekAt implements Algorithm.
-func (f *FixedWindow) PeekAt(now time.Time) (window, granted int64) {
+func (f *fixedWindow) PeekAt(now time.Time) (window, granted int64) {
 	k, _ := f.at(now.UnixNano())
 	if k != f.current {
 		return k, 0
@@ -154,4 +154,4 @@ func (f *FixedWindow) PeekAt(now time.Time) (window, granted int64) {
 }
 
 // SetLimit implements Algorithm.
-func (f *FixedWindow) SetLimit(limit int64) { f.limit = limit }
+func (f *fixedWindow) SetLimit(limit int64) { f.limit = limit }

@@ -250,7 +250,7 @@ func (c *Client) noIncoming() bool {
 // next endpoint, has its MAX_MS cut to what is left of the first one.
 func (c *Client) Do(ctx context.Context, body []byte) (Reply, error) {
 	cl := &call{body: body, attempts: c.cfg.Attempts}
-	if r, err := ParseRequest(body); err == nil && r.Verb == VerbWait {
+	if r, err := parseRequest(body); err == nil && r.Verb == verbWait {
 		cl.hold = r.MaxWait
 		if cl.hold < 0 {
 			cl.hold = DefaultMaxWait
@@ -277,7 +277,7 @@ func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	}
 	cl.id = c.nextID.Add(1)
 	cl.reply = make(chan result, 1)
-	if r, err := ParseRequest(cl.body); err == nil && r.Verb == VerbWait {
+	if r, err := parseRequest(cl.body); err == nil && r.Verb == verbWait {
 		cl.cancel = append([]byte("cancel "), r.Key...)
 	}
 	c.submit(cl)
@@ -388,7 +388,7 @@ func checkArgs(key string, n int64) error {
 		return err
 	}
 	if n < 1 || n > MaxLimit {
-		return ErrBadN
+		return errBadN
 	}
 	return nil
 }

@@ -174,7 +174,7 @@ func (l *Lease) run() {
 
 // renew renews the lease once, and sets its end from the reply.
 func (l *Lease) renew(ctx context.Context) error {
-	body := AppendLockRequest(nil, LockRequest{Verb: LockRenew, Name: []byte(l.name), Fence: l.fence})
+	body := appendLockRequest(nil, lockRequest{Verb: lockRenew, Name: []byte(l.name), Fence: l.fence})
 	sent := time.Now()
 	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
 	if err != nil {
@@ -233,7 +233,7 @@ func (l *Lease) Unlock(ctx context.Context) error {
 }
 
 func (l *Lease) release(ctx context.Context) error {
-	body := AppendLockRequest(nil, LockRequest{Verb: LockRelease, Name: []byte(l.name), Fence: l.fence})
+	body := appendLockRequest(nil, lockRequest{Verb: lockRelease, Name: []byte(l.name), Fence: l.fence})
 	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
 	if err != nil {
 		return err

@@ -67,7 +67,7 @@ type LockOptions struct {
 // Lock sends another; the server's own maximum may cut it.
 const lockHold = DefaultMaxLockWait
 
-// DefaultLockOwner returns "host:pid", cut to MaxLockOwnerLen bytes, with
+// DefaultLockOwner returns "host:pid", cut to maxLockOwnerLen bytes, with
 // anything outside printable ASCII replaced by '_'.
 func DefaultLockOwner() string {
 	host, err := os.Hostname()
@@ -81,27 +81,27 @@ func DefaultLockOwner() string {
 			b[i] = '_'
 		}
 	}
-	if len(b)+len(pid) > MaxLockOwnerLen {
-		b = b[:MaxLockOwnerLen-len(pid)]
+	if len(b)+len(pid) > maxLockOwnerLen {
+		b = b[:maxLockOwnerLen-len(pid)]
 	}
 	return string(b) + pid
 }
 
-func (o LockOptions) request(name string, maxWait time.Duration) (LockRequest, error) {
+func (o LockOptions) request(name string, maxWait time.Duration) (lockRequest, error) {
 	if err := ValidKeyName(name); err != nil {
-		return LockRequest{}, err
+		return lockRequest{}, err
 	}
 	if o.TTL < 0 {
-		return LockRequest{}, errors.New("locker: negative lock TTL")
+		return lockRequest{}, errors.New("locker: negative lock TTL")
 	}
 	owner := o.Owner
 	if owner == "" {
 		owner = DefaultLockOwner()
 	}
 	if !validOwner([]byte(owner)) {
-		return LockRequest{}, ErrBadLockOwner
+		return lockRequest{}, errBadLockOwner
 	}
-	r := LockRequest{Verb: LockAcquire, Name: []byte(name), TTL: o.TTL, MaxWait: maxWait, Owner: []byte(owner)}
+	r := lockRequest{Verb: lockAcquire, Name: []byte(name), TTL: o.TTL, MaxWait: maxWait, Owner: []byte(owner)}
 	if o.TTL > 0 && o.TTL < time.Millisecond {
 		r.TTL = time.Millisecond
 	}
@@ -226,15 +226,15 @@ func pauseBusy(ctx context.Context, busy *LockBusyError, sent time.Time, hold, b
 
 // acquireCall is the call of an acquisition: withdrawn with abandon when
 // its caller gives up, and a grant that comes after that is released.
-func (c *Client) acquireCall(req LockRequest) *call {
+func (c *Client) acquireCall(req lockRequest) *call {
 	name := string(req.Name)
-	cl := &call{body: AppendLockRequest(nil, req), hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
+	cl := &call{body: appendLockRequest(nil, req), hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
 		cancel: append([]byte("abandon "), name...), orphan: releaseGranted(name)}
 	if req.MaxWait > 0 {
 		cl.rehold = func(hold time.Duration) []byte {
 			r := req
 			r.MaxWait = hold
-			return AppendLockRequest(nil, r)
+			return appendLockRequest(nil, r)
 		}
 	}
 	return cl
@@ -248,7 +248,7 @@ func releaseGranted(name string) func([]byte) []byte {
 		if err != nil || rep.Status != LockGranted {
 			return nil
 		}
-		return AppendLockRequest(nil, LockRequest{Verb: LockRelease, Name: []byte(name), Fence: rep.Fence})
+		return appendLockRequest(nil, lockRequest{Verb: lockRelease, Name: []byte(name), Fence: rep.Fence})
 	}
 }
 
@@ -333,14 +333,14 @@ type LockWaiterState struct {
 // Locks returns the live locks, sorted by name; with a name, only that
 // lock (none if nobody holds or waits for it).
 func (c *Client) Locks(ctx context.Context, name string) ([]LockState, error) {
-	req := LockRequest{Verb: LockList}
+	req := lockRequest{Verb: lockList}
 	if name != "" {
 		if err := ValidKeyName(name); err != nil {
 			return nil, err
 		}
 		req.Name = []byte(name)
 	}
-	b, err := c.do(ctx, &call{body: AppendLockRequest(nil, req), attempts: c.cfg.Attempts})
+	b, err := c.do(ctx, &call{body: appendLockRequest(nil, req), attempts: c.cfg.Attempts})
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +377,7 @@ func (c *Client) Locks(ctx context.Context, name string) ([]LockState, error) {
 // learns it at its next renewal, which no longer extends its lease. It
 // returns the number of holders asked.
 func (c *Client) RevokeLock(ctx context.Context, name string) (int, error) {
-	rep, err := c.lockAdmin(ctx, LockRevoke, name, LockRevoking)
+	rep, err := c.lockAdmin(ctx, lockRevoke, name, LockRevoking)
 	return rep.Count, err
 }
 
@@ -385,15 +385,15 @@ func (c *Client) RevokeLock(ctx context.Context, name string) (int, error) {
 // known to be gone), and returns their number and a new fence above all
 // of theirs, which the protected resource can be given to refuse them.
 func (c *Client) BreakLock(ctx context.Context, name string) (int, int64, error) {
-	rep, err := c.lockAdmin(ctx, LockBreak, name, LockBroken)
+	rep, err := c.lockAdmin(ctx, lockBreak, name, LockBroken)
 	return rep.Count, int64(rep.Fence), err
 }
 
-func (c *Client) lockAdmin(ctx context.Context, verb LockVerb, name string, want LockStatus) (LockReply, error) {
+func (c *Client) lockAdmin(ctx context.Context, verb lockVerb, name string, want LockStatus) (LockReply, error) {
 	if err := ValidKeyName(name); err != nil {
 		return LockReply{}, err
 	}
-	b, err := c.do(ctx, &call{body: AppendLockRequest(nil, LockRequest{Verb: verb, Name: []byte(name)}), attempts: c.cfg.Attempts})
+	b, err := c.do(ctx, &call{body: appendLockRequest(nil, lockRequest{Verb: verb, Name: []byte(name)}), attempts: c.cfg.Attempts})
 	if err != nil {
 		return LockReply{}, err
 	}

@@ -81,8 +81,8 @@ type keyState struct {
 	cfg *KeyConfig
 	// alg counts the first limit; more, nil for a single limit, the
 	// others.
-	alg  Algorithm
-	more []Algorithm
+	alg  algo
+	more []algo
 	// maxN is the most tokens one request may ask.
 	maxN int64
 	// last is, for a key of several limits, the latest instant in Unix ns
@@ -180,8 +180,8 @@ func (ks *keyState) peek(now time.Time) (window, granted int64) {
 }
 
 // algs returns every limit's algorithm, the first one first.
-func (ks *keyState) algs() []Algorithm {
-	return append([]Algorithm{ks.alg}, ks.more...)
+func (ks *keyState) algs() []algo {
+	return append([]algo{ks.alg}, ks.more...)
 }
 
 // static reports whether a key of configuration k (or made from template
@@ -216,20 +216,20 @@ func (c *Counter) newKey(k *KeyConfig) *keyState {
 }
 
 // newPart returns the algorithm of one limit p of a new key.
-func (c *Counter) newPart(p Part, static bool) Algorithm {
+func (c *Counter) newPart(p Part, static bool) algo {
 	limit := c.share(p.Limit, static)
-	var a Algorithm
+	var a algo
 	switch p.alg() {
 	case AlgSliding:
-		a = NewSlidingWindow(limit, p.Window)
+		a = newSlidingWindow(limit, p.Window)
 	case AlgGCRA:
-		g := NewGCRA(limit, p.Window, c.share(p.Burst, static))
+		g := newGCRA(limit, p.Window, c.share(p.Burst, static))
 		if p.Burst != 0 && g.follow { // a share of 0 of a set burst
 			g.burst, g.follow = 0, false
 		}
 		a = g
 	default:
-		a = NewFixedWindow(limit, p.Window)
+		a = newFixedWindow(limit, p.Window)
 	}
 	if static && !c.fed.Fence.IsZero() {
 		a.FillAt(c.fed.Fence)

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// GCRA is the generic cell rate algorithm: tokens come back one every
+// gcraAlg is the generic cell rate algorithm: tokens come back one every
 // window/limit, and at most burst of them are available at once. With
 // burst 1 the grants are evenly spaced; with burst equal to the limit (the
 // default) a key idle for a window may grant its whole limit at once.
@@ -18,9 +18,9 @@ import (
 // fraction in units of 1/limit ns, so no rounding adds up over many
 // tokens.
 //
-// The zero value is not usable; use NewGCRA. A GCRA is not safe for
+// The zero value is not usable; use newGCRA. A gcraAlg is not safe for
 // concurrent use.
-type GCRA struct {
+type gcraAlg struct {
 	limit  int64
 	burst  int64
 	follow bool  // burst follows the limit (SetLimit)
@@ -30,13 +30,13 @@ type GCRA struct {
 	tat, frac int64
 }
 
-var _ Algorithm = (*GCRA)(nil)
+var _ algo = (*gcraAlg)(nil)
 
-// NewGCRA returns a GCRA that grants limit tokens per window in the long
+// newGCRA returns a GCRA that grants limit tokens per window in the long
 // run and at most burst at once; burst 0 means limit, and SetLimit then
 // moves the burst with the limit. burst is at most limit.
-func NewGCRA(limit int64, window time.Duration, burst int64) *GCRA {
-	g := &GCRA{limit: limit, burst: burst, window: int64(window), last: math.MinInt64, tat: math.MinInt64}
+func newGCRA(limit int64, window time.Duration, burst int64) *gcraAlg {
+	g := &gcraAlg{limit: limit, burst: burst, window: int64(window), last: math.MinInt64, tat: math.MinInt64}
 	if burst == 0 {
 		g.burst, g.follow = limit, true
 	}
@@ -53,7 +53,7 @@ func mulDiv(a, b, c int64) (q, r int64) {
 
 // allowedAt returns the first whole nanosecond from which n tokens may be
 // taken: ceil(TAT - (burst-n)·window/limit), with the TAT at least t.
-func (g *GCRA) allowedAt(t, n int64) int64 {
+func (g *gcraAlg) allowedAt(t, n int64) int64 {
 	tat, frac := g.tat, g.frac
 	if tat < t {
 		tat, frac = t, 0
@@ -68,7 +68,7 @@ func (g *GCRA) allowedAt(t, n int64) int64 {
 // inUse returns, at t, the tokens taken and not yet back,
 // ceil((TAT - t)·limit/window), and the time until all are back,
 // ceil(TAT - t).
-func (g *GCRA) inUse(t int64) (used int64, full time.Duration) {
+func (g *gcraAlg) inUse(t int64) (used int64, full time.Duration) {
 	if g.tat < t || (g.tat == t && g.frac == 0) || g.limit <= 0 {
 		return 0, 0
 	}
@@ -83,7 +83,7 @@ func (g *GCRA) inUse(t int64) (used int64, full time.Duration) {
 	return min(used, g.burst), full
 }
 
-func (g *GCRA) decide(t, n int64) (Decision, bool) {
+func (g *gcraAlg) decide(t, n int64) (Decision, bool) {
 	k := windowOf(t, g.window)
 	if g.limit <= 0 || n > g.burst {
 		// Never grantable here (a federation share below n): retry no
@@ -98,7 +98,7 @@ func (g *GCRA) decide(t, n int64) (Decision, bool) {
 }
 
 // TakeAt implements Algorithm.
-func (g *GCRA) TakeAt(now time.Time, n int64) Decision {
+func (g *gcraAlg) TakeAt(now time.Time, n int64) Decision {
 	t := max(now.UnixNano(), g.last)
 	g.last = t
 	d, ok := g.decide(t, n)
@@ -115,7 +115,7 @@ func (g *GCRA) TakeAt(now time.Time, n int64) Decision {
 }
 
 // add moves the TAT n emission intervals later.
-func (g *GCRA) add(n int64) {
+func (g *gcraAlg) add(n int64) {
 	q, r := mulDiv(n, g.window, g.limit)
 	g.tat += q
 	g.frac += r
@@ -126,7 +126,7 @@ func (g *GCRA) add(n int64) {
 }
 
 // CheckAt implements Algorithm.
-func (g *GCRA) CheckAt(now time.Time, n int64) Decision {
+func (g *gcraAlg) CheckAt(now time.Time, n int64) Decision {
 	t := max(now.UnixNano(), g.last)
 	d, ok := g.decide(t, n)
 	if !ok {
@@ -144,7 +144,7 @@ func (g *GCRA) CheckAt(now time.Time, n int64) Decision {
 }
 
 // PeekAt implements Algorithm: the tokens in use are those not yet back.
-func (g *GCRA) PeekAt(now time.Time) (window, used int64) {
+func (g *gcraAlg) PeekAt(now time.Time) (window, used int64) {
 	t := max(now.UnixNano(), g.last)
 	used, _ = g.inUse(t)
 	return windowOf(t, g.window), used
@@ -154,7 +154,7 @@ func (g *GCRA) PeekAt(now time.Time) (window, used int64) {
 // fraction unit): the instant at which every token taken is back does not
 // come sooner. A burst that followed the limit follows the new one; a set
 // burst stays, at most the new limit.
-func (g *GCRA) SetLimit(limit int64) {
+func (g *gcraAlg) SetLimit(limit int64) {
 	limit = max(limit, 0)
 	if g.frac > 0 {
 		if limit == 0 {
@@ -181,7 +181,7 @@ func (g *GCRA) SetLimit(limit int64) {
 
 // FillAt implements Algorithm: the TAT moves to now + burst·window/limit,
 // as if the whole burst had just been taken.
-func (g *GCRA) FillAt(now time.Time) {
+func (g *gcraAlg) FillAt(now time.Time) {
 	t := max(now.UnixNano(), g.last)
 	g.last = t
 	if g.limit <= 0 {

@@ -39,7 +39,7 @@ func (s *Server) sendPacked(env []byte, body []byte) {
 type request struct {
 	msg  [][]byte // every frame: msg[0] is the routing id, the last the body
 	env  [][]byte // every frame but the body
-	req  Request
+	req  wireRequest
 	user string // the client's CURVE key, when requests are checked
 	// start is when the server began deciding, for the Observer; zero
 	// when there is none.
@@ -49,12 +49,12 @@ type request struct {
 // handlers answer the requests of each verb. Adding a verb adds a line
 // here and its handler.
 var handlers = [...]func(*Server, *request){
-	VerbLegacy: (*Server).handleTake,
-	VerbTake:   (*Server).handleTake,
-	VerbWait:   (*Server).handleWait,
-	VerbPing:   (*Server).handlePing,
-	VerbStatus: (*Server).handleStatus,
-	VerbCancel: (*Server).handleCancel,
+	verbLegacy: (*Server).handleTake,
+	verbTake:   (*Server).handleTake,
+	verbWait:   (*Server).handleWait,
+	verbPing:   (*Server).handlePing,
+	verbStatus: (*Server).handleStatus,
+	verbCancel: (*Server).handleCancel,
 }
 
 // handle answers one request. msg[0] is the routing id added by ROUTER;
@@ -65,7 +65,7 @@ func (s *Server) handle(msg [][]byte, user string) {
 		return
 	}
 	if len(msg)-1 > MaxFrames { // the routing id is ROUTER's, not the client's
-		s.send(msg[:1], AppendError(s.buf[:0], errTooManyFrames))
+		s.send(msg[:1], appendError(s.buf[:0], errTooManyFrames))
 		s.observe("", OutcomeError, time.Time{})
 		return
 	}
@@ -77,13 +77,13 @@ func (s *Server) handle(msg [][]byte, user string) {
 	}
 	body := msg[len(msg)-1]
 	if isLockBody(body) {
-		if lr, err := ParseLockRequest(body); lr.Verb != LockNone {
+		if lr, err := parseLockRequest(body); lr.Verb != lockNone {
 			s.handleLock(r, lr, err)
 			return
 		}
 	}
 	var err error
-	r.req, err = ParseRequest(body)
+	r.req, err = parseRequest(body)
 	if err == nil && !s.userAllowed(user) {
 		err = errKeyNotAllowed
 	}
@@ -167,7 +167,7 @@ func (s *Server) handleCancel(r *request) {
 		s.packBuf = packFrames(s.packBuf[:0], r.env)
 		n = s.cancel(key, q, s.packBuf, s.now())
 	}
-	s.reply(r.env, AppendCancelled(s.buf[:0], n))
+	s.reply(r.env, appendCancelled(s.buf[:0], n))
 }
 
 // decide takes the request's tokens, unless waits are held on its key:
@@ -231,7 +231,7 @@ func aboveLimit(n int64, cfg *KeyConfig) string {
 }
 
 func (s *Server) replyDecision(r *request, key string, d Decision) {
-	s.reply(r.env, AppendDecision(s.buf[:0], d, r.req.Verb == VerbLegacy))
+	s.reply(r.env, AppendDecision(s.buf[:0], d, r.req.Verb == verbLegacy))
 	out := OutcomeGo
 	if !d.OK {
 		out = OutcomeSorry
@@ -240,7 +240,7 @@ func (s *Server) replyDecision(r *request, key string, d Decision) {
 }
 
 func (s *Server) replyError(r *request, key string, err error) {
-	s.reply(r.env, AppendError(s.buf[:0], err))
+	s.reply(r.env, appendError(s.buf[:0], err))
 	s.observe(key, OutcomeError, r.start)
 }
 

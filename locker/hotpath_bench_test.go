@@ -18,7 +18,7 @@ func BenchmarkHotPathDecision(b *testing.B) {
 	now := time.Unix(1e9, 0)
 	b.ReportAllocs()
 	for b.Loop() {
-		req, err := ParseRequest(body)
+		req, err := parseRequest(body)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestHotPathAllocs(t *testing.T) {
 	buf := make([]byte, 0, 64)
 	now := time.Unix(1e9, 0)
 	got := testing.AllocsPerRun(100, func() {
-		req, _ := ParseRequest(body)
+		req, _ := parseRequest(body)
 		_, d, _ := c.takeBytes(now, req.Key, req.N, true)
 		buf = AppendDecision(buf[:0], d, false)
 	})

@@ -31,7 +31,7 @@ type KeyConfig struct {
 	Name   string
 	Limit  int64
 	Window time.Duration
-	// Algorithm counts the tokens: AlgFixed (or empty), AlgSliding or
+	// algo counts the tokens: AlgFixed (or empty), AlgSliding or
 	// AlgGCRA.
 	Algorithm AlgorithmName
 	// Burst is, for AlgGCRA only, the most tokens available at once; zero
@@ -48,10 +48,10 @@ type AlgorithmName string
 // The algorithms a key may use (see the Algorithms section of
 // PROTOCOL.md).
 const (
-	// AlgFixed is the fixed window (FixedWindow), the default: the
+	// AlgFixed is the fixed window (fixedWindow), the default: the
 	// empty name means it too.
 	AlgFixed AlgorithmName = "fixed"
-	// AlgSliding is the exact sliding window (SlidingWindow).
+	// AlgSliding is the exact sliding window (slidingWindow).
 	AlgSliding AlgorithmName = "sliding"
 	// AlgGCRA is the generic cell rate algorithm (GCRA).
 	AlgGCRA AlgorithmName = "gcra"
@@ -61,7 +61,7 @@ const (
 const MaxParts = 4
 
 // Part is one limit of a key: at most Limit tokens per Window, counted by
-// Algorithm, with Burst for AlgGCRA (zero means Limit). The zero Part is
+// algo, with Burst for AlgGCRA (zero means Limit). The zero Part is
 // no limit: it ends KeyConfig.More.
 type Part struct {
 	Limit     int64

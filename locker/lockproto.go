@@ -1,7 +1,7 @@
 package locker
 
-// The lock verbs of the wire protocol (PROTOCOL.md, "Locks"). Like ParseRequest
-// and AppendDecision, ParseLockRequest and AppendLockReply are pure and
+// The lock verbs of the wire protocol (PROTOCOL.md, "Locks"). Like parseRequest
+// and AppendDecision, parseLockRequest and appendLockReply are pure and
 // allocate nothing.
 //
 // WARNING: ONLY APPEND to the reply fields below. Their order is part of
@@ -16,70 +16,70 @@ import (
 	"time"
 )
 
-// MaxLockFence is the largest fence on the wire: 2^53-1, so that fences
+// maxLockFence is the largest fence on the wire: 2^53-1, so that fences
 // stay exact in JSON and in languages whose numbers are doubles.
-const MaxLockFence = 1<<53 - 1
+const maxLockFence = 1<<53 - 1
 
 // maxTTLMS caps TTL_MS when parsing; the table caps it further.
 const maxTTLMS = maxMaxWaitMS
 
-// Errors from ParseLockRequest. Their text, less the "locker: " prefix, is
+// Errors from parseLockRequest. Their text, less the "locker: " prefix, is
 // what the server sends after "error ".
 var (
-	ErrBadLockTTL   = errors.New("locker: TTL_MS must be a non-negative integer")
-	ErrBadLockFence = errors.New("locker: FENCE must be a positive integer up to 9007199254740991")
-	ErrMissingFence = errors.New("locker: missing fence")
+	errBadLockTTL   = errors.New("locker: TTL_MS must be a non-negative integer")
+	errBadLockFence = errors.New("locker: FENCE must be a positive integer up to 9007199254740991")
+	errMissingFence = errors.New("locker: missing fence")
 )
 
-// ParseLockRequest parses the body (last frame) of a lock request. A body
-// whose first token is not a lock verb gives Verb LockNone and no error:
-// it is for ParseRequest. A lock verb with bad arguments is an error.
-// ParseLockRequest does not allocate; Name and Owner alias body.
-func ParseLockRequest(body []byte) (LockRequest, error) {
+// parseLockRequest parses the body (last frame) of a lock request. A body
+// whose first token is not a lock verb gives Verb lockNone and no error:
+// it is for parseRequest. A lock verb with bad arguments is an error.
+// parseLockRequest does not allocate; Name and Owner alias body.
+func parseLockRequest(body []byte) (lockRequest, error) {
 	for len(body) > 0 && (body[len(body)-1] == '\n' || body[len(body)-1] == '\r') {
 		body = body[:len(body)-1]
 	}
 	word, rest, more := bytes.Cut(body, sp)
-	r := LockRequest{MaxWait: -1, Verb: lockVerbOf(word)}
-	if r.Verb == LockNone {
-		return LockRequest{}, nil
+	r := lockRequest{MaxWait: -1, Verb: lockVerbOf(word)}
+	if r.Verb == lockNone {
+		return lockRequest{}, nil
 	}
 	if !more {
-		if r.Verb == LockList {
+		if r.Verb == lockList {
 			return r, nil
 		}
-		return r, ErrBadLockName
+		return r, errBadLockName
 	}
 	tok, a, err := lockArgs{rest: rest, more: more}.next()
 	if err != nil {
 		return r, err
 	}
 	if !validKeyBytes(tok) {
-		return r, ErrBadKey
+		return r, errBadKey
 	}
 	r.Name = tok
 	// The parsers take and return values, so that neither r nor body
 	// escapes to the heap.
 	switch r.Verb {
-	case LockAcquire:
+	case lockAcquire:
 		r, a, err = parseAcquireArgs(r, a)
-	case LockRenew, LockRelease:
+	case lockRenew, lockRelease:
 		r, a, err = parseFenceArgs(r, a)
 	}
 	if err == nil && a.more {
-		err = ErrExtraArgs
+		err = errExtraArgs
 	}
 	return r, err
 }
 
-// lockVerbOf returns the lock verb written word, or LockNone.
-func lockVerbOf(word []byte) LockVerb {
+// lockVerbOf returns the lock verb written word, or lockNone.
+func lockVerbOf(word []byte) lockVerb {
 	for v, name := range lockVerbNames {
-		if v != int(LockNone) && string(word) == name {
-			return LockVerb(v)
+		if v != int(lockNone) && string(word) == name {
+			return lockVerb(v)
 		}
 	}
-	return LockNone
+	return lockNone
 }
 
 // lockArgs are the arguments of a lock request not parsed yet.
@@ -94,7 +94,7 @@ func (a lockArgs) next() ([]byte, lockArgs, error) {
 	tok, rest, more := bytes.Cut(a.rest, sp)
 	a = lockArgs{rest: rest, more: more}
 	if len(tok) == 0 {
-		return nil, a, ErrMalformed
+		return nil, a, errMalformed
 	}
 	return tok, a, nil
 }
@@ -110,20 +110,20 @@ func (a lockArgs) optional() ([]byte, lockArgs, error) {
 
 // parseFenceArgs parses the arguments of renew (FENCE [TTL_MS]) and
 // release (FENCE).
-func parseFenceArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) {
+func parseFenceArgs(r lockRequest, a lockArgs) (lockRequest, lockArgs, error) {
 	if !a.more {
-		return r, a, ErrMissingFence
+		return r, a, errMissingFence
 	}
 	tok, a, err := a.next()
 	if err != nil {
 		return r, a, err
 	}
-	f, ok := parseUint(tok, MaxLockFence)
-	if !ok || f < 1 || f > MaxLockFence {
-		return r, a, ErrBadLockFence
+	f, ok := parseUint(tok, maxLockFence)
+	if !ok || f < 1 || f > maxLockFence {
+		return r, a, errBadLockFence
 	}
 	r.Fence = uint64(f)
-	if r.Verb == LockRelease {
+	if r.Verb == lockRelease {
 		return r, a, nil
 	}
 	if tok, a, err = a.optional(); tok == nil {
@@ -135,7 +135,7 @@ func parseFenceArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) {
 
 // parseAcquireArgs parses the optional arguments of acquire:
 // [MODE [TTL_MS [MAX_MS [OWNER]]]].
-func parseAcquireArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) {
+func parseAcquireArgs(r lockRequest, a lockArgs) (lockRequest, lockArgs, error) {
 	tok, a, err := a.optional()
 	if tok == nil {
 		return r, a, err
@@ -146,7 +146,7 @@ func parseAcquireArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) 
 	case "shared":
 		r.Mode = LockShared
 	default:
-		return r, a, ErrBadLockMode
+		return r, a, errBadLockMode
 	}
 	if tok, a, err = a.optional(); tok == nil {
 		return r, a, err
@@ -159,14 +159,14 @@ func parseAcquireArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) 
 	}
 	ms, ok := parseUint(tok, maxMaxWaitMS)
 	if !ok {
-		return r, a, ErrBadMaxWait
+		return r, a, errBadMaxWait
 	}
 	r.MaxWait = time.Duration(min(ms, maxMaxWaitMS)) * time.Millisecond
 	if tok, a, err = a.optional(); tok == nil {
 		return r, a, err
 	}
 	if !validOwner(tok) {
-		return r, a, ErrBadLockOwner
+		return r, a, errBadLockOwner
 	}
 	r.Owner = tok
 	return r, a, nil
@@ -176,7 +176,7 @@ func parseAcquireArgs(r LockRequest, a lockArgs) (LockRequest, lockArgs, error) 
 func parseLockTTL(tok []byte) (time.Duration, error) {
 	ms, ok := parseUint(tok, maxTTLMS)
 	if !ok {
-		return 0, ErrBadLockTTL
+		return 0, errBadLockTTL
 	}
 	return time.Duration(min(ms, maxTTLMS)) * time.Millisecond, nil
 }
@@ -203,7 +203,7 @@ func leaseMillis(d time.Duration) int64 {
 	return int64(d / time.Millisecond)
 }
 
-// AppendLockReply appends the reply to r, as of now, to buf:
+// appendLockReply appends the reply to r, as of now, to buf:
 //
 //	locked FENCE LEASE_MS                 LockGranted
 //	busy FREE_MS HOLDERS WAITERS OWNER    LockBusy (OWNER "-" if none)
@@ -218,7 +218,7 @@ func leaseMillis(d time.Duration) int64 {
 // LEASE_MS, the time left on the lease, is rounded down; FREE_MS is
 // rounded up. A LockQueued result has no reply yet: buf is returned as it
 // is.
-func AppendLockReply(buf []byte, now time.Time, r LockResult) []byte {
+func appendLockReply(buf []byte, now time.Time, r lockResult) []byte {
 	num := func(v uint64) { buf = append(buf, ' '); buf = strconv.AppendUint(buf, v, 10) }
 	switch r.Status {
 	case LockQueued:
@@ -261,9 +261,9 @@ func AppendLockReply(buf []byte, now time.Time, r LockResult) []byte {
 	default:
 		err := r.Err
 		if err == nil {
-			err = ErrBadLockVerb
+			err = errBadLockVerb
 		}
-		return AppendError(buf, err)
+		return appendError(buf, err)
 	}
 	return buf
 }
@@ -288,7 +288,7 @@ type LockReply struct {
 }
 
 // ParseLockReply parses the reply to a lock request other than a listing
-// (which is JSON, see AppendLockList). Fields after those it knows are
+// (which is JSON, see appendLockList). Fields after those it knows are
 // ignored, as the protocol only appends.
 func ParseLockReply(body []byte) (LockReply, error) {
 	word, rest, more := bytes.Cut(body, sp)
@@ -341,7 +341,7 @@ func parseLockReplyFields(st LockStatus, f *[5][]byte) (LockReply, bool) {
 	case LockBusy:
 		return parseBusyReply(f)
 	case LockLost, LockReleased:
-		fence, ok := replyNum(f[0], MaxLockFence)
+		fence, ok := replyNum(f[0], maxLockFence)
 		return LockReply{Status: st, Fence: uint64(fence)}, ok && fence > 0
 	case LockAbandoned, LockRevoking:
 		count, ok := replyNum(f[0], MaxLimit)
@@ -358,7 +358,7 @@ func replyNum(b []byte, max int64) (int64, bool) {
 
 // parseLeaseReply parses FENCE LEASE_MS (locked, revoked).
 func parseLeaseReply(st LockStatus, f *[5][]byte) (LockReply, bool) {
-	fence, ok0 := replyNum(f[0], MaxLockFence)
+	fence, ok0 := replyNum(f[0], maxLockFence)
 	lease, ok1 := replyNum(f[1], maxTTLMS)
 	r := LockReply{Status: st, Fence: uint64(fence), Lease: time.Duration(lease) * time.Millisecond}
 	return r, ok0 && ok1 && fence > 0
@@ -382,7 +382,7 @@ func parseBusyReply(f *[5][]byte) (LockReply, bool) {
 // parseBrokenReply parses COUNT FENCE (broken).
 func parseBrokenReply(f *[5][]byte) (LockReply, bool) {
 	count, ok0 := replyNum(f[0], MaxLimit)
-	fence, ok1 := replyNum(f[1], MaxLockFence)
+	fence, ok1 := replyNum(f[1], maxLockFence)
 	return LockReply{Status: LockBroken, Count: int(count), Fence: uint64(fence)}, ok0 && ok1 && fence > 0
 }
 
@@ -418,7 +418,7 @@ type lockListWaiter struct {
 	LeftMS   int64  `json:"left_ms"`
 }
 
-// AppendLockList appends the JSON listing of locks, as of now, to buf:
+// appendLockList appends the JSON listing of locks, as of now, to buf:
 //
 //	{"locks":[{"name":"nightly","capacity":1,"mode":"exclusive",
 //	  "holders":[{"owner":"web1:4242","fence":1795510240123456,"mode":"exclusive",
@@ -427,7 +427,7 @@ type lockListWaiter struct {
 //
 // A lock's mode is "free" while it has only waiters (during the grace
 // period, or for the instant between a release and the next grant).
-func AppendLockList(buf []byte, now time.Time, locks []LockInfo) []byte {
+func appendLockList(buf []byte, now time.Time, locks []lockInfo) []byte {
 	doc := lockListDoc{Locks: make([]lockListEntry, len(locks))}
 	for i, l := range locks {
 		e := lockListEntry{Name: l.Name, Capacity: l.Capacity, Mode: l.Mode.String(),
@@ -447,16 +447,16 @@ func AppendLockList(buf []byte, now time.Time, locks []LockInfo) []byte {
 	}
 	b, err := json.Marshal(doc)
 	if err != nil { // cannot happen: the document has no maps, floats or interfaces
-		return AppendError(buf, err)
+		return appendError(buf, err)
 	}
 	return append(buf, b...)
 }
 
-// AppendLockRequest appends the body of r to buf, in the form
-// ParseLockRequest reads. A negative MaxWait (the server's maximum) is
+// appendLockRequest appends the body of r to buf, in the form
+// parseLockRequest reads. A negative MaxWait (the server's maximum) is
 // written as the largest MAX_MS, which the server caps to its maximum.
-func AppendLockRequest(buf []byte, r LockRequest) []byte {
-	if r.Verb == LockNone || int(r.Verb) >= len(lockVerbNames) {
+func appendLockRequest(buf []byte, r lockRequest) []byte {
+	if r.Verb == lockNone || int(r.Verb) >= len(lockVerbNames) {
 		return buf
 	}
 	buf = append(buf, lockVerbNames[r.Verb]...)
@@ -467,7 +467,7 @@ func AppendLockRequest(buf []byte, r LockRequest) []byte {
 	buf = append(buf, r.Name...)
 	num := func(v int64) { buf = append(buf, ' '); buf = strconv.AppendInt(buf, v, 10) }
 	switch r.Verb {
-	case LockAcquire:
+	case lockAcquire:
 		buf = append(buf, ' ')
 		buf = append(buf, r.Mode.String()...)
 		num(r.TTL.Milliseconds())
@@ -480,12 +480,12 @@ func AppendLockRequest(buf []byte, r LockRequest) []byte {
 			buf = append(buf, ' ')
 			buf = append(buf, r.Owner...)
 		}
-	case LockRenew:
+	case lockRenew:
 		num(int64(r.Fence))
 		if r.TTL > 0 {
 			num(r.TTL.Milliseconds())
 		}
-	case LockRelease:
+	case lockRelease:
 		num(int64(r.Fence))
 	}
 	return buf

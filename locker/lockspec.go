@@ -27,7 +27,7 @@ func (s LockSpec) String() string {
 // ParseLockSpec parses NAME=CAPACITY (a semaphore of CAPACITY holders
 // named NAME) or PREFIX*=CAPACITY (every lock whose name starts with
 // PREFIX). The name or prefix uses key name characters; the capacity is
-// 1 to MaxLockCapacity.
+// 1 to maxLockCapacity.
 func ParseLockSpec(spec string) (LockSpec, error) {
 	name, capText, ok := strings.Cut(spec, "=")
 	if !ok {
@@ -45,8 +45,8 @@ func ParseLockSpec(spec string) (LockSpec, error) {
 		return LockSpec{}, fmt.Errorf("locker: lock spec %q: %w", spec, err)
 	}
 	c, err := strconv.Atoi(capText)
-	if err != nil || c < 1 || c > MaxLockCapacity {
-		return LockSpec{}, fmt.Errorf("locker: lock spec %q: capacity %q is not an integer from 1 to %d", spec, capText, MaxLockCapacity)
+	if err != nil || c < 1 || c > maxLockCapacity {
+		return LockSpec{}, fmt.Errorf("locker: lock spec %q: capacity %q is not an integer from 1 to %d", spec, capText, maxLockCapacity)
 	}
 	s.Name, s.Capacity = name, c
 	return s, nil

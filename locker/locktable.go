@@ -29,10 +29,10 @@ const (
 	// -run '^$' -bench LockTableHeld -benchtime 200000x ./locker/), so
 	// the bound is about 110 MB.
 	DefaultMaxLockSlots = 250_000
-	// MaxLockCapacity is the largest capacity a lock may be given.
-	MaxLockCapacity = 1_000_000
-	// MaxLockOwnerLen is the longest owner string, in bytes.
-	MaxLockOwnerLen = 64
+	// maxLockCapacity is the largest capacity a lock may be given.
+	maxLockCapacity = 1_000_000
+	// maxLockOwnerLen is the longest owner string, in bytes.
+	maxLockOwnerLen = 64
 )
 
 // LockMode is how a lock is held or asked for. The zero value is
@@ -43,7 +43,7 @@ type LockMode uint8
 // hold it together, up to the lock's capacity.
 //
 // WARNING: ONLY APPEND TO THIS LIST! The numeric values are part of the
-// replicated log of a lock table (see LockVerb).
+// replicated log of a lock table (see lockVerb).
 const (
 	LockExclusive LockMode = iota
 	LockShared
@@ -60,72 +60,72 @@ func (m LockMode) String() string {
 	return "mode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// LockVerb is the kind of a lock request.
-type LockVerb uint8
+// lockVerb is the kind of a lock request.
+type lockVerb uint8
 
 // WARNING: ONLY APPEND TO THIS LIST! The numeric values are part of the
 // replicated log of a lock table (a consensus engine stores them).
 const (
-	// LockNone is the zero value: a body that is not a lock request.
-	LockNone LockVerb = iota
-	// LockAcquire is "acquire NAME [MODE [TTL_MS [MAX_MS [OWNER]]]]".
-	LockAcquire
-	// LockRenew is "renew NAME FENCE [TTL_MS]".
-	LockRenew
-	// LockRelease is "release NAME FENCE".
-	LockRelease
-	// LockAbandon is "abandon NAME": it withdraws a held acquisition.
-	LockAbandon
-	// LockRevoke is "revoke NAME": it asks the holders to release.
-	LockRevoke
-	// LockBreak is "break NAME": it frees the lock from its holders.
-	LockBreak
-	// LockList is "locks [NAME]": the listing.
-	LockList
+	// lockNone is the zero value: a body that is not a lock request.
+	lockNone lockVerb = iota
+	// lockAcquire is "acquire NAME [MODE [TTL_MS [MAX_MS [OWNER]]]]".
+	lockAcquire
+	// lockRenew is "renew NAME FENCE [TTL_MS]".
+	lockRenew
+	// lockRelease is "release NAME FENCE".
+	lockRelease
+	// lockAbandon is "abandon NAME": it withdraws a held acquisition.
+	lockAbandon
+	// lockRevoke is "revoke NAME": it asks the holders to release.
+	lockRevoke
+	// lockBreak is "break NAME": it frees the lock from its holders.
+	lockBreak
+	// lockList is "locks [NAME]": the listing.
+	lockList
 )
 
 var lockVerbNames = [...]string{"", "acquire", "renew", "release", "abandon", "revoke", "break", "locks"}
 
 // String returns the verb as it is written on the wire.
-func (v LockVerb) String() string {
-	if int(v) < len(lockVerbNames) && v != LockNone {
+func (v lockVerb) String() string {
+	if int(v) < len(lockVerbNames) && v != lockNone {
 		return lockVerbNames[v]
 	}
 	return "lockverb(" + strconv.Itoa(int(v)) + ")"
 }
 
-// LockRequest is one input of a LockTable. ParseLockRequest makes it from
+// lockRequest is one input of a lockTable. parseLockRequest makes it from
 // a request body; its byte slices then alias the body, and the table
 // copies what it keeps.
-type LockRequest struct {
-	Verb LockVerb
+type lockRequest struct {
+	Verb lockVerb
 	// Name is the lock name, a valid key name (see ValidKeyName). Empty
 	// for a listing of every lock.
 	Name []byte
-	// Mode is the mode asked for by LockAcquire.
+	// Mode is the mode asked for by lockAcquire.
 	Mode LockMode
-	// TTL is the lease asked for by LockAcquire and LockRenew. Zero means
+	// TTL is the lease asked for by lockAcquire and lockRenew. Zero means
 	// the table's default for an acquisition and the lease's current TTL
 	// for a renewal. It is clamped to MinLockTTL..MaxTTL.
 	TTL time.Duration
-	// MaxWait is how long LockAcquire may be held waiting: 0 means not
+	// MaxWait is how long lockAcquire may be held waiting: 0 means not
 	// at all, and a negative value means the table's MaxWait, which also
 	// caps it.
 	MaxWait time.Duration
-	// Owner names the holder (LockAcquire): up to MaxLockOwnerLen bytes
+	// Owner names the holder (lockAcquire): up to maxLockOwnerLen bytes
 	// of printable ASCII without spaces. It may be empty.
 	Owner []byte
-	// Fence identifies the lease of LockRenew and LockRelease.
+	// Fence identifies the lease of lockRenew and lockRelease.
 	Fence uint64
-	// Ticket identifies the held acquisition of LockAbandon. It is not
+	// Ticket identifies the held acquisition of lockAbandon. It is not
 	// on the wire: the server finds it from the request's envelope.
 	Ticket uint64
 }
 
-// LockStatus is the kind of a LockResult.
+// LockStatus is the kind of a lockResult.
 type LockStatus uint8
 
-// WARNING: ONLY APPEND TO THIS LIST! (see LockVerb)
+// WARNING: ONLY APPEND TO THIS LIST! (see lockVerb)
 const (
 	// LockError: Err says why; nothing changed.
 	LockError LockStatus = iota
@@ -133,7 +133,7 @@ const (
 	// a waiter's grant, or a renewal).
 	LockGranted
 	// LockQueued: the acquisition is held as Ticket; its answer comes
-	// later as a LockEvent (granted, or busy at its deadline).
+	// later as a lockEvent (granted, or busy at its deadline).
 	LockQueued
 	// LockBusy: refused. Holders and Waiters are the lock's counts,
 	// Owner the owner of its oldest holder, and Until when it could be
@@ -155,7 +155,7 @@ const (
 	// all of theirs, which an operator can give the protected resource
 	// to refuse the old holders at once.
 	LockBroken
-	// LockExpired: in a LockEvent only, the lease Fence of Owner ended
+	// LockExpired: in a lockEvent only, the lease Fence of Owner ended
 	// without renewal or release.
 	LockExpired
 )
@@ -170,9 +170,9 @@ func (s LockStatus) String() string {
 	return "lockstatus(" + strconv.Itoa(int(s)) + ")"
 }
 
-// LockResult is the outcome of one LockRequest, or of a held acquisition
-// in a LockEvent. Which fields are set depends on Status.
-type LockResult struct {
+// lockResult is the outcome of one lockRequest, or of a held acquisition
+// in a lockEvent. Which fields are set depends on Status.
+type lockResult struct {
 	Status LockStatus
 	// Fence is the lease's fencing token (LockGranted, LockRevoked,
 	// LockLost, LockReleased, LockExpired) or the new fence of LockBroken.
@@ -198,29 +198,29 @@ type LockResult struct {
 	Since time.Time
 }
 
-// LockEvent is something the table did on its own, at a deadline or
+// lockEvent is something the table did on its own, at a deadline or
 // because another request freed a lock: it answers the held acquisition
 // Ticket (Result is LockGranted or LockBusy), or reports an expired lease
 // (Ticket 0, Result LockExpired).
-type LockEvent struct {
+type lockEvent struct {
 	Name   string
 	Ticket uint64
 	At     time.Time
-	Result LockResult
+	Result lockResult
 }
 
-// Errors from a LockTable.
+// Errors from a lockTable.
 var (
-	ErrTooManyLocks = errors.New("locker: too many live locks")
-	// ErrTooManyLockSlots refuses an acquisition beyond MaxSlots.
-	ErrTooManyLockSlots = errors.New("locker: too many lock holders and waiters")
-	ErrBadLockOwner     = errors.New("locker: OWNER must be up to 64 printable characters without spaces")
-	ErrBadLockVerb      = errors.New("locker: not a lock table request")
-	ErrBadLockName      = errors.New("locker: missing lock name")
-	ErrBadLockMode      = errors.New("locker: MODE must be exclusive or shared")
+	errTooManyLocks = errors.New("locker: too many live locks")
+	// errTooManyLockSlots refuses an acquisition beyond MaxSlots.
+	errTooManyLockSlots = errors.New("locker: too many lock holders and waiters")
+	errBadLockOwner     = errors.New("locker: OWNER must be up to 64 printable characters without spaces")
+	errBadLockVerb      = errors.New("locker: not a lock table request")
+	errBadLockName      = errors.New("locker: missing lock name")
+	errBadLockMode      = errors.New("locker: MODE must be exclusive or shared")
 )
 
-// LockTableConfig configures a LockTable. The zero value is valid: mutexes
+// LockTableConfig configures a lockTable. The zero value is valid: mutexes
 // only, with the defaults above.
 type LockTableConfig struct {
 	// Locks give capacities to lock names and templates. A name's own
@@ -255,13 +255,13 @@ type LockTableConfig struct {
 	// or on a first start, when no lease was given before.
 	NoGrace bool
 	// FenceFloor is below every fence the table gives; at most
-	// MaxLockFence/2. Fences also follow the clock (see LockTable), so
+	// maxLockFence/2. Fences also follow the clock (see lockTable), so
 	// zero is safe across restarts whose clock does not go back; a
 	// persisted high-water mark makes it safe regardless.
 	FenceFloor uint64
 }
 
-// LockTable is the state of every lock: a deterministic state machine
+// lockTable is the state of every lock: a deterministic state machine
 // whose only inputs are LockRequests and instants, given to Apply and
 // Advance. It reads no clock, starts no goroutine and does no I/O, so
 // the same inputs in the same order give the same results on any
@@ -282,9 +282,9 @@ type LockTableConfig struct {
 // more than the downtime plus the grace period. Microseconds keep fences
 // below 2^53, exact in JSON and in doubles, until the year 2255.
 //
-// The zero value is not usable: call NewLockTable. A LockTable is not
+// The zero value is not usable: call newLockTable. A lockTable is not
 // safe for concurrent use: one goroutine (the server loop) owns it.
-type LockTable struct {
+type lockTable struct {
 	cfg       LockTableConfig
 	exact     map[string]int
 	templates []LockSpec // longest prefix first
@@ -300,7 +300,7 @@ type LockTable struct {
 	inGrace  bool
 	fence    uint64
 	ticket   uint64
-	events   []LockEvent
+	events   []lockEvent
 }
 
 // lockEntry is one live lock: it has holders or waiters, or both.
@@ -326,23 +326,23 @@ type lockSlot struct {
 	revoked bool
 
 	prev, next *lockSlot // in lock.held or lock.waiters
-	hidx       int       // index in LockTable.timers
+	hidx       int       // index in lockTable.timers
 }
 
 // Validate reports why cfg cannot configure a lock table, or nil.
 func (cfg LockTableConfig) Validate() error {
-	_, err := NewLockTable(cfg, time.Time{})
+	_, err := newLockTable(cfg, time.Time{})
 	return err
 }
 
-// NewLockTable checks cfg and returns an empty table that starts at start:
+// newLockTable checks cfg and returns an empty table that starts at start:
 // its grace period, unless cfg.NoGrace, ends at start plus cfg.Grace.
-func NewLockTable(cfg LockTableConfig, start time.Time) (*LockTable, error) {
+func newLockTable(cfg LockTableConfig, start time.Time) (*lockTable, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	t := &LockTable{
+	t := &lockTable{
 		cfg:     cfg,
 		exact:   make(map[string]int),
 		locks:   make(map[string]*lockEntry),
@@ -407,16 +407,16 @@ func (cfg LockTableConfig) check() error {
 		return fmt.Errorf("locker: negative max lock holders and waiters %d", cfg.MaxSlots)
 	case cfg.Grace < 0:
 		return fmt.Errorf("locker: negative lock grace period %s", cfg.Grace)
-	case cfg.FenceFloor > MaxLockFence/2:
-		return fmt.Errorf("locker: lock fence floor %d above %d", cfg.FenceFloor, uint64(MaxLockFence/2))
+	case cfg.FenceFloor > maxLockFence/2:
+		return fmt.Errorf("locker: lock fence floor %d above %d", cfg.FenceFloor, uint64(maxLockFence/2))
 	}
 	return nil
 }
 
 // addSpec checks s and files it among the table's names or templates.
-func (t *LockTable) addSpec(s LockSpec) error {
-	if s.Capacity < 1 || s.Capacity > MaxLockCapacity {
-		return fmt.Errorf("locker: lock %s: capacity out of range 1..%d", s, MaxLockCapacity)
+func (t *lockTable) addSpec(s LockSpec) error {
+	if s.Capacity < 1 || s.Capacity > maxLockCapacity {
+		return fmt.Errorf("locker: lock %s: capacity out of range 1..%d", s, maxLockCapacity)
 	}
 	if err := validKeyName(s.Name); err != nil {
 		return fmt.Errorf("locker: lock %s: %w", s, err)
@@ -438,7 +438,7 @@ func (t *LockTable) addSpec(s LockSpec) error {
 }
 
 // Capacity returns the capacity a lock named name has.
-func (t *LockTable) Capacity(name string) int {
+func (t *lockTable) Capacity(name string) int {
 	if c, ok := t.exact[name]; ok {
 		return c
 	}
@@ -451,4 +451,4 @@ func (t *LockTable) Capacity(name string) int {
 }
 
 // Len returns the number of live locks: those held or waited for.
-func (t *LockTable) Len() int { return len(t.locks) }
+func (t *lockTable) Len() int { return len(t.locks) }

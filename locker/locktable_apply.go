@@ -5,7 +5,7 @@ import "time"
 // NextDeadline returns the earliest instant at which Advance has work:
 // a lease end, a held acquisition's deadline or the end of the grace
 // period. It reports false when there is none.
-func (t *LockTable) NextDeadline() (time.Time, bool) {
+func (t *lockTable) NextDeadline() (time.Time, bool) {
 	var next time.Time
 	ok := false
 	if len(t.timers) > 0 {
@@ -21,12 +21,12 @@ func (t *LockTable) NextDeadline() (time.Time, bool) {
 // locks handed to the next waiters, held acquisitions whose deadline
 // passed are refused, and the grace period ends. Each of these happens at
 // its own instant, in order. What it did is collected by DrainEvents.
-func (t *LockTable) Advance(now time.Time) { t.advance(now) }
+func (t *lockTable) Advance(now time.Time) { t.advance(now) }
 
 // DrainEvents appends the events since the last call to dst and returns
 // it. The table keeps no reference to them. Call it after every Apply
 // and Advance: events are kept until then.
-func (t *LockTable) DrainEvents(dst []LockEvent) []LockEvent {
+func (t *lockTable) DrainEvents(dst []lockEvent) []lockEvent {
 	dst = append(dst, t.events...)
 	clear(t.events)
 	t.events = t.events[:0]
@@ -35,43 +35,43 @@ func (t *LockTable) DrainEvents(dst []LockEvent) []LockEvent {
 
 // Apply advances the table to now and applies r. Events it causes (such
 // as the grant of a lock to the next waiter after a release) are
-// collected by DrainEvents. LockList is not applied: use Locks.
-func (t *LockTable) Apply(now time.Time, r LockRequest) LockResult {
+// collected by DrainEvents. lockList is not applied: use Locks.
+func (t *lockTable) Apply(now time.Time, r lockRequest) lockResult {
 	now = t.advance(now)
-	if r.Verb == LockNone || r.Verb >= LockList {
-		return LockResult{Status: LockError, Err: ErrBadLockVerb}
+	if r.Verb == lockNone || r.Verb >= lockList {
+		return lockResult{Status: LockError, Err: errBadLockVerb}
 	}
 	if len(r.Name) == 0 {
-		return LockResult{Status: LockError, Err: ErrBadLockName}
+		return lockResult{Status: LockError, Err: errBadLockName}
 	}
 	if !validKeyBytes(r.Name) {
-		return LockResult{Status: LockError, Err: ErrBadKey}
+		return lockResult{Status: LockError, Err: errBadKey}
 	}
 	switch r.Verb {
-	case LockAcquire:
+	case lockAcquire:
 		return t.acquire(now, r)
-	case LockRenew:
+	case lockRenew:
 		return t.renew(now, r)
-	case LockRelease:
+	case lockRelease:
 		return t.release(now, r)
-	case LockAbandon:
+	case lockAbandon:
 		return t.abandon(now, r)
-	case LockRevoke:
+	case lockRevoke:
 		return t.revoke(r)
 	}
 	return t.breakLock(now, r)
 }
 
-func (t *LockTable) ttl(d time.Duration) time.Duration {
+func (t *lockTable) ttl(d time.Duration) time.Duration {
 	if d == 0 {
 		return t.cfg.DefaultTTL
 	}
 	return min(max(d, MinLockTTL), t.cfg.MaxTTL)
 }
 
-func (t *LockTable) acquire(now time.Time, r LockRequest) LockResult {
+func (t *lockTable) acquire(now time.Time, r lockRequest) lockResult {
 	if err := acquireErr(r); err != nil {
-		return LockResult{Status: LockError, Err: err}
+		return lockResult{Status: LockError, Err: err}
 	}
 	maxWait := t.cfg.MaxWait
 	if r.MaxWait >= 0 {
@@ -79,7 +79,7 @@ func (t *LockTable) acquire(now time.Time, r LockRequest) LockResult {
 	}
 	e := t.entry(r.Name)
 	if e == nil {
-		return LockResult{Status: LockError, Err: ErrTooManyLocks}
+		return lockResult{Status: LockError, Err: errTooManyLocks}
 	}
 	grant := e.waiters.n == 0 && !t.inGrace && e.fits(r.Mode)
 	deadline := now.Add(maxWait)
@@ -90,30 +90,30 @@ func (t *LockTable) acquire(now time.Time, r LockRequest) LockResult {
 	}
 	if len(t.held)+len(t.waiting) >= t.cfg.MaxSlots {
 		t.dropIfFree(e)
-		return LockResult{Status: LockError, Err: ErrTooManyLockSlots}
+		return lockResult{Status: LockError, Err: errTooManyLockSlots}
 	}
 	s := &lockSlot{lock: e, owner: string(r.Owner), mode: r.Mode, since: now, ttl: t.ttl(r.TTL), hidx: -1}
 	if grant {
 		t.grant(s, now)
-		return LockResult{Status: LockGranted, Fence: s.fence, Until: s.at}
+		return lockResult{Status: LockGranted, Fence: s.fence, Until: s.at}
 	}
 	return t.enqueue(s, deadline)
 }
 
 // acquireErr reports why r is not a valid acquisition, or nil.
-func acquireErr(r LockRequest) error {
+func acquireErr(r lockRequest) error {
 	if r.Mode != LockExclusive && r.Mode != LockShared {
-		return ErrBadLockMode
+		return errBadLockMode
 	}
 	if !validOwner(r.Owner) {
-		return ErrBadLockOwner
+		return errBadLockOwner
 	}
 	return nil
 }
 
 // entry returns the live lock name, making it if it is not live, or nil
 // if there are too many live locks to make it.
-func (t *LockTable) entry(name []byte) *lockEntry {
+func (t *lockTable) entry(name []byte) *lockEntry {
 	if e := t.locks[string(name)]; e != nil {
 		return e
 	}
@@ -129,13 +129,13 @@ func (t *LockTable) entry(name []byte) *lockEntry {
 
 // enqueue puts s, not yet granted, at the end of its lock's queue until
 // deadline.
-func (t *LockTable) enqueue(s *lockSlot, deadline time.Time) LockResult {
+func (t *lockTable) enqueue(s *lockSlot, deadline time.Time) lockResult {
 	t.ticket++
 	s.waiting, s.ticket, s.at = true, t.ticket, deadline
 	s.lock.waiters.push(s)
 	t.waiting[s.ticket] = s
 	t.push(s)
-	return LockResult{Status: LockQueued, Ticket: s.ticket}
+	return lockResult{Status: LockQueued, Ticket: s.ticket}
 }
 
 // fits reports whether an acquisition in mode m could hold e now.
@@ -147,8 +147,8 @@ func (e *lockEntry) fits(m LockMode) bool {
 }
 
 // busy is the refusal of an acquisition in mode m of e at now.
-func (t *LockTable) busy(e *lockEntry, m LockMode, now time.Time) LockResult {
-	r := LockResult{Status: LockBusy, Holders: e.held.n, Waiters: e.waiters.n, Until: now}
+func (t *lockTable) busy(e *lockEntry, m LockMode, now time.Time) lockResult {
+	r := lockResult{Status: LockBusy, Holders: e.held.n, Waiters: e.waiters.n, Until: now}
 	if h := e.held.head; h != nil {
 		r.Owner = h.owner
 		// An exclusive request waits for every holder, a shared one
@@ -175,7 +175,7 @@ func (t *LockTable) busy(e *lockEntry, m LockMode, now time.Time) LockResult {
 }
 
 // nextFence returns a fence above every one given, at the clock.
-func (t *LockTable) nextFence(at time.Time) uint64 {
+func (t *lockTable) nextFence(at time.Time) uint64 {
 	f := t.fence + 1
 	if us := at.UnixMicro(); us > 0 && uint64(us) > f {
 		f = uint64(us)
@@ -185,7 +185,7 @@ func (t *LockTable) nextFence(at time.Time) uint64 {
 }
 
 // grant makes s, not in any list, a holder of its lock at at.
-func (t *LockTable) grant(s *lockSlot, at time.Time) {
+func (t *lockTable) grant(s *lockSlot, at time.Time) {
 	e := s.lock
 	s.waiting = false
 	s.fence = t.nextFence(at)
@@ -202,7 +202,7 @@ func (t *LockTable) grant(s *lockSlot, at time.Time) {
 }
 
 // unhold removes the holder s from its lock and the timers.
-func (t *LockTable) unhold(s *lockSlot) {
+func (t *lockTable) unhold(s *lockSlot) {
 	s.lock.held.remove(s)
 	delete(t.held, s.fence)
 	if s.hidx >= 0 {
@@ -211,7 +211,7 @@ func (t *LockTable) unhold(s *lockSlot) {
 }
 
 // holder returns the lease fence of the lock name, or nil.
-func (t *LockTable) holder(name []byte, fence uint64) *lockSlot {
+func (t *lockTable) holder(name []byte, fence uint64) *lockSlot {
 	s := t.held[fence]
 	if s == nil || s.lock.name != string(name) {
 		return nil
@@ -219,55 +219,55 @@ func (t *LockTable) holder(name []byte, fence uint64) *lockSlot {
 	return s
 }
 
-func (t *LockTable) renew(now time.Time, r LockRequest) LockResult {
+func (t *lockTable) renew(now time.Time, r lockRequest) lockResult {
 	s := t.holder(r.Name, r.Fence)
 	if s == nil {
-		return LockResult{Status: LockLost, Fence: r.Fence}
+		return lockResult{Status: LockLost, Fence: r.Fence}
 	}
 	if s.revoked {
-		return LockResult{Status: LockRevoked, Fence: s.fence, Until: s.at}
+		return lockResult{Status: LockRevoked, Fence: s.fence, Until: s.at}
 	}
 	if r.TTL != 0 {
 		s.ttl = t.ttl(r.TTL)
 	}
 	s.at = now.Add(s.ttl)
 	t.fix(s.hidx)
-	return LockResult{Status: LockGranted, Fence: s.fence, Until: s.at}
+	return lockResult{Status: LockGranted, Fence: s.fence, Until: s.at}
 }
 
-func (t *LockTable) release(now time.Time, r LockRequest) LockResult {
+func (t *lockTable) release(now time.Time, r lockRequest) lockResult {
 	s := t.holder(r.Name, r.Fence)
 	if s == nil {
-		return LockResult{Status: LockLost, Fence: r.Fence}
+		return lockResult{Status: LockLost, Fence: r.Fence}
 	}
 	t.unhold(s)
 	t.pump(s.lock, now)
 	t.dropIfFree(s.lock)
-	return LockResult{Status: LockReleased, Fence: s.fence, Since: s.since}
+	return lockResult{Status: LockReleased, Fence: s.fence, Since: s.since}
 }
 
-func (t *LockTable) abandon(now time.Time, r LockRequest) LockResult {
+func (t *lockTable) abandon(now time.Time, r lockRequest) lockResult {
 	s := t.waiting[r.Ticket]
 	if s == nil || s.lock.name != string(r.Name) {
-		return LockResult{Status: LockAbandoned}
+		return lockResult{Status: LockAbandoned}
 	}
 	t.unwait(s, now)
-	return LockResult{Status: LockAbandoned, Count: 1}
+	return lockResult{Status: LockAbandoned, Count: 1}
 }
 
-func (t *LockTable) revoke(r LockRequest) LockResult {
+func (t *lockTable) revoke(r lockRequest) lockResult {
 	e := t.locks[string(r.Name)]
 	if e == nil {
-		return LockResult{Status: LockRevoking}
+		return lockResult{Status: LockRevoking}
 	}
 	for s := e.held.head; s != nil; s = s.next {
 		s.revoked = true
 	}
-	return LockResult{Status: LockRevoking, Count: e.held.n}
+	return lockResult{Status: LockRevoking, Count: e.held.n}
 }
 
-func (t *LockTable) breakLock(now time.Time, r LockRequest) LockResult {
-	res := LockResult{Status: LockBroken}
+func (t *lockTable) breakLock(now time.Time, r lockRequest) lockResult {
+	res := lockResult{Status: LockBroken}
 	e := t.locks[string(r.Name)]
 	if e != nil {
 		for s := e.held.head; s != nil; s = e.held.head {
@@ -286,7 +286,7 @@ func (t *LockTable) breakLock(now time.Time, r LockRequest) LockResult {
 // advance runs the timers up to now and returns now, or the latest
 
 func validOwner(b []byte) bool {
-	if len(b) > MaxLockOwnerLen {
+	if len(b) > maxLockOwnerLen {
 		return false
 	}
 	for _, c := range b {

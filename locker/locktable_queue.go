@@ -38,7 +38,7 @@ func (l *slotList) remove(s *lockSlot) {
 
 // pump grants e to the waiters at the head of its queue that fit, in
 // order, at at.
-func (t *LockTable) pump(e *lockEntry, at time.Time) {
+func (t *lockTable) pump(e *lockEntry, at time.Time) {
 	if t.inGrace {
 		return
 	}
@@ -46,13 +46,13 @@ func (t *LockTable) pump(e *lockEntry, at time.Time) {
 		e.waiters.remove(s)
 		delete(t.waiting, s.ticket)
 		t.grant(s, at)
-		t.events = append(t.events, LockEvent{Name: e.name, Ticket: s.ticket, At: at,
-			Result: LockResult{Status: LockGranted, Fence: s.fence, Until: s.at}})
+		t.events = append(t.events, lockEvent{Name: e.name, Ticket: s.ticket, At: at,
+			Result: lockResult{Status: LockGranted, Fence: s.fence, Until: s.at}})
 	}
 }
 
 // dropIfFree forgets e if nobody holds or waits for it.
-func (t *LockTable) dropIfFree(e *lockEntry) {
+func (t *lockTable) dropIfFree(e *lockEntry) {
 	if e.held.n > 0 || e.waiters.n > 0 {
 		return
 	}
@@ -69,7 +69,7 @@ func (t *LockTable) dropIfFree(e *lockEntry) {
 }
 
 // unwait removes the waiter s, letting those behind it move up.
-func (t *LockTable) unwait(s *lockSlot, at time.Time) {
+func (t *lockTable) unwait(s *lockSlot, at time.Time) {
 	e := s.lock
 	wasHead := e.waiters.head == s
 	e.waiters.remove(s)
@@ -84,7 +84,7 @@ func (t *LockTable) unwait(s *lockSlot, at time.Time) {
 }
 
 // instant already seen if now is earlier.
-func (t *LockTable) advance(now time.Time) time.Time {
+func (t *lockTable) advance(now time.Time) time.Time {
 	if now.Before(t.now) {
 		now = t.now
 	}
@@ -114,12 +114,12 @@ func (t *LockTable) advance(now time.Time) time.Time {
 			e.waiters.remove(top)
 			delete(t.waiting, top.ticket)
 			res := t.busy(e, top.mode, at)
-			t.events = append(t.events, LockEvent{Name: e.name, Ticket: top.ticket, At: at, Result: res})
+			t.events = append(t.events, lockEvent{Name: e.name, Ticket: top.ticket, At: at, Result: res})
 			t.pump(e, at) // those behind a blocked head may fit
 		} else {
 			t.unhold(top)
-			t.events = append(t.events, LockEvent{Name: e.name, At: at,
-				Result: LockResult{Status: LockExpired, Fence: top.fence, Owner: top.owner, Since: top.since}})
+			t.events = append(t.events, lockEvent{Name: e.name, At: at,
+				Result: lockResult{Status: LockExpired, Fence: top.fence, Owner: top.owner, Since: top.since}})
 			t.pump(e, at)
 		}
 		t.dropIfFree(e)
@@ -130,7 +130,7 @@ func (t *LockTable) advance(now time.Time) time.Time {
 
 // endGrace ends the grace period and serves the queues, in name order so
 // that replicas agree on the fences.
-func (t *LockTable) endGrace() {
+func (t *lockTable) endGrace() {
 	t.inGrace = false
 	names := make([]string, 0, len(t.locks))
 	for name, e := range t.locks {
@@ -160,13 +160,13 @@ func slotLess(a, b *lockSlot) bool {
 	return a.fence < b.fence
 }
 
-func (t *LockTable) push(s *lockSlot) {
+func (t *lockTable) push(s *lockSlot) {
 	s.hidx = len(t.timers)
 	t.timers = append(t.timers, s)
 	t.up(s.hidx)
 }
 
-func (t *LockTable) remove(i int) {
+func (t *lockTable) remove(i int) {
 	last := len(t.timers) - 1
 	s := t.timers[i]
 	if i != last {
@@ -180,19 +180,19 @@ func (t *LockTable) remove(i int) {
 	}
 }
 
-func (t *LockTable) fix(i int) {
+func (t *lockTable) fix(i int) {
 	if !t.down(i) {
 		t.up(i)
 	}
 }
 
-func (t *LockTable) swap(i, j int) {
+func (t *lockTable) swap(i, j int) {
 	t.timers[i], t.timers[j] = t.timers[j], t.timers[i]
 	t.timers[i].hidx = i
 	t.timers[j].hidx = j
 }
 
-func (t *LockTable) up(i int) {
+func (t *lockTable) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
 		if !slotLess(t.timers[i], t.timers[p]) {
@@ -203,7 +203,7 @@ func (t *LockTable) up(i int) {
 	}
 }
 
-func (t *LockTable) down(i int) bool {
+func (t *lockTable) down(i int) bool {
 	i0, n := i, len(t.timers)
 	for {
 		l := 2*i + 1

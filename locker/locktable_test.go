@@ -29,28 +29,28 @@ type lockStep struct {
 	events string
 }
 
-func newTestLockTable(tb testing.TB, cfg LockTableConfig) *LockTable {
+func newTestLockTable(tb testing.TB, cfg LockTableConfig) *lockTable {
 	tb.Helper()
-	tbl, err := NewLockTable(cfg, lockT0)
+	tbl, err := newLockTable(cfg, lockT0)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return tbl
 }
 
-func renderLockEvents(evs []LockEvent) string {
+func renderLockEvents(evs []lockEvent) string {
 	var parts []string
 	for _, ev := range evs {
 		if ev.Result.Status == LockExpired {
 			parts = append(parts, fmt.Sprintf("expired %s %d %s", ev.Name, ev.Result.Fence, ev.Result.Owner))
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("#%d %s", ev.Ticket, AppendLockReply(nil, ev.At, ev.Result)))
+		parts = append(parts, fmt.Sprintf("#%d %s", ev.Ticket, appendLockReply(nil, ev.At, ev.Result)))
 	}
 	return strings.Join(parts, "; ")
 }
 
-func runLockSteps(t *testing.T, tbl *LockTable, steps []lockStep) {
+func runLockSteps(t *testing.T, tbl *lockTable, steps []lockStep) {
 	t.Helper()
 	for i, st := range steps {
 		now := lockAt(st.ms)
@@ -58,12 +58,12 @@ func runLockSteps(t *testing.T, tbl *LockTable, steps []lockStep) {
 		if st.req == "" {
 			tbl.Advance(now)
 		} else {
-			r, err := ParseLockRequest([]byte(st.req))
+			r, err := parseLockRequest([]byte(st.req))
 			if err != nil {
 				t.Fatalf("step %d: ParseLockRequest(%q): %v", i, st.req, err)
 			}
 			r.Ticket = st.ticket
-			got = string(AppendLockReply(nil, now, tbl.Apply(now, r)))
+			got = string(appendLockReply(nil, now, tbl.Apply(now, r)))
 		}
 		if st.req != "" && got != st.want {
 			t.Fatalf("step %d at %d ms: %q -> %q, want %q", i, st.ms, st.req, got, st.want)
@@ -264,16 +264,16 @@ func TestLockTableErrors(t *testing.T) {
 	tbl := newTestLockTable(t, LockTableConfig{NoGrace: true})
 	tests := []struct {
 		name string
-		req  LockRequest
+		req  lockRequest
 		want error
 	}{
-		{"no verb", LockRequest{Name: []byte("a")}, ErrBadLockVerb},
-		{"listing", LockRequest{Verb: LockList}, ErrBadLockVerb},
-		{"no name", LockRequest{Verb: LockAcquire}, ErrBadLockName},
-		{"bad name", LockRequest{Verb: LockAcquire, Name: []byte("a b")}, ErrBadKey},
-		{"bad mode", LockRequest{Verb: LockAcquire, Name: []byte("a"), Mode: 7}, ErrBadLockMode},
-		{"bad owner", LockRequest{Verb: LockAcquire, Name: []byte("a"), Owner: []byte("a b")}, ErrBadLockOwner},
-		{"long owner", LockRequest{Verb: LockAcquire, Name: []byte("a"), Owner: make([]byte, MaxLockOwnerLen+1)}, ErrBadLockOwner},
+		{"no verb", lockRequest{Name: []byte("a")}, errBadLockVerb},
+		{"listing", lockRequest{Verb: lockList}, errBadLockVerb},
+		{"no name", lockRequest{Verb: lockAcquire}, errBadLockName},
+		{"bad name", lockRequest{Verb: lockAcquire, Name: []byte("a b")}, errBadKey},
+		{"bad mode", lockRequest{Verb: lockAcquire, Name: []byte("a"), Mode: 7}, errBadLockMode},
+		{"bad owner", lockRequest{Verb: lockAcquire, Name: []byte("a"), Owner: []byte("a b")}, errBadLockOwner},
+		{"long owner", lockRequest{Verb: lockAcquire, Name: []byte("a"), Owner: make([]byte, maxLockOwnerLen+1)}, errBadLockOwner},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,11 +304,11 @@ func TestNewLockTableRefuses(t *testing.T) {
 		{"bad name", LockTableConfig{Locks: []LockSpec{{Name: "a b", Capacity: 1}}}},
 		{"twice", LockTableConfig{Locks: []LockSpec{{Name: "a", Capacity: 1}, {Name: "a", Capacity: 2}}}},
 		{"template twice", LockTableConfig{Locks: []LockSpec{{Name: "a", Template: true, Capacity: 1}, {Name: "a", Template: true, Capacity: 2}}}},
-		{"fence floor too high", LockTableConfig{FenceFloor: MaxLockFence}},
+		{"fence floor too high", LockTableConfig{FenceFloor: maxLockFence}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewLockTable(tc.cfg, lockT0); err == nil {
+			if _, err := newLockTable(tc.cfg, lockT0); err == nil {
 				t.Fatalf("NewLockTable(%+v) succeeded", tc.cfg)
 			}
 		})
@@ -355,7 +355,7 @@ func TestLockTableFencesAcrossRestart(t *testing.T) {
 	var last uint64
 	for i := range 5000 { // 5000 grants in one microsecond: fences run ahead
 		name := []byte("l" + strconv.Itoa(i))
-		r := first.Apply(now, LockRequest{Verb: LockAcquire, Name: name, MaxWait: 0})
+		r := first.Apply(now, lockRequest{Verb: lockAcquire, Name: name, MaxWait: 0})
 		if r.Status != LockGranted || r.Fence <= last {
 			t.Fatalf("grant %d: %+v after fence %d", i, r, last)
 		}
@@ -364,11 +364,11 @@ func TestLockTableFencesAcrossRestart(t *testing.T) {
 	// Restarted at 1002 ms (the start of newTestLockTable is lockT0:
 	// advance it) with the default grace period: the first grant comes
 	// after it.
-	second, err := NewLockTable(LockTableConfig{MaxTTL: time.Second}, lockAt(1002))
+	second, err := newLockTable(LockTableConfig{MaxTTL: time.Second}, lockAt(1002))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := second.Apply(lockAt(1002), LockRequest{Verb: LockAcquire, Name: []byte("l0"), MaxWait: 5 * time.Second})
+	r := second.Apply(lockAt(1002), lockRequest{Verb: lockAcquire, Name: []byte("l0"), MaxWait: 5 * time.Second})
 	if r.Status != LockQueued {
 		t.Fatalf("acquire in grace: %+v, want queued", r)
 	}
@@ -380,11 +380,11 @@ func TestLockTableFencesAcrossRestart(t *testing.T) {
 
 	// The clock went back a day; the floor persisted from the first run
 	// still holds.
-	third, err := NewLockTable(LockTableConfig{NoGrace: true, FenceFloor: first.Stats().LastFence}, lockT0.Add(-24*time.Hour))
+	third, err := newLockTable(LockTableConfig{NoGrace: true, FenceFloor: first.Stats().LastFence}, lockT0.Add(-24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r = third.Apply(lockT0.Add(-24*time.Hour), LockRequest{Verb: LockAcquire, Name: []byte("l0"), MaxWait: 0})
+	r = third.Apply(lockT0.Add(-24*time.Hour), lockRequest{Verb: lockAcquire, Name: []byte("l0"), MaxWait: 0})
 	if r.Status != LockGranted || r.Fence <= last {
 		t.Fatalf("with floor %d: %+v", last, r)
 	}
@@ -399,9 +399,9 @@ func TestLockTableNextDeadline(t *testing.T) {
 	if got, ok := tbl.NextDeadline(); ok {
 		t.Fatalf("empty: NextDeadline()=%v, want none", got)
 	}
-	apply := func(ms int64, body string) LockResult {
+	apply := func(ms int64, body string) lockResult {
 		t.Helper()
-		r, err := ParseLockRequest([]byte(body))
+		r, err := parseLockRequest([]byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,14 +430,14 @@ func TestLockTableNextDeadline(t *testing.T) {
 func TestLockTableListing(t *testing.T) {
 	tbl := newTestLockTable(t, LockTableConfig{NoGrace: true, Locks: []LockSpec{{Name: "s", Capacity: 2}}})
 	for _, body := range []string{"acquire s shared 1000 0 r1", "acquire s shared 2000 0 r2", "acquire s exclusive 1000 5000 w", "acquire a exclusive 1000 0 h"} {
-		r, err := ParseLockRequest([]byte(body))
+		r, err := parseLockRequest([]byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		tbl.Apply(lockAt(10), r)
 	}
-	tbl.Apply(lockAt(10), LockRequest{Verb: LockRevoke, Name: []byte("a")})
-	got := string(AppendLockList(nil, lockAt(110), tbl.Locks(nil)))
+	tbl.Apply(lockAt(10), lockRequest{Verb: lockRevoke, Name: []byte("a")})
+	got := string(appendLockList(nil, lockAt(110), tbl.Locks(nil)))
 	want := `{"locks":[` +
 		`{"name":"a","capacity":1,"mode":"exclusive","holders":[{"owner":"h","fence":10002,"mode":"exclusive","since_ms":10,"held_ms":100,"lease_ms":900,"revoked":true}],"waiters":[]},` +
 		`{"name":"s","capacity":2,"mode":"shared","holders":[` +
@@ -453,7 +453,7 @@ func TestLockTableListing(t *testing.T) {
 	if _, ok := tbl.Lock("nope"); ok {
 		t.Fatal("Lock(nope) reported a live lock")
 	}
-	if got := string(AppendLockList(nil, lockAt(0), nil)); got != `{"locks":[]}` {
+	if got := string(appendLockList(nil, lockAt(0), nil)); got != `{"locks":[]}` {
 		t.Fatalf("empty listing %s", got)
 	}
 }
@@ -467,7 +467,7 @@ func TestLockTableManyNames(t *testing.T) {
 	var name []byte
 	for i := range n {
 		name = strconv.AppendInt(append(name[:0], "job-"...), int64(i), 10)
-		r := tbl.Apply(lockAt(1), LockRequest{Verb: LockAcquire, Name: name, MaxWait: 0, Owner: []byte("me")})
+		r := tbl.Apply(lockAt(1), lockRequest{Verb: lockAcquire, Name: name, MaxWait: 0, Owner: []byte("me")})
 		if r.Status != LockGranted {
 			t.Fatalf("acquire %s: %+v", name, r)
 		}
@@ -478,7 +478,7 @@ func TestLockTableManyNames(t *testing.T) {
 	}
 	for i := range n {
 		name = strconv.AppendInt(append(name[:0], "job-"...), int64(i), 10)
-		if r := tbl.Apply(lockAt(2), LockRequest{Verb: LockRelease, Name: name, Fence: fences[i]}); r.Status != LockReleased {
+		if r := tbl.Apply(lockAt(2), lockRequest{Verb: lockRelease, Name: name, Fence: fences[i]}); r.Status != LockReleased {
 			t.Fatalf("release %s: %+v", name, r)
 		}
 	}
@@ -494,7 +494,7 @@ func TestLockTableManyNames(t *testing.T) {
 // beside another holder, shared holders within the capacity, no entry for
 // a free lock with no waiters, and the maps and timers agreeing with the
 // locks.
-func checkLockTable(tb testing.TB, t *LockTable) {
+func checkLockTable(tb testing.TB, t *lockTable) {
 	tb.Helper()
 	held, waiting := 0, 0
 	for name, e := range t.locks {
@@ -602,7 +602,7 @@ func (m *lockModel) unqueue(name string, ticket uint64) bool {
 	return false
 }
 
-func (m *lockModel) events(evs []LockEvent) {
+func (m *lockModel) events(evs []lockEvent) {
 	for _, ev := range evs {
 		switch ev.Result.Status {
 		case LockGranted:
@@ -637,7 +637,7 @@ func (m *lockModel) events(evs []LockEvent) {
 
 // check compares the model with the table's listing and checks mutual
 // exclusion on the listing.
-func (m *lockModel) check(tbl *LockTable, now time.Time) {
+func (m *lockModel) check(tbl *lockTable, now time.Time) {
 	for name, cp := range m.caps {
 		li, live := tbl.Lock(name)
 		want := 0
@@ -722,18 +722,18 @@ func TestLockTableRandomized(t *testing.T) {
 				tbl.Advance(now)
 				m.events(tbl.DrainEvents(nil))
 				name := names[rng.IntN(len(names))]
-				r := LockRequest{Name: []byte(name)}
+				r := lockRequest{Name: []byte(name)}
 				switch op := rng.IntN(20); {
 				case op < 8:
-					r.Verb, r.Mode = LockAcquire, LockMode(rng.IntN(2))
+					r.Verb, r.Mode = lockAcquire, LockMode(rng.IntN(2))
 					r.TTL = time.Duration(10+rng.IntN(300)) * time.Millisecond
 					r.MaxWait = time.Duration(rng.IntN(3)*rng.IntN(200)) * time.Millisecond
 					r.Owner = []byte("o" + strconv.Itoa(rng.IntN(9)))
 				case op < 11:
-					r.Verb, r.Fence = LockRenew, anyOf(m.holders)
+					r.Verb, r.Fence = lockRenew, anyOf(m.holders)
 					r.TTL = time.Duration(rng.IntN(2)*rng.IntN(300)) * time.Millisecond
 				case op < 15:
-					r.Verb, r.Fence = LockRelease, anyOf(m.holders)
+					r.Verb, r.Fence = lockRelease, anyOf(m.holders)
 				case op < 17:
 					tickets := map[uint64]string{}
 					for n, q := range m.queue {
@@ -741,11 +741,11 @@ func TestLockTableRandomized(t *testing.T) {
 							tickets[tk] = n
 						}
 					}
-					r.Verb, r.Ticket = LockAbandon, anyOf(tickets)
+					r.Verb, r.Ticket = lockAbandon, anyOf(tickets)
 				case op < 18:
-					r.Verb = LockRevoke
+					r.Verb = lockRevoke
 				case op < 19:
-					r.Verb = LockBreak
+					r.Verb = lockBreak
 				default:
 					continue
 				}
@@ -758,7 +758,7 @@ func TestLockTableRandomized(t *testing.T) {
 				}
 				switch res.Status {
 				case LockGranted:
-					if r.Verb == LockAcquire {
+					if r.Verb == lockAcquire {
 						if len(m.queue[name]) > 0 {
 							t.Fatalf("%s granted at once past %d waiters", name, len(m.queue[name]))
 						}
@@ -831,7 +831,7 @@ func TestLockTableRandomized(t *testing.T) {
 // instant (Verb LockNone) for Advance.
 type lockInput struct {
 	now time.Time
-	req LockRequest
+	req lockRequest
 }
 
 // TestLockTableDeterministic: two tables given the same requests at the
@@ -848,13 +848,13 @@ func TestLockTableDeterministic(t *testing.T) {
 
 // lockTranscript applies in to tbl and renders what came out: the result
 // and the events.
-func lockTranscript(tbl *LockTable, in lockInput) string {
+func lockTranscript(tbl *lockTable, in lockInput) string {
 	var b strings.Builder
-	if in.req.Verb == LockNone {
+	if in.req.Verb == lockNone {
 		tbl.Advance(in.now)
 	} else {
 		r := tbl.Apply(in.now, in.req)
-		fmt.Fprintf(&b, "%s:%d:%s|", r.Status, r.Ticket, AppendLockReply(nil, in.now, r))
+		fmt.Fprintf(&b, "%s:%d:%s|", r.Status, r.Ticket, appendLockReply(nil, in.now, r))
 	}
 	b.WriteString(renderLockEvents(tbl.DrainEvents(nil)))
 	return b.String()
@@ -881,14 +881,14 @@ func checkLockReplicas(t *testing.T, cfg LockTableConfig, seed uint64) {
 		}
 		switch op := rng.IntN(10); {
 		case op < 5:
-			in.req = LockRequest{Verb: LockAcquire, Name: name, Mode: LockMode(rng.IntN(2)),
+			in.req = lockRequest{Verb: lockAcquire, Name: name, Mode: LockMode(rng.IntN(2)),
 				TTL: time.Duration(10+rng.IntN(200)) * time.Millisecond, MaxWait: time.Duration(rng.IntN(400)) * time.Millisecond}
 		case op < 7:
-			in.req = LockRequest{Verb: LockRelease, Name: name, Fence: pick(fences)}
+			in.req = lockRequest{Verb: lockRelease, Name: name, Fence: pick(fences)}
 		case op < 8:
-			in.req = LockRequest{Verb: LockRenew, Name: name, Fence: pick(fences)}
+			in.req = lockRequest{Verb: lockRenew, Name: name, Fence: pick(fences)}
 		case op < 9:
-			in.req = LockRequest{Verb: LockAbandon, Name: name, Ticket: pick(tickets)}
+			in.req = lockRequest{Verb: lockAbandon, Name: name, Ticket: pick(tickets)}
 		}
 		out := lockTranscript(first, in)
 		if r, ok := first.Lock(string(name)); ok {
@@ -924,11 +924,11 @@ func BenchmarkLockTableAcquireRelease(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		name := names[i%len(names)]
-		r := tbl.Apply(now, LockRequest{Verb: LockAcquire, Name: name, MaxWait: 0, Owner: []byte("bench:1")})
+		r := tbl.Apply(now, lockRequest{Verb: lockAcquire, Name: name, MaxWait: 0, Owner: []byte("bench:1")})
 		if r.Status != LockGranted {
 			b.Fatal(r)
 		}
-		tbl.Apply(now, LockRequest{Verb: LockRelease, Name: name, Fence: r.Fence})
+		tbl.Apply(now, lockRequest{Verb: lockRelease, Name: name, Fence: r.Fence})
 	}
 }
 
@@ -937,16 +937,16 @@ func BenchmarkLockTableAcquireRelease(b *testing.B) {
 func BenchmarkLockTableHandover(b *testing.B) {
 	tbl := newTestLockTable(b, LockTableConfig{NoGrace: true})
 	name := []byte("contended")
-	acq := LockRequest{Verb: LockAcquire, Name: name, MaxWait: time.Hour, TTL: time.Minute}
+	acq := lockRequest{Verb: lockAcquire, Name: name, MaxWait: time.Hour, TTL: time.Minute}
 	now := lockAt(1)
 	fence := tbl.Apply(now, acq).Fence
 	for range 16 {
 		tbl.Apply(now, acq)
 	}
-	var evs []LockEvent
+	var evs []lockEvent
 	b.ReportAllocs()
 	for b.Loop() {
-		tbl.Apply(now, LockRequest{Verb: LockRelease, Name: name, Fence: fence})
+		tbl.Apply(now, lockRequest{Verb: lockRelease, Name: name, Fence: fence})
 		evs = tbl.DrainEvents(evs[:0])
 		if len(evs) != 1 || evs[0].Result.Status != LockGranted {
 			b.Fatal(evs)
@@ -965,7 +965,7 @@ func BenchmarkLockTableHeld(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		name = strconv.AppendInt(append(name[:0], "job-"...), int64(i), 10)
-		if r := tbl.Apply(now, LockRequest{Verb: LockAcquire, Name: name, MaxWait: 0, Owner: []byte("web-17.example:123456")}); r.Status != LockGranted {
+		if r := tbl.Apply(now, lockRequest{Verb: lockAcquire, Name: name, MaxWait: 0, Owner: []byte("web-17.example:123456")}); r.Status != LockGranted {
 			b.Fatal(r)
 		}
 	}

@@ -22,48 +22,48 @@ const (
 	MaxProtocolVersion = 1
 )
 
-// Verb is the kind of a request.
-type Verb uint8
+// reqVerb is the kind of a request.
+type reqVerb uint8
 
 // WARNING: ONLY APPEND TO THIS LIST! The numeric values are part of the
 // protocol itself (they appear in logs and metrics as numbers).
 const (
-	// VerbLegacy is any request that does not start with a known verb,
+	// verbLegacy is any request that does not start with a known verb,
 	// such as the seed client's "let me go". It is answered as take
 	// default 1, with a bare "go" or "sorry".
-	VerbLegacy Verb = iota
-	// VerbTake is "take KEY [N]".
-	VerbTake
-	// VerbWait is "wait KEY [N] [MAX_MS]".
-	VerbWait
-	// VerbPing is "ping".
-	VerbPing
-	// VerbStatus is "status", or "status KEY" for one key.
-	VerbStatus
-	// VerbCancel is "cancel KEY": it withdraws the waits held on KEY
+	verbLegacy reqVerb = iota
+	// verbTake is "take KEY [N]".
+	verbTake
+	// verbWait is "wait KEY [N] [MAX_MS]".
+	verbWait
+	// verbPing is "ping".
+	verbPing
+	// verbStatus is "status", or "status KEY" for one key.
+	verbStatus
+	// verbCancel is "cancel KEY": it withdraws the waits held on KEY
 	// that were sent with the same envelope as the cancel.
-	VerbCancel
+	verbCancel
 )
 
 var verbNames = [...]string{"legacy", "take", "wait", "ping", "status", "cancel"}
 
 // String returns the verb's name.
-func (v Verb) String() string {
+func (v reqVerb) String() string {
 	if int(v) < len(verbNames) {
 		return verbNames[v]
 	}
 	return "verb(" + strconv.Itoa(int(v)) + ")"
 }
 
-// Request is a parsed request.
-type Request struct {
-	Verb Verb
+// wireRequest is a parsed request.
+type wireRequest struct {
+	Verb reqVerb
 	// Key is the key name. It aliases the parsed body. It is empty for
 	// a status request of every key.
 	Key []byte
 	// N is the number of tokens asked for (1 if not given).
 	N int64
-	// MaxWait is the longest the client will wait (VerbWait), or -1 when
+	// MaxWait is the longest the client will wait (verbWait), or -1 when
 	// the request does not say, meaning the server's maximum.
 	MaxWait time.Duration
 }
@@ -75,15 +75,15 @@ type wireError string
 // Error returns the message with the package prefix.
 func (e wireError) Error() string { return "locker: " + string(e) }
 
-// Errors from ParseRequest. Their text, less the "locker: " prefix, is what
+// Errors from parseRequest. Their text, less the "locker: " prefix, is what
 // the server sends after "error ".
 var (
-	ErrMalformed  error = wireError("malformed request: tokens must be separated by single spaces")
-	ErrMissingKey error = wireError("missing key")
-	ErrBadKey     error = wireError("bad key name: 1 to 128 characters of A-Za-z0-9_.:/-")
-	ErrBadN       error = wireError("N must be a positive integer up to 1000000000")
-	ErrBadMaxWait error = wireError("MAX_MS must be a non-negative integer")
-	ErrExtraArgs  error = wireError("too many arguments")
+	errMalformed  error = wireError("malformed request: tokens must be separated by single spaces")
+	errMissingKey error = wireError("missing key")
+	errBadKey     error = wireError("bad key name: 1 to 128 characters of A-Za-z0-9_.:/-")
+	errBadN       error = wireError("N must be a positive integer up to 1000000000")
+	errBadMaxWait error = wireError("MAX_MS must be a non-negative integer")
+	errExtraArgs  error = wireError("too many arguments")
 )
 
 var legacyRequest = []byte(DefaultKey)
@@ -91,109 +91,109 @@ var legacyRequest = []byte(DefaultKey)
 // maxMaxWaitMS caps MAX_MS when parsing; the server caps it further.
 const maxMaxWaitMS = int64(365 * 24 * time.Hour / time.Millisecond)
 
-// ParseRequest parses the body (last frame) of a request. A body that does
+// parseRequest parses the body (last frame) of a request. A body that does
 // not start with a known verb is a legacy request for one token of
-// DefaultKey. A known verb with bad arguments is an error. ParseRequest
+// DefaultKey. A known verb with bad arguments is an error. parseRequest
 // does not allocate; the returned Key aliases body.
-func ParseRequest(body []byte) (Request, error) {
+func parseRequest(body []byte) (wireRequest, error) {
 	// A line ending from a shell tool is not part of the request.
 	for len(body) > 0 && (body[len(body)-1] == '\n' || body[len(body)-1] == '\r') {
 		body = body[:len(body)-1]
 	}
 	verb, rest, more := bytes.Cut(body, sp)
-	r := Request{Verb: lookupVerb(verb), N: 1, MaxWait: -1}
+	r := wireRequest{Verb: lookupVerb(verb), N: 1, MaxWait: -1}
 	switch r.Verb {
-	case VerbLegacy:
-		return Request{Verb: VerbLegacy, Key: legacyRequest, N: 1, MaxWait: -1}, nil
-	case VerbPing:
+	case verbLegacy:
+		return wireRequest{Verb: verbLegacy, Key: legacyRequest, N: 1, MaxWait: -1}, nil
+	case verbPing:
 		if more {
-			return r, ErrExtraArgs
+			return r, errExtraArgs
 		}
 		return r, nil
-	case VerbStatus:
+	case verbStatus:
 		if !more {
 			return r, nil
 		}
 		return parseStatusKey(r, rest)
 	}
 	if !more {
-		return r, ErrMissingKey
+		return r, errMissingKey
 	}
 	return parseArgs(r, rest)
 }
 
-func lookupVerb(verb []byte) Verb {
+func lookupVerb(verb []byte) reqVerb {
 	switch string(verb) {
 	case "take":
-		return VerbTake
+		return verbTake
 	case "wait":
-		return VerbWait
+		return verbWait
 	case "ping":
-		return VerbPing
+		return verbPing
 	case "status":
-		return VerbStatus
+		return verbStatus
 	case "cancel":
-		return VerbCancel
+		return verbCancel
 	}
-	return VerbLegacy
+	return verbLegacy
 }
 
 // parseStatusKey parses the KEY of "status KEY" into r.
-func parseStatusKey(r Request, rest []byte) (Request, error) {
+func parseStatusKey(r wireRequest, rest []byte) (wireRequest, error) {
 	tok, _, more := bytes.Cut(rest, sp)
 	switch {
 	case len(tok) == 0:
-		return r, ErrMalformed
+		return r, errMalformed
 	case !validKeyBytes(tok):
-		return r, ErrBadKey
+		return r, errBadKey
 	case more:
-		return r, ErrExtraArgs
+		return r, errExtraArgs
 	}
 	r.Key = tok
 	return r, nil
 }
 
 // parseArgs parses "KEY [N [MAX_MS]]" into r, as far as r.Verb allows.
-func parseArgs(r Request, rest []byte) (Request, error) {
+func parseArgs(r wireRequest, rest []byte) (wireRequest, error) {
 	tok, rest, more := bytes.Cut(rest, sp)
 	if len(tok) == 0 {
-		return r, ErrMalformed
+		return r, errMalformed
 	}
 	if !validKeyBytes(tok) {
-		return r, ErrBadKey
+		return r, errBadKey
 	}
 	r.Key = tok
 	if !more {
 		return r, nil
 	}
-	if r.Verb == VerbCancel {
-		return r, ErrExtraArgs
+	if r.Verb == verbCancel {
+		return r, errExtraArgs
 	}
 	tok, rest, more = bytes.Cut(rest, sp)
 	if len(tok) == 0 {
-		return r, ErrMalformed
+		return r, errMalformed
 	}
 	n, ok := parseUint(tok, MaxLimit)
 	if !ok || n < 1 || n > MaxLimit {
-		return r, ErrBadN // not a number, 0, or above any key's limit
+		return r, errBadN // not a number, 0, or above any key's limit
 	}
 	r.N = n
 	if !more {
 		return r, nil
 	}
-	if r.Verb != VerbWait {
-		return r, ErrExtraArgs
+	if r.Verb != verbWait {
+		return r, errExtraArgs
 	}
 	tok, _, more = bytes.Cut(rest, sp)
 	if len(tok) == 0 {
-		return r, ErrMalformed
+		return r, errMalformed
 	}
 	if more {
-		return r, ErrExtraArgs
+		return r, errExtraArgs
 	}
 	ms, ok := parseUint(tok, maxMaxWaitMS)
 	if !ok {
-		return r, ErrBadMaxWait
+		return r, errBadMaxWait
 	}
 	ms = min(ms, maxMaxWaitMS) // the server caps it anyway
 	r.MaxWait = time.Duration(ms) * time.Millisecond
@@ -277,9 +277,9 @@ func AppendDecision(buf []byte, d Decision, bare bool) []byte {
 	return strconv.AppendInt(buf, d.Window, 10)
 }
 
-// AppendError appends "error MESSAGE" for err to buf, without the
+// appendError appends "error MESSAGE" for err to buf, without the
 // package prefix of err's text.
-func AppendError(buf []byte, err error) []byte {
+func appendError(buf []byte, err error) []byte {
 	buf = append(buf, wordError...)
 	buf = append(buf, ' ')
 	// errors.As would allocate its target; a plain walk of the chain
@@ -292,9 +292,9 @@ func AppendError(buf []byte, err error) []byte {
 	return append(buf, strings.TrimPrefix(err.Error(), "locker: ")...)
 }
 
-// AppendCancelled appends the reply to a cancel that withdrew n held
+// appendCancelled appends the reply to a cancel that withdrew n held
 // waits: "cancelled N".
-func AppendCancelled(buf []byte, n int) []byte {
+func appendCancelled(buf []byte, n int) []byte {
 	buf = append(buf, wordCancelled...)
 	buf = append(buf, ' ')
 	return strconv.AppendInt(buf, int64(n), 10)

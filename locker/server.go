@@ -229,7 +229,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	c.SetMaxKeys(cfg.MaxKeys)
-	if _, err := NewLockTable(cfg.Locks, time.Time{}); err != nil {
+	if _, err := newLockTable(cfg.Locks, time.Time{}); err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -374,9 +374,9 @@ func (s *Server) busy(key string) bool {
 	return q != nil && q.len() > 0
 }
 
-// LocalEndpoint reports whether a ZeroMQ endpoint can only be reached from
+// localEndpoint reports whether a ZeroMQ endpoint can only be reached from
 // this host: ipc and inproc endpoints, and tcp on a loopback address.
-func LocalEndpoint(ep string) bool {
+func localEndpoint(ep string) bool {
 	scheme, addr, ok := strings.Cut(ep, "://")
 	if !ok {
 		return false
@@ -439,7 +439,7 @@ func (s *Server) listen() (*zmq.Socket, error) {
 	}
 	var eps []string
 	for _, ep := range s.cfg.Endpoints {
-		if s.cfg.Security == nil && !LocalEndpoint(ep) {
+		if s.cfg.Security == nil && !localEndpoint(ep) {
 			s.log.Warn("binding a non-loopback address without CURVE: anyone who can reach the port can spend the quota", "endpoint", ep)
 		}
 		if err := sock.Bind(ep); err != nil {

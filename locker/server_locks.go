@@ -9,7 +9,7 @@ import (
 )
 
 // The server's side of the lock verbs (PROTOCOL.md, "Locks"): the loop
-// owns a LockTable, holds the envelopes of queued acquisitions, and
+// owns a lockTable, holds the envelopes of queued acquisitions, and
 // answers them when the table reports their events.
 
 // LockOutcome is what happened to a lock, as reported to a LockObserver.
@@ -58,9 +58,9 @@ type LockObserver interface {
 	ObserveLock(label string, outcome LockOutcome, held time.Duration)
 }
 
-// OtherLockLabel labels, in LockObserver and ServerLockStats, the locks
+// otherLockLabel labels, in LockObserver and ServerLockStats, the locks
 // that no configured name or template covers.
-const OtherLockLabel = "other"
+const otherLockLabel = "other"
 
 // ServerLockStats counts the holders and queued acquisitions of the
 // locks under one label (see LockObserver).
@@ -86,11 +86,11 @@ type lockGauge struct{ holders, waiters atomic.Int64 }
 
 // lockServer is the lock state of a Server, owned by its loop.
 type lockServer struct {
-	table  *LockTable
+	table  *lockTable
 	held   map[uint64]*lockWait // by ticket
 	byEnv  map[string][]uint64  // name, NUL, packed envelope -> tickets
-	events []LockEvent
-	infos  []LockInfo
+	events []lockEvent
+	infos  []lockInfo
 	peak   int // most queued acquisitions since the maps were made
 	exact  map[string]bool
 	tmpls  []LockSpec // longest prefix first
@@ -101,7 +101,7 @@ type lockServer struct {
 }
 
 func newLockServer(cfg LockTableConfig, start time.Time, obs Observer) (*lockServer, error) {
-	t, err := NewLockTable(cfg, start)
+	t, err := newLockTable(cfg, start)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func newLockServer(cfg LockTableConfig, start time.Time, obs Observer) (*lockSer
 			ls.tmpls[j], ls.tmpls[j-1] = ls.tmpls[j-1], ls.tmpls[j]
 		}
 	}
-	ls.gauge(OtherLockLabel)
+	ls.gauge(otherLockLabel)
 	for _, s := range cfg.Locks {
 		ls.gauge(s.String()[:strings.LastIndexByte(s.String(), '=')])
 	}
@@ -137,7 +137,7 @@ func (ls *lockServer) label(name string) string {
 			return s.Name + "*"
 		}
 	}
-	return OtherLockLabel
+	return otherLockLabel
 }
 
 func (ls *lockServer) gauge(label string) *lockGauge {
@@ -167,7 +167,7 @@ func (ls *lockServer) stats() []ServerLockStats {
 }
 
 // isLockBody reports whether body could start with a lock verb, so that
-// the take path does not pay for ParseLockRequest.
+// the take path does not pay for parseLockRequest.
 func isLockBody(body []byte) bool {
 	if len(body) == 0 {
 		return false
@@ -181,18 +181,18 @@ func isLockBody(body []byte) bool {
 
 // lockHandlers answer the lock requests of each verb once they are
 // allowed. Adding a lock verb adds a line here and its handler.
-var lockHandlers = [...]func(*Server, *request, LockRequest, time.Time){
-	LockAcquire: (*Server).acquireLock,
-	LockRenew:   (*Server).applyLock,
-	LockRelease: (*Server).applyLock,
-	LockAbandon: (*Server).abandonLock,
-	LockRevoke:  (*Server).applyLock,
-	LockBreak:   (*Server).applyLock,
-	LockList:    (*Server).listLocks,
+var lockHandlers = [...]func(*Server, *request, lockRequest, time.Time){
+	lockAcquire: (*Server).acquireLock,
+	lockRenew:   (*Server).applyLock,
+	lockRelease: (*Server).applyLock,
+	lockAbandon: (*Server).abandonLock,
+	lockRevoke:  (*Server).applyLock,
+	lockBreak:   (*Server).applyLock,
+	lockList:    (*Server).listLocks,
 }
 
 // handleLock answers a lock request, or holds an acquisition.
-func (s *Server) handleLock(r *request, lr LockRequest, err error) {
+func (s *Server) handleLock(r *request, lr lockRequest, err error) {
 	if err == nil && !s.userAllowed(r.user) {
 		err = errKeyNotAllowed
 	}
@@ -207,16 +207,16 @@ func (s *Server) handleLock(r *request, lr LockRequest, err error) {
 }
 
 // refuseLock answers lr with err, counting a refused acquisition.
-func (s *Server) refuseLock(r *request, lr LockRequest, err error) {
-	if lr.Verb == LockAcquire {
+func (s *Server) refuseLock(r *request, lr lockRequest, err error) {
+	if lr.Verb == lockAcquire {
 		ls := s.locks
 		ls.observe(ls.label(string(lr.Name)), LockOutcomeError, 0)
 	}
-	s.reply(r.env, AppendError(s.buf[:0], err))
+	s.reply(r.env, appendError(s.buf[:0], err))
 }
 
 // listLocks answers a listing of every lock, or of the lock lr.Name.
-func (s *Server) listLocks(r *request, lr LockRequest, now time.Time) {
+func (s *Server) listLocks(r *request, lr lockRequest, now time.Time) {
 	ls := s.locks
 	ls.table.Advance(now)
 	s.deliverLocks(now)
@@ -226,13 +226,13 @@ func (s *Server) listLocks(r *request, lr LockRequest, now time.Time) {
 	} else if li, ok := ls.table.Lock(string(lr.Name)); ok {
 		ls.infos = append(ls.infos, li)
 	}
-	s.reply(r.env, AppendLockList(s.buf[:0], now, ls.infos))
+	s.reply(r.env, appendLockList(s.buf[:0], now, ls.infos))
 	clear(ls.infos)
 }
 
 // acquireLock applies an acquisition, refusing to hold one whose
 // envelope is too large to keep.
-func (s *Server) acquireLock(r *request, lr LockRequest, now time.Time) {
+func (s *Server) acquireLock(r *request, lr lockRequest, now time.Time) {
 	if framesSize(r.msg) > MaxHeldBytes && lr.MaxWait != 0 {
 		s.refuseLock(r, lr, errTooLargeToHold)
 		return
@@ -242,7 +242,7 @@ func (s *Server) acquireLock(r *request, lr LockRequest, now time.Time) {
 
 // applyLock applies lr to the table and answers it, or holds a queued
 // acquisition until the table decides it.
-func (s *Server) applyLock(r *request, lr LockRequest, now time.Time) {
+func (s *Server) applyLock(r *request, lr lockRequest, now time.Time) {
 	ls := s.locks
 	res := ls.table.Apply(now, lr)
 	ls.live.Store(int64(ls.table.Len()))
@@ -252,7 +252,7 @@ func (s *Server) applyLock(r *request, lr LockRequest, now time.Time) {
 		s.holdLock(r, name, label, res.Ticket)
 	} else {
 		ls.record(lr.Verb, label, res, now)
-		s.reply(r.env, AppendLockReply(s.buf[:0], now, res))
+		s.reply(r.env, appendLockReply(s.buf[:0], now, res))
 	}
 	s.deliverLocks(now)
 }
@@ -272,17 +272,17 @@ func (s *Server) holdLock(r *request, name, label string, ticket uint64) {
 
 // record updates the gauges and the Observer for res, the answer at now
 // to a request of verb v on a lock of label.
-func (ls *lockServer) record(v LockVerb, label string, res LockResult, now time.Time) {
+func (ls *lockServer) record(v lockVerb, label string, res lockResult, now time.Time) {
 	switch res.Status {
 	case LockGranted:
-		if v == LockAcquire {
+		if v == lockAcquire {
 			ls.gauge(label).holders.Add(1)
 			ls.observe(label, LockOutcomeGranted, 0)
 		}
 	case LockBusy:
 		ls.observe(label, LockOutcomeBusy, 0)
 	case LockError:
-		if v == LockAcquire {
+		if v == lockAcquire {
 			ls.observe(label, LockOutcomeError, 0)
 		}
 	case LockReleased:
@@ -300,7 +300,7 @@ func (ls *lockServer) record(v LockVerb, label string, res LockResult, now time.
 
 // abandonLock withdraws the queued acquisitions of the lock with the
 // envelope of the abandon, then answers it with their number.
-func (s *Server) abandonLock(r *request, lr LockRequest, now time.Time) {
+func (s *Server) abandonLock(r *request, lr lockRequest, now time.Time) {
 	ls := s.locks
 	s.packBuf = packFrames(s.packBuf[:0], r.env)
 	key := string(lr.Name) + "\x00" + string(s.packBuf)
@@ -316,7 +316,7 @@ func (s *Server) abandonLock(r *request, lr LockRequest, now time.Time) {
 			n++
 		}
 	}
-	s.reply(r.env, AppendLockReply(s.buf[:0], now, LockResult{Status: LockAbandoned, Count: n}))
+	s.reply(r.env, appendLockReply(s.buf[:0], now, lockResult{Status: LockAbandoned, Count: n}))
 	s.deliverLocks(now)
 }
 
@@ -377,10 +377,10 @@ func (s *Server) deliverLocks(now time.Time) {
 		switch {
 		case ev.Result.Status == LockGranted && !s.userAllowed(w.user):
 			// Its key was revoked while it waited: give the lock back.
-			ls.table.Apply(now, LockRequest{Verb: LockRelease, Name: []byte(w.name), Fence: ev.Result.Fence})
+			ls.table.Apply(now, lockRequest{Verb: lockRelease, Name: []byte(w.name), Fence: ev.Result.Fence})
 			ls.events = ls.table.DrainEvents(ls.events)
 			ls.observe(w.label, LockOutcomeError, 0)
-			s.replyPacked(w.env, AppendError(s.buf[:0], errKeyNotAllowed))
+			s.replyPacked(w.env, appendError(s.buf[:0], errKeyNotAllowed))
 			continue
 		case ev.Result.Status == LockGranted:
 			g.holders.Add(1)
@@ -388,7 +388,7 @@ func (s *Server) deliverLocks(now time.Time) {
 		default:
 			ls.observe(w.label, LockOutcomeBusy, 0)
 		}
-		s.replyPacked(w.env, AppendLockReply(s.buf[:0], now, ev.Result))
+		s.replyPacked(w.env, appendLockReply(s.buf[:0], now, ev.Result))
 	}
 	clear(ls.events)
 	ls.live.Store(int64(ls.table.Len()))
@@ -425,7 +425,7 @@ func (s *Server) drainLocks() {
 		ls.forget(ticket, w)
 		ls.gauge(w.label).waiters.Add(-1)
 		ls.observe(w.label, LockOutcomeBusy, 0)
-		s.replyPacked(w.env, AppendLockReply(s.buf[:0], now, LockResult{Status: LockBusy, Until: now}))
+		s.replyPacked(w.env, appendLockReply(s.buf[:0], now, lockResult{Status: LockBusy, Until: now}))
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 // is refused rather than approximated.
 const MaxSlidingLimit = 100_000
 
-// SlidingWindow is the exact sliding-window counter: no interval [a, a+w)
+// slidingWindow is the exact sliding-window counter: no interval [a, a+w)
 // of the window's length w, wherever it starts, holds more than limit
 // granted tokens. A token granted at t counts until t+w, and no longer
 // from t+w on.
@@ -20,9 +20,9 @@ const MaxSlidingLimit = 100_000
 // oldest first, in a ring that grows up to the limit, so a take allocates
 // only while the ring grows.
 //
-// The zero value is not usable; use NewSlidingWindow. A SlidingWindow is
+// The zero value is not usable; use newSlidingWindow. A slidingWindow is
 // not safe for concurrent use.
-type SlidingWindow struct {
+type slidingWindow struct {
 	limit  int64
 	window int64 // nanoseconds
 	last   int64 // latest instant a take was made at, in Unix ns
@@ -32,17 +32,17 @@ type SlidingWindow struct {
 	head, size int
 }
 
-var _ Algorithm = (*SlidingWindow)(nil)
+var _ algo = (*slidingWindow)(nil)
 
-// NewSlidingWindow returns an exact sliding-window counter for limit
+// newSlidingWindow returns an exact sliding-window counter for limit
 // tokens in any interval of length window. limit is at most
 // MaxSlidingLimit.
-func NewSlidingWindow(limit int64, window time.Duration) *SlidingWindow {
-	return &SlidingWindow{limit: limit, window: int64(window), last: math.MinInt64}
+func newSlidingWindow(limit int64, window time.Duration) *slidingWindow {
+	return &slidingWindow{limit: limit, window: int64(window), last: math.MinInt64}
 }
 
 // at returns the i-th oldest grant instant held.
-func (s *SlidingWindow) at(i int) int64 {
+func (s *slidingWindow) at(i int) int64 {
 	j := s.head + i
 	if j >= len(s.ring) {
 		j -= len(s.ring)
@@ -52,7 +52,7 @@ func (s *SlidingWindow) at(i int) int64 {
 
 // live returns the index of the oldest grant still counting at t: the
 // grants before it were made at or before t-window.
-func (s *SlidingWindow) live(t int64) int {
+func (s *slidingWindow) live(t int64) int {
 	lo, hi := 0, s.size
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -67,7 +67,7 @@ func (s *SlidingWindow) live(t int64) int {
 
 // decide returns the decision for n tokens at t, with the grants before
 // index first no longer counting.
-func (s *SlidingWindow) decide(t int64, n int64, first int) Decision {
+func (s *slidingWindow) decide(t int64, n int64, first int) Decision {
 	k := windowOf(t, s.window)
 	used := int64(s.size - first)
 	if used+n <= s.limit {
@@ -88,7 +88,7 @@ func (s *SlidingWindow) decide(t int64, n int64, first int) Decision {
 }
 
 // TakeAt implements Algorithm.
-func (s *SlidingWindow) TakeAt(now time.Time, n int64) Decision {
+func (s *slidingWindow) TakeAt(now time.Time, n int64) Decision {
 	t := max(now.UnixNano(), s.last)
 	s.last = t
 	for s.size > 0 && s.ring[s.head] <= t-s.window {
@@ -106,7 +106,7 @@ func (s *SlidingWindow) TakeAt(now time.Time, n int64) Decision {
 }
 
 // push appends n grants at t; the ring has room for limit grants.
-func (s *SlidingWindow) push(t int64, n int64) {
+func (s *slidingWindow) push(t int64, n int64) {
 	if need := s.size + int(n); need > len(s.ring) {
 		s.grow(need)
 	}
@@ -122,7 +122,7 @@ func (s *SlidingWindow) push(t int64, n int64) {
 
 // grow makes the ring hold at least need grants, doubling it up to the
 // limit, and puts the grants held first.
-func (s *SlidingWindow) grow(need int) {
+func (s *slidingWindow) grow(need int) {
 	c := max(need, 2*len(s.ring), 8)
 	c = int(min(int64(c), max(s.limit, int64(need))))
 	ring := make([]int64, c)
@@ -133,14 +133,14 @@ func (s *SlidingWindow) grow(need int) {
 }
 
 // CheckAt implements Algorithm.
-func (s *SlidingWindow) CheckAt(now time.Time, n int64) Decision {
+func (s *slidingWindow) CheckAt(now time.Time, n int64) Decision {
 	t := max(now.UnixNano(), s.last)
 	return s.decide(t, n, s.live(t))
 }
 
 // PeekAt implements Algorithm: the tokens in use are those granted in
 // the window's length before now.
-func (s *SlidingWindow) PeekAt(now time.Time) (window, used int64) {
+func (s *slidingWindow) PeekAt(now time.Time) (window, used int64) {
 	t := max(now.UnixNano(), s.last)
 	return windowOf(t, s.window), int64(s.size - s.live(t))
 }
@@ -148,7 +148,7 @@ func (s *SlidingWindow) PeekAt(now time.Time) (window, used int64) {
 // SetLimit implements Algorithm. Only the newest limit grants are kept
 // after a lower limit: the ones dropped are older, so they stop counting
 // before any kept one does, and no decision changes.
-func (s *SlidingWindow) SetLimit(limit int64) {
+func (s *slidingWindow) SetLimit(limit int64) {
 	s.limit = limit
 	if drop := s.size - int(max(limit, 0)); drop > 0 {
 		s.head = (s.head + drop) % len(s.ring)
@@ -158,7 +158,7 @@ func (s *SlidingWindow) SetLimit(limit int64) {
 
 // FillAt implements Algorithm: limit grants at now, or at the latest
 // instant a take was made at if later.
-func (s *SlidingWindow) FillAt(now time.Time) {
+func (s *slidingWindow) FillAt(now time.Time) {
 	t := max(now.UnixNano(), s.last)
 	s.last = t
 	s.head, s.size = 0, 0

@@ -174,7 +174,7 @@ func (s *Server) keyStatusJSON(key string) ([]byte, error) {
 func marshalStatus(doc map[string]any) []byte {
 	b, err := json.Marshal(doc)
 	if err != nil {
-		return AppendError(nil, err)
+		return appendError(nil, err)
 	}
 	return b
 }

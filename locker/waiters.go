@@ -210,7 +210,7 @@ func (s *Server) answerWait(key string, w waiter, d Decision) {
 }
 
 func (s *Server) answerWaitErr(key string, w waiter, err error) {
-	s.replyPacked(w.env, AppendError(s.buf[:0], err))
+	s.replyPacked(w.env, appendError(s.buf[:0], err))
 	s.observe(key, OutcomeError, time.Time{})
 }
 
