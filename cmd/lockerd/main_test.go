@@ -209,8 +209,11 @@ func TestRunReturnsAfterCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if d, err := c.Take(t.Context(), "api", 5); err != nil || !d.OK {
-		t.Fatalf("Take=%+v, %v", d, err)
+	// Served: go, or sorry when an attempt that timed out on a loaded
+	// machine was answered after all and its resend found the tokens
+	// spent (a resent request may take tokens twice, never fewer).
+	if _, err := c.Take(t.Context(), "api", 5); err != nil {
+		t.Fatalf("Take: %v", err)
 	}
 	cancel()
 	select {
