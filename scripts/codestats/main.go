@@ -82,8 +82,9 @@ func (st *stats) file(path string) error {
 	for _, decl := range f.Decls {
 		if d, ok := decl.(*ast.FuncDecl); ok {
 			st.funcDecl(path, d)
-			if d.Name.IsExported() && f.Name.Name != "main" {
-				st.exported[pkg]++
+			if d.Name.IsExported() && f.Name.Name != "main" &&
+				(d.Recv == nil || len(d.Recv.List) == 0 || ast.IsExported(recvName(d.Recv.List[0].Type))) {
+				st.exported[pkg]++ // a method counts when its type is exported too
 			}
 			continue
 		}
