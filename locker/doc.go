@@ -1,15 +1,30 @@
 // Package locker is a rate limiter served over ZeroMQ: many processes on
 // many hosts ask a lockerd server before each call to a hard-capped API,
-// and the server answers go (call now) or sorry (not yet) from a
-// fixed-window counter. Nothing is ever unlocked: capacity comes back by
-// itself when the next window opens.
+// and the server answers go (call now) or sorry (not yet). Nothing is
+// ever unlocked: capacity comes back by itself. The same server also
+// serves leased locks (mutexes, semaphores, read/write locks) with fencing
+// tokens.
 //
-// # Windows
+// # Keys and algorithms
 //
-// Each key has a limit of tokens per window. Windows are aligned to the
-// Unix epoch: window k of a key with window length T covers
-// [k·T, (k+1)·T), so servers and clients agree on boundaries without
-// talking. A request takes N tokens, all or none.
+// Each key has a limit of tokens per window, counted by one of three
+// algorithms: fixed (windows aligned to the Unix epoch: window k of a key
+// with window length T covers [k·T, (k+1)·T), so servers and clients
+// agree on boundaries without talking), sliding (no interval of length T
+// holds more than the limit) or gcra (tokens come back one every T/limit,
+// with a burst). A key may carry several limits (10/1s+5000/1h), and a
+// template (tenant:*) makes a key per name on demand. A request takes N
+// tokens, all or none.
+//
+// # Files
+//
+// The counter is in counter.go, keyconfig.go, algorithm.go, sliding.go,
+// gcra.go, template.go, sweep.go and reload.go; federation support for
+// package peer in federation*.go; the wire protocol in protocol.go and
+// lockproto.go; the server loop in server.go, handlers.go, waiters.go,
+// status.go and server_locks.go; the lock table, a deterministic state
+// machine driven by (request, time), in locktable*.go; the client in
+// client*.go.
 //
 // # Wire protocol
 //
@@ -24,6 +39,8 @@
 //	                           on KEY with the same envelope
 //	ping                    -> pong SERVER_ID
 //	status [KEY]            -> a JSON document: every key, or one
+//	acquire, renew, release, abandon, revoke, break, locks
+//	                        -> the lock verbs (PROTOCOL.md, "Locks")
 //	anything else           -> go | sorry, as take default 1
 //	bad arguments           -> error MESSAGE
 //
@@ -43,6 +60,8 @@
 //	defer c.Close()
 //	d, err := c.Take(ctx, "api", 1) // d.OK: go or sorry
 //	d, err = c.Wait(ctx, "api", 1)  // blocks until go, or ctx is done
+//	lease, err := c.Lock(ctx, "nightly", locker.LockOptions{TTL: time.Minute})
+//	// ... lease.Fence(), <-lease.Lost(), lease.Unlock(ctx)
 //
 // A Client is safe for use by many goroutines; they share one socket.
 //
