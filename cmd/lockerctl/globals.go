@@ -56,16 +56,32 @@ func (g *globals) flagSet(name string) *pflag.FlagSet {
 
 // parse parses a command's flags and refuses stray arguments.
 func (g *globals) parse(fs *pflag.FlagSet, c command, args []string) error {
-	fs.Usage = func() {
-		fmt.Fprintf(g.stderr, "Usage: lockerctl %s\n\nFlags:\n%s", c.Usage(), fs.FlagUsages())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := g.parseArgs(fs, c, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// parseArgs parses a command's flags, leaving its arguments in fs.Args.
+func (g *globals) parseArgs(fs *pflag.FlagSet, c command, args []string) error {
+	fs.Usage = func() {
+		fmt.Fprintf(g.stderr, "Usage: lockerctl %s\n\nFlags:\n%s", c.Usage(), fs.FlagUsages())
+	}
+	return fs.Parse(args)
+}
+
+// session returns a client of the servers and a context bounded by
+// --timeout, for a command that does not wait; done releases both.
+func (g *globals) session(ctx context.Context) (client *locker.Client, cctx context.Context, done func(), err error) {
+	client, err = g.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cctx, cancel := g.withTimeout(ctx)
+	return client, cctx, func() { cancel(); client.Close() }, nil
 }
 
 const (

@@ -11,10 +11,9 @@ import (
 
 // keyStatus prints one key, from "status KEY": its spec, whether it is
 // made on demand and live, and each of its limits. With asJSON it prints
-// the server's document as is.
-func keyStatus(ctx context.Context, g *globals, client *locker.Client, key string, asJSON bool) error {
-	cctx, cancel := g.withTimeout(ctx)
-	defer cancel()
+// the server's document as is. cctx bounds the request; ctx is the
+// command's, for telling an interruption from a timeout.
+func keyStatus(ctx, cctx context.Context, g *globals, client *locker.Client, key string, asJSON bool) error {
 	doc, err := client.KeyStatus(cctx, key)
 	if err != nil {
 		return g.explain(ctx, err)

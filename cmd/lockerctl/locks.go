@@ -48,23 +48,18 @@ type waiterJSON struct {
 func (c *LocksCommand) Run(ctx context.Context, args []string) error {
 	fs := c.g.flagSet("locks")
 	asJSON := fs.Bool("json", false, "print the listing as JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(c.g.stderr, "Usage: lockerctl %s\n\nFlags:\n%s", c.Usage(), fs.FlagUsages())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := c.g.parseArgs(fs, c, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(1))
 	}
 	name := fs.Arg(0)
-	client, err := c.g.client()
+	client, cctx, done, err := c.g.session(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	cctx, cancel := c.g.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	locks, err := client.Locks(cctx, name)
 	if err != nil {
 		return c.g.explain(ctx, err)

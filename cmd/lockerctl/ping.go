@@ -19,13 +19,11 @@ func (c *PingCommand) Run(ctx context.Context, args []string) error {
 	if err := c.g.parse(fs, c, args); err != nil {
 		return err
 	}
-	client, err := c.g.client()
+	client, cctx, done, err := c.g.session(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	cctx, cancel := c.g.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	id, err := client.Ping(cctx)
 	if err != nil {
 		return c.g.explain(ctx, err)

@@ -27,13 +27,11 @@ func (c *ProbeCommand) Run(ctx context.Context, args []string) error {
 	if err := checkKeyN(*key, *n); err != nil {
 		return err
 	}
-	client, err := c.g.client()
+	client, cctx, done, err := c.g.session(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	cctx, cancel := c.g.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	r, err := client.Do(cctx, []byte("take "+*key+" "+strconv.FormatInt(*n, 10)))
 	if err != nil {
 		return c.g.explain(ctx, err)

@@ -16,23 +16,18 @@ func (c *RevokeCommand) Usage() string {
 // Run implements command.
 func (c *RevokeCommand) Run(ctx context.Context, args []string) error {
 	fs := c.g.flagSet("revoke")
-	fs.Usage = func() {
-		fmt.Fprintf(c.g.stderr, "Usage: lockerctl %s\n\nFlags:\n%s", c.Usage(), fs.FlagUsages())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := c.g.parseArgs(fs, c, args); err != nil {
 		return err
 	}
 	name, err := oneName(fs.Args())
 	if err != nil {
 		return err
 	}
-	client, err := c.g.client()
+	client, cctx, done, err := c.g.session(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	cctx, cancel := c.g.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	n, err := client.RevokeLock(cctx, name)
 	if err != nil {
 		return c.g.explain(ctx, err)

@@ -33,16 +33,14 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("-k: %w", err)
 		}
 	}
-	client, err := c.g.client()
+	client, cctx, done, err := c.g.session(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
+	defer done()
 	if *key != "" {
-		return keyStatus(ctx, c.g, client, *key, *asJSON)
+		return keyStatus(ctx, cctx, c.g, client, *key, *asJSON)
 	}
-	cctx, cancel := c.g.withTimeout(ctx)
-	defer cancel()
 	st, err := client.Status(cctx)
 	if err != nil {
 		return c.g.explain(ctx, err)

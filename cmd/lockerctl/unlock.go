@@ -20,10 +20,7 @@ func (c *UnlockCommand) Usage() string {
 func (c *UnlockCommand) Run(ctx context.Context, args []string) error {
 	fs := c.g.flagSet("unlock")
 	force := fs.Bool("force", false, "required: the holders are not asked, they lose the lock")
-	fs.Usage = func() {
-		fmt.Fprintf(c.g.stderr, "Usage: lockerctl %s\n\nFlags:\n%s", c.Usage(), fs.FlagUsages())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := c.g.parseArgs(fs, c, args); err != nil {
 		return err
 	}
 	name, err := oneName(fs.Args())
@@ -33,13 +30,11 @@ func (c *UnlockCommand) Run(ctx context.Context, args []string) error {
 	if !*force {
 		return errors.New("unlock breaks the lock of its holders: say --force (or ask them with revoke)")
 	}
-	client, err := c.g.client()
+	client, cctx, done, err := c.g.session(ctx)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	cctx, cancel := c.g.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	n, fence, err := client.BreakLock(cctx, name)
 	if err != nil {
 		return c.g.explain(ctx, err)
