@@ -264,19 +264,28 @@ func (c *Client) Do(ctx context.Context, body []byte) (Reply, error) {
 	return ParseReply(b)
 }
 
-// do sends cl (its body, hold, attempts and rehold set) and waits for
-// its answer.
-func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
+// begin checks that c and ctx are still live, and gives cl its id and
+// reply channel.
+func (c *Client) begin(ctx context.Context, cl *call) error {
 	select {
 	case <-c.done:
-		return nil, ErrClientClosed
+		return ErrClientClosed
 	default:
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	cl.id = c.nextID.Add(1)
 	cl.reply = make(chan result, 1)
+	return nil
+}
+
+// do sends cl (its body, hold, attempts and rehold set) and waits for
+// its answer.
+func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
+	if err := c.begin(ctx, cl); err != nil {
+		return nil, err
+	}
 	if r, err := parseRequest(cl.body); err == nil && r.Verb == verbWait {
 		cl.cancel = append([]byte("cancel "), r.Key...)
 	}

@@ -172,15 +172,22 @@ func (l *Lease) run() {
 	}
 }
 
-// renew renews the lease once, and sets its end from the reply.
-func (l *Lease) renew(ctx context.Context) error {
-	body := appendLockRequest(nil, lockRequest{Verb: lockRenew, Name: []byte(l.name), Fence: l.fence})
-	sent := time.Now()
+// ask sends verb (renew or release) for the lease and returns the reply,
+// parsed and as it came.
+func (l *Lease) ask(ctx context.Context, verb lockVerb) (LockReply, []byte, error) {
+	body := appendLockRequest(nil, lockRequest{Verb: verb, Name: []byte(l.name), Fence: l.fence})
 	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
 	if err != nil {
-		return err
+		return LockReply{}, nil, err
 	}
 	rep, err := parseLockReply(b)
+	return rep, b, err
+}
+
+// renew renews the lease once, and sets its end from the reply.
+func (l *Lease) renew(ctx context.Context) error {
+	sent := time.Now()
+	rep, b, err := l.ask(ctx, lockRenew)
 	if err != nil {
 		return err
 	}
@@ -233,12 +240,7 @@ func (l *Lease) Unlock(ctx context.Context) error {
 }
 
 func (l *Lease) release(ctx context.Context) error {
-	body := appendLockRequest(nil, lockRequest{Verb: lockRelease, Name: []byte(l.name), Fence: l.fence})
-	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
-	if err != nil {
-		return err
-	}
-	rep, err := parseLockReply(b)
+	rep, b, err := l.ask(ctx, lockRelease)
 	if err != nil {
 		return err
 	}

@@ -256,16 +256,9 @@ func releaseGranted(name string) func([]byte) []byte {
 // the caller gives up first, and the loop hands a late reply to the
 // handler, or the reply was delivered, and the caller takes it.
 func (c *Client) doLock(ctx context.Context, cl *call) ([]byte, error) {
-	select {
-	case <-c.done:
-		return nil, ErrClientClosed
-	default:
-	}
-	if err := ctx.Err(); err != nil {
+	if err := c.begin(ctx, cl); err != nil {
 		return nil, err
 	}
-	cl.id = c.nextID.Add(1)
-	cl.reply = make(chan result, 1)
 	c.submit(cl)
 	var gaveUp error
 	select {

@@ -125,21 +125,12 @@ func (g *gcraAlg) add(n int64) {
 	}
 }
 
-// CheckAt implements Algorithm.
+// CheckAt implements Algorithm: the decision TakeAt would make, with the
+// state put back as it was.
 func (g *gcraAlg) CheckAt(now time.Time, n int64) Decision {
-	t := max(now.UnixNano(), g.last)
-	d, ok := g.decide(t, n)
-	if !ok {
-		return d
-	}
 	saved := *g
-	if g.tat < t {
-		g.tat, g.frac = t, 0
-	}
-	g.add(n)
-	used, full := g.inUse(t)
+	d := g.TakeAt(now, n)
 	*g = saved
-	d.Remaining, d.Reset = g.burst-used, full
 	return d
 }
 

@@ -245,16 +245,7 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 	if dropped > 0 {
 		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
 	}
-	// A map keeps its buckets when emptied: rebuild it once it holds a
-	// quarter of what it did, so that memory comes back.
-	if c.liveHigh > 1024 && c.live < c.liveHigh/4 {
-		m := make(map[string]*keyState, len(c.keys))
-		for name, ks := range c.keys {
-			m[name] = ks
-		}
-		c.keys, c.liveHigh = m, c.live
-		c.ring = append(make([]string, 0, len(c.ring)), c.ring...)
-	}
+	c.shrink()
 	return dropped
 }
 
