@@ -35,6 +35,14 @@ const (
 	// yieldBelow is the most answers in one turn after which the loop
 	// yields to the callers it answered before it sleeps.
 	yieldBelow = 4
+	// directWait is the longest a caller that sent its request itself
+	// (see Client.direct) waits on the socket for the answer before it
+	// hands the call to the loop. It bounds how late such a caller sees
+	// its context end.
+	directWait = 5 * time.Millisecond
+	// directSpin is the longest a caller waits for the loop to finish a
+	// turn and let go of the socket when the loop has no other call.
+	directSpin = 50 * time.Microsecond
 )
 
 // Client errors.
@@ -96,11 +104,26 @@ type ClientConfig struct {
 // taken tokens twice: the server then counts more than was used, never
 // less.
 //
+// When no other call is in flight, a caller sends its request and
+// receives the answer on the socket itself, which saves the hops to the
+// loop goroutine and back; the loop then sleeps without looking at the
+// socket, and a mutex hands the socket between them, so only one
+// goroutine uses it at a time.
+//
 // A Client is safe for concurrent use by multiple goroutines. Close it to
 // release its goroutines and sockets.
 type Client struct {
 	cfg ClientConfig
 	log *slog.Logger
+
+	// own is held by whoever uses the socket and the loop's state (l):
+	// the loop, except while it sleeps with nothing pending, or a caller
+	// in Client.direct.
+	own sync.Mutex
+	l   *clientLoop
+	// loopCalls is how many calls the loop has pending, as of its last
+	// turn (or a caller's handoff).
+	loopCalls atomic.Int64
 
 	mu       sync.Mutex
 	incoming []*call
@@ -272,7 +295,14 @@ func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	if r, err := ParseRequest(cl.body); err == nil && r.Verb == VerbWait {
 		cl.cancel = append([]byte("cancel "), r.Key...)
 	}
-	c.submit(cl)
+	switch r, how := c.direct(ctx, cl); how {
+	case directAnswered:
+		return r.body, r.err
+	case directNotTried:
+		c.submit(cl)
+	case directHandedOff:
+		// The loop has it, sent, in its pending calls.
+	}
 	select {
 	case r := <-cl.reply:
 		return r.body, r.err
