@@ -6,8 +6,8 @@
 //
 // Each row shows the median over rounds of A and B, the ratio of B to A
 // computed per round (A then B, so slow drift cancels) as its median and
-// range, and the ratio of the two medians (less swayed by one disturbed
-// run). A pair whose B is "-" prints A alone; a TARGET starting with
+// range, the ratio of the two medians (less swayed by one disturbed
+// run), and the ratio of B's p50 latency to A's, per round (median). A pair whose B is "-" prints A alone; a TARGET starting with
 // "n/a" prints a row with no figures.
 package main
 
@@ -52,8 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *title != "" {
 		fmt.Fprintf(stdout, "%s\n\n", *title)
 	}
-	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A per round (median [min..max]) | B/A of medians | target |")
-	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---:|---|")
+	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A per round (median [min..max]) | B/A of medians | B/A p50 latency | target |")
+	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
 	for _, spec := range fs.Args() {
 		f := strings.Split(spec, "|")
 		if len(f) != 4 {
@@ -62,20 +62,27 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		label, a, b, target := f[0], f[1], f[2], f[3]
 		if strings.HasPrefix(target, "n/a") {
-			fmt.Fprintf(stdout, "| %s | %s | | | %s | | | | | %s |\n", label, a, b, target)
+			fmt.Fprintf(stdout, "| %s | %s | | | %s | | | | | | %s |\n", label, a, b, target)
 			continue
 		}
 		ra := runs[a]
 		if b == "-" {
-			fmt.Fprintf(stdout, "| %s | %s | %s | %s | | | | | | %s |\n", label, a, rate(ra), lat(ra), target)
+			fmt.Fprintf(stdout, "| %s | %s | %s | %s | | | | | | | %s |\n", label, a, rate(ra), lat(ra), target)
 			continue
 		}
 		rb := runs[b]
-		var ratios []float64
+		var ratios, p50s []float64
 		for i := 0; i < len(ra) && i < len(rb); i++ {
 			if ra[i].DecisionsPerSecond > 0 {
 				ratios = append(ratios, rb[i].DecisionsPerSecond/ra[i].DecisionsPerSecond)
 			}
+			if ra[i].P50us > 0 {
+				p50s = append(p50s, rb[i].P50us/ra[i].P50us)
+			}
+		}
+		p50 := ""
+		if len(p50s) > 0 {
+			p50 = fmt.Sprintf("%.2f", median(p50s))
 		}
 		ratio := ""
 		if len(ratios) > 0 {
@@ -86,8 +93,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
 			ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
 		}
-		fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), ratio, ofMedians, target)
+		fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), ratio, ofMedians, p50, target)
 	}
 	return 0
 }
