@@ -14,6 +14,7 @@
 #   bench/run.sh                 # 3 rounds of 3 s per configuration
 #   DUR=5s ROUNDS=5 bench/run.sh
 #   SWEEP_DUR=1s SCALE=0 bench/run.sh   # shorter sweep, no scale table
+#   SCALE_ARGS="-idle 1000 -keys 10000" bench/run.sh   # flags of bench/scale
 #
 # With the defaults it takes about 6 minutes on 2 cores. Every process it
 # starts is stopped on exit.
@@ -206,7 +207,8 @@ log "wrote bench/scaling.svg"
 SCALETAB=$WORK/scale.md
 if [ "$SCALE" = 1 ]; then
 	log "scale (bench/scale)"
-	"$BIN/scale" -bin "$BIN" >"$SCALETAB"
+	# shellcheck disable=SC2086 # SCALE_ARGS is a list of flags
+	"$BIN/scale" -bin "$BIN" ${SCALE_ARGS:-} >"$SCALETAB"
 else
 	echo "Not measured in this run (SCALE=0)." >"$SCALETAB"
 fi

@@ -142,6 +142,12 @@ func panel(title, ylabel string, logY bool, series map[string][]point, order []s
 		p.Add(line, points)
 		p.Legend.Add(name, line, points)
 	}
+	// Head room above the data for the legend.
+	if logY {
+		p.Y.Max *= 4
+	} else {
+		p.Y.Max *= 1.3
+	}
 	return p, nil
 }
 
