@@ -15,6 +15,8 @@
 #   DUR=5s ROUNDS=5 bench/run.sh
 #   SWEEP_DUR=1s SCALE=0 bench/run.sh   # shorter sweep, no scale table
 #   SCALE_ARGS="-idle 1000 -keys 10000" bench/run.sh   # flags of bench/scale
+#   BASE=main bench/run.sh       # also the Go client of git revision BASE
+#                                # against this one, in the same rounds
 #
 # With the defaults it takes about 6 minutes on 2 cores. Every process it
 # starts is stopped on exit.
@@ -46,6 +48,13 @@ mkdir -p "$BIN"
 go build -o "$BIN/" ./cmd/lockerd ./cmd/lockerctl ./bench/load ./bench/echo ./bench/report
 (cd bench/redislimit && go build -o "$BIN/redislimit" .)
 (cd bench/plot && go build -o "$BIN/plot" .)
+if [ -n "${BASE:-}" ]; then
+	# lockerctl as of git revision BASE, to compare the Go client before
+	# and after a change against the same server in the same rounds.
+	mkdir -p "$WORK/base"
+	git archive "$BASE" | tar -x -C "$WORK/base"
+	(cd "$WORK/base" && go build -o "$BIN/base-lockerctl" ./cmd/lockerctl)
+fi
 go build -o "$BIN/" ./bench/scale
 
 # start NAME CMD...: runs CMD in the background; it prints its endpoint on
@@ -139,6 +148,12 @@ for r in $(seq "$ROUNDS"); do
 	measure "redis c=1" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 1
 	bench "lockerd client c=1" -c 1 -s "$LOCKERD"
 	measure "echo REQ c=1" "$BIN/load" -mode req -c 1 -endpoint "$ECHO"
+	if [ -n "${BASE:-}" ]; then
+		"$BIN/base-lockerctl" bench -k bench -c 1 -d "$DUR" --json -s "$LOCKERD" |
+			sed "s/^{/{\"name\":\"$BASE client c=1\",/" >>"$RES"
+		"$BIN/base-lockerctl" bench -k bench -c 64 -d "$DUR" --json -s "$LOCKERD" |
+			sed "s/^{/{\"name\":\"$BASE client c=64\",/" >>"$RES"
+	fi
 	measure "redis c=64" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 64
 	bench "lockerd client c=64" -c 64 -s "$LOCKERD"
 	measure "echo REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$ECHO"
@@ -165,7 +180,8 @@ if command -v hyperfine >/dev/null 2>&1; then
 		log "probe round $r of $ROUNDS"
 		hyperfine -N --style none --warmup 10 --runs "${PROBE_RUNS:-200}" --export-json "$WORK/probe$r.json" \
 			-n redis-cli "redis-cli -p $REDIS_PORT EVAL \"$LUA\" 1 probe 1 1000 1000000000" \
-			-n "lockerctl probe" "$BIN/lockerctl probe -k bench -s $LOCKERD" >/dev/null
+			-n "lockerctl probe" "$BIN/lockerctl probe -k bench -s $LOCKERD" \
+			-n "lockerctl --version" "$BIN/lockerctl --version" >/dev/null
 	done
 	/usr/bin/python3 - "$WORK"/probe*.json >"$PROBE" <<'PY'
 import json, statistics, sys
@@ -178,7 +194,7 @@ for f in sys.argv[1:]:
     ratios.append(statistics.median(res["lockerctl probe"]["times"]) / statistics.median(res["redis-cli"]["times"]))
 print("| command | median ms | mean ms | min ms | user ms | system ms |")
 print("|---|---:|---:|---:|---:|---:|")
-for name in ("redis-cli", "lockerctl probe"):
+for name in ("redis-cli", "lockerctl probe", "lockerctl --version"):
     rs = rows[name]
     med = lambda k: statistics.median(r[k] for r in rs) * 1e3
     print("| `%s` | %.2f | %.2f | %.2f | %.2f | %.2f |" % (name, statistics.median(statistics.median(r["times"]) for r in rs) * 1e3, med("mean"), min(r["min"] for r in rs) * 1e3, med("user"), med("system")))
@@ -231,6 +247,8 @@ fi
 		"Go client, 1 goroutine vs Redis (go-redis + Lua)|redis c=1|lockerd client c=1|>= 1.0" \
 		"Go client, 1 goroutine vs a bare REQ round trip to raw echo|echo REQ c=1|lockerd client c=1|p50 <= 1.15" \
 		"Go client, 64 goroutines vs Redis|redis c=64|lockerd client c=64|>= 1.5, lower p99" \
+		${BASE:+"Go client, 1 goroutine: $BASE vs this commit|$BASE client c=1|lockerd client c=1|-"} \
+		${BASE:+"Go client, 64 goroutines: $BASE vs this commit|$BASE client c=64|lockerd client c=64|>= 1.0"} \
 		"REQ lock step, 64 sockets: lockerd vs raw echo|echo REQ x64|lockerd REQ x64|>= 0.90" \
 		"pipelined DEALER 1x32: lockerd vs raw echo|echo DEALER 1x32|lockerd DEALER 1x32|>= 0.85" \
 		"pipelined DEALER 4x64: lockerd vs raw echo|echo DEALER 4x64|lockerd DEALER 4x64|>= 0.85" \
@@ -241,7 +259,8 @@ fi
 	echo
 	echo "\`hyperfine -N --warmup 10 --runs ${PROBE_RUNS:-200}\`, $ROUNDS rounds: \`lockerctl probe -k bench -s EP\` against"
 	echo "the lockerd above, and \`redis-cli EVAL\` of the same Lua script as bench/redislimit against"
-	echo "the redis-server above. Each is a new process per call, as from a shell."
+	echo "the redis-server above. Each is a new process per call, as from a shell. \`lockerctl --version\`,"
+	echo "which talks to no server, is the floor: starting a Go program linked against libzmq."
 	echo
 	cat "$PROBE"
 	echo
