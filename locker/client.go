@@ -124,6 +124,9 @@ type Client struct {
 	// loopCalls is how many calls the loop has pending, as of its last
 	// turn (or a caller's handoff).
 	loopCalls atomic.Int64
+	// active is how many calls are in Client.do: only a call alone in
+	// it may use the socket directly.
+	active atomic.Int64
 
 	mu       sync.Mutex
 	incoming []*call
@@ -295,7 +298,9 @@ func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	if r, err := ParseRequest(cl.body); err == nil && r.Verb == VerbWait {
 		cl.cancel = append([]byte("cancel "), r.Key...)
 	}
-	switch r, how := c.direct(ctx, cl); how {
+	lone := c.active.Add(1) == 1
+	defer c.active.Add(-1)
+	switch r, how := c.direct(ctx, cl, lone); how {
 	case directAnswered:
 		return r.body, r.err
 	case directNotTried:

@@ -99,3 +99,33 @@ func TestClientDirectHandoff(t *testing.T) {
 	}
 	t.Fatal("no call of 5 was sent by its caller")
 }
+
+// TestClientDirectNotWhenOverlapping has 16 goroutines take at once:
+// their calls overlap, so the loop sends them (in batches) and callers
+// do not take turns on the socket, each for a whole round trip. Only a
+// goroutine left alone (at the start or the end) sends its own.
+func TestClientDirectNotWhenOverlapping(t *testing.T) {
+	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 100000, Window: time.Hour}}})
+	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	const goroutines, each = 16, 50
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for range each {
+				if _, err := c.Take(t.Context(), "api", 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := locker.ClientDirect(c); n > goroutines*each/10 {
+		t.Errorf("%d of %d overlapping calls were sent by their callers, want few", n, goroutines*each)
+	}
+}

@@ -119,15 +119,17 @@ const (
 )
 
 // direct sends cl and waits for its answer on the calling goroutine
-// when nothing else is in flight: no hop to the loop goroutine and back,
-// the same system calls as a bare REQ socket. It takes the socket from
-// the loop only while the loop sleeps with nothing pending, so a busy
-// client keeps batching through its loop. When the answer does not come
+// when it is the only call (lone: no other goroutine is in Client.do):
+// no hop to the loop goroutine and back, the same system calls as a bare
+// REQ socket. It takes the socket from the loop only while the loop
+// sleeps with nothing pending. Callers that overlap leave their calls to
+// the loop, which sends them in batches: were they to take turns on the
+// socket, each would hold it for a whole round trip. When the answer does not come
 // within directWait (a slow or dead server) the call joins the loop's
 // pending calls, which time it out, fail over and honour ctx as usual.
 // Wait requests, which the server may hold, always go through the loop.
-func (c *Client) direct(ctx context.Context, cl *call) (result, directResult) {
-	if cl.hold != 0 || cl.rehold != nil {
+func (c *Client) direct(ctx context.Context, cl *call, lone bool) (result, directResult) {
+	if !lone || cl.hold != 0 || cl.rehold != nil {
 		return result{}, directNotTried
 	}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < directWait {
