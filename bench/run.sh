@@ -290,13 +290,17 @@ fi
 } >"$OUT"
 log "wrote $OUT"
 
-# The README shows the latest table between its bench-table markers.
-if [ "$OUT" = "$ROOT/bench/RESULTS.md" ] && grep -q '^<!-- bench-table' README.md; then
-	awk -v table="$WORK/table.md" '
-		/^<!-- bench-table/ { print; while ((getline l < table) > 0) print l; skip = 1; next }
-		/^<!-- \/bench-table -->/ { skip = 0 }
-		!skip' README.md >"$WORK/README.md"
-	cp "$WORK/README.md" README.md
-	log "updated the table in README.md"
+# The README shows the latest tables between its bench-table and
+# scale-table markers.
+if [ "$OUT" = "$ROOT/bench/RESULTS.md" ]; then
+	for t in bench:"$WORK/table.md" scale:"$SCALETAB"; do
+		grep -q "^<!-- ${t%%:*}-table" README.md || continue
+		awk -v name="${t%%:*}" -v table="${t#*:}" '
+			$0 ~ "^<!-- " name "-table" { print; while ((getline l < table) > 0) print l; skip = 1; next }
+			$0 ~ "^<!-- /" name "-table -->" { skip = 0 }
+			!skip' README.md >"$WORK/README.md"
+		cp "$WORK/README.md" README.md
+		log "updated the ${t%%:*} table in README.md"
+	done
 fi
 cat "$OUT" | sed -n '1,20p'
