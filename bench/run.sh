@@ -18,7 +18,7 @@
 #   BASE=main bench/run.sh       # also the Go client of git revision BASE
 #                                # against this one, in the same rounds
 #
-# With the defaults it takes about 6 minutes on 2 cores. Every process it
+# With the defaults it takes about 5 minutes on 2 cores. Every process it
 # starts is stopped on exit.
 set -euo pipefail
 

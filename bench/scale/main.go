@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.waits, "waits", 100000, "held waits")
 	fs.IntVar(&o.keys, "keys", 100000, "configured keys")
 	fs.DurationVar(&o.d, "d", 2*time.Second, "duration of each load run")
-	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of the idle-connection comparison")
+	fs.IntVar(&o.rounds, "rounds", 5, "alternating rounds of the idle-connection comparison")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
