@@ -124,10 +124,11 @@ const (
 // REQ socket. It takes the socket from the loop only while the loop
 // sleeps with nothing pending. Callers that overlap leave their calls to
 // the loop, which sends them in batches: were they to take turns on the
-// socket, each would hold it for a whole round trip. When the answer does not come
-// within directWait (a slow or dead server) the call joins the loop's
-// pending calls, which time it out, fail over and honour ctx as usual.
-// Wait requests, which the server may hold, always go through the loop.
+// socket, each would hold it for a whole round trip. When the answer
+// does not come within directWait (a slow or dead server) the call joins
+// the loop's pending calls, which time it out, fail over and honour ctx
+// as usual. Wait requests, which the server may hold, always go through
+// the loop.
 func (c *Client) direct(ctx context.Context, cl *call, lone bool) (result, directResult) {
 	if !lone || cl.hold != 0 || cl.rehold != nil {
 		return result{}, directNotTried
