@@ -143,18 +143,23 @@ bench() {
 	log "$(tail -n1 "$RES")"
 }
 
+# base C: with BASE set, the Go client of revision BASE with C goroutines,
+# measured just before this one's, so that the two are side by side.
+base() {
+	[ -n "${BASE:-}" ] || return 0
+	"$BIN/base-lockerctl" bench -k bench -c "$1" -d "$DUR" --json -s "$LOCKERD" |
+		sed "s/^{/{\"name\":\"$BASE client c=$1\",/" >>"$RES"
+	log "$(tail -n1 "$RES")"
+}
+
 for r in $(seq "$ROUNDS"); do
 	log "round $r of $ROUNDS"
 	measure "redis c=1" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 1
+	base 1
 	bench "lockerd client c=1" -c 1 -s "$LOCKERD"
 	measure "echo REQ c=1" "$BIN/load" -mode req -c 1 -endpoint "$ECHO"
-	if [ -n "${BASE:-}" ]; then
-		"$BIN/base-lockerctl" bench -k bench -c 1 -d "$DUR" --json -s "$LOCKERD" |
-			sed "s/^{/{\"name\":\"$BASE client c=1\",/" >>"$RES"
-		"$BIN/base-lockerctl" bench -k bench -c 64 -d "$DUR" --json -s "$LOCKERD" |
-			sed "s/^{/{\"name\":\"$BASE client c=64\",/" >>"$RES"
-	fi
 	measure "redis c=64" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 64
+	base 64
 	bench "lockerd client c=64" -c 64 -s "$LOCKERD"
 	measure "echo REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$ECHO"
 	measure "lockerd REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$LOCKERD"
