@@ -5,17 +5,30 @@
 # comparison as alternating rounds A B A B ... so drift on a shared machine
 # cancels out, and writes the table to bench/RESULTS.md.
 #
+# It then times `lockerctl probe` as a whole process beside `redis-cli`
+# making the same Lua call (hyperfine, when installed), sweeps 1 to 256
+# goroutines against lockerd, Redis and the echo server and draws them
+# (bench/plot: bench/scaling.svg), and measures what scale costs
+# (bench/scale: the scale table).
+#
 #   bench/run.sh                 # 3 rounds of 3 s per configuration
 #   DUR=5s ROUNDS=5 bench/run.sh
 #   LOCKS=1 bench/run.sh         # also locks vs Redis, etcd and ZooKeeper
 #                                # (bench/lockcmp; see scripts/lockbench)
+#   SWEEP_DUR=1s SCALE=0 bench/run.sh   # shorter sweep, no scale table
+#   SCALE_ARGS="-idle 1000 -keys 10000" bench/run.sh   # flags of bench/scale
+#   BASE=main bench/run.sh       # also the Go client of git revision BASE
+#                                # against this one, in the same rounds
 #
-# Every process it starts is stopped on exit.
+# With the defaults it takes about 5 minutes on 2 cores. Every process it
+# starts is stopped on exit.
 set -euo pipefail
 
 DUR=${DUR:-3s}
 ROUNDS=${ROUNDS:-3}
 LOCKS=${LOCKS:-}
+SWEEP_DUR=${SWEEP_DUR:-1s}
+SCALE=${SCALE:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 BIN=$WORK/bin
@@ -32,6 +45,7 @@ trap cleanup EXIT
 log() { echo "bench: $*" >&2; }
 
 cd "$ROOT"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "building"
 mkdir -p "$BIN"
 go build -o "$BIN/" ./cmd/lockerd ./cmd/lockerctl ./bench/load ./bench/echo ./bench/report
@@ -39,6 +53,15 @@ go build -o "$BIN/" ./cmd/lockerd ./cmd/lockerctl ./bench/load ./bench/echo ./be
 if [ -n "$LOCKS" ]; then
 	(cd bench/lockcmp && go build -o "$BIN/lockcmp" .)
 fi
+(cd bench/plot && go build -o "$BIN/plot" .)
+if [ -n "${BASE:-}" ]; then
+	# lockerctl as of git revision BASE, to compare the Go client before
+	# and after a change against the same server in the same rounds.
+	mkdir -p "$WORK/base"
+	git archive "$BASE" | tar -x -C "$WORK/base"
+	(cd "$WORK/base" && go build -o "$BIN/base-lockerctl" ./cmd/lockerctl)
+fi
+go build -o "$BIN/" ./bench/scale
 
 # start NAME CMD...: runs CMD in the background; it prints its endpoint on
 # its first line of stdout, which is returned in $EP.
@@ -126,11 +149,23 @@ bench() {
 	log "$(tail -n1 "$RES")"
 }
 
+# base C: with BASE set, the Go client of revision BASE with C goroutines,
+# measured just before this one's, so that the two are side by side.
+base() {
+	[ -n "${BASE:-}" ] || return 0
+	"$BIN/base-lockerctl" bench -k bench -c "$1" -d "$DUR" --json -s "$LOCKERD" |
+		sed "s/^{/{\"name\":\"$BASE client c=$1\",/" >>"$RES"
+	log "$(tail -n1 "$RES")"
+}
+
 for r in $(seq "$ROUNDS"); do
 	log "round $r of $ROUNDS"
 	measure "redis c=1" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 1
+	base 1
 	bench "lockerd client c=1" -c 1 -s "$LOCKERD"
+	measure "echo REQ c=1" "$BIN/load" -mode req -c 1 -endpoint "$ECHO"
 	measure "redis c=64" "$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c 64
+	base 64
 	bench "lockerd client c=64" -c 64 -s "$LOCKERD"
 	measure "echo REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$ECHO"
 	measure "lockerd REQ x64" "$BIN/load" -mode req -c 64 -endpoint "$LOCKERD"
@@ -163,10 +198,70 @@ fi
 
 FED=${FED:-">= 0.80"}
 
+# lockerctl probe as a whole process (start, connect, one take, exit), as
+# a shell calls it, beside redis-cli making the same Lua call as
+# bench/redislimit; hyperfine runs each RUNS times, A then B, per round.
+PROBE=$WORK/probe.md
+LUA="local n = redis.call('INCRBY', KEYS[1], ARGV[1]) if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end if n > tonumber(ARGV[3]) then return 0 end return 1"
+if command -v hyperfine >/dev/null 2>&1; then
+	for r in $(seq "$ROUNDS"); do
+		log "probe round $r of $ROUNDS"
+		hyperfine -N --style none --warmup 10 --runs "${PROBE_RUNS:-200}" --export-json "$WORK/probe$r.json" \
+			-n redis-cli "redis-cli -p $REDIS_PORT EVAL \"$LUA\" 1 probe 1 1000 1000000000" \
+			-n "lockerctl probe" "$BIN/lockerctl probe -k bench -s $LOCKERD" \
+			-n "lockerctl --version" "$BIN/lockerctl --version" >/dev/null
+	done
+	/usr/bin/python3 - "$WORK"/probe*.json >"$PROBE" <<'PY'
+import json, statistics, sys
+rows = {}
+ratios = []
+for f in sys.argv[1:]:
+    res = {r["command"]: r for r in json.load(open(f))["results"]}
+    for name, r in res.items():
+        rows.setdefault(name, []).append(r)
+    ratios.append(statistics.median(res["lockerctl probe"]["times"]) / statistics.median(res["redis-cli"]["times"]))
+print("| command | median ms | mean ms | min ms | user ms | system ms |")
+print("|---|---:|---:|---:|---:|---:|")
+for name in ("redis-cli", "lockerctl probe", "lockerctl --version"):
+    rs = rows[name]
+    med = lambda k: statistics.median(r[k] for r in rs) * 1e3
+    print("| `%s` | %.2f | %.2f | %.2f | %.2f | %.2f |" % (name, statistics.median(statistics.median(r["times"]) for r in rs) * 1e3, med("mean"), min(r["min"] for r in rs) * 1e3, med("user"), med("system")))
+ratios.sort()
+print()
+print("lockerctl probe / redis-cli, median time per round: **%.2f** [%.2f..%.2f] (%d rounds)." % (statistics.median(ratios), ratios[0], ratios[-1], len(ratios)))
+PY
+else
+	echo "n/a: hyperfine is not installed (apt-get install hyperfine)." >"$PROBE"
+fi
+
+# The sweep behind the chart: decisions/s and p99 against goroutines, one
+# short run each, systems alternating at each point.
+SWEEP=$WORK/sweep.jsonl
+for c in 1 2 4 8 16 32 64 128 256; do
+	log "sweep c=$c"
+	"$BIN/redislimit" -addr "127.0.0.1:$REDIS_PORT" -c "$c" -d "$SWEEP_DUR" -json -name "Redis (go-redis + Lua)" >>"$SWEEP"
+	"$BIN/lockerctl" bench -k bench -c "$c" -d "$SWEEP_DUR" --json -s "$LOCKERD" |
+		sed 's/^{/{"name":"lockerd (Go client)",/' >>"$SWEEP"
+	"$BIN/load" -mode req -c "$c" -endpoint "$ECHO" -d "$SWEEP_DUR" -json -name "raw ZeroMQ echo (REQ)" >>"$SWEEP"
+done
+"$BIN/plot" -o "$ROOT/bench/scaling.svg" \
+	-title "loopback, $(nproc) CPUs, $SWEEP_DUR per point, $(date -u +%Y-%m-%d)" <"$SWEEP"
+log "wrote bench/scaling.svg"
+
+SCALETAB=$WORK/scale.md
+if [ "$SCALE" = 1 ]; then
+	log "scale (bench/scale)"
+	# shellcheck disable=SC2086 # SCALE_ARGS is a list of flags
+	"$BIN/scale" -bin "$BIN" ${SCALE_ARGS:-} >"$SCALETAB"
+else
+	echo "Not measured in this run (SCALE=0)." >"$SCALETAB"
+fi
+
 {
 	echo "# Benchmark results"
 	echo
 	echo "Written by \`bench/run.sh\` (DUR=$DUR, ROUNDS=$ROUNDS) on $(date -u +%Y-%m-%d) at $(git rev-parse --short HEAD 2>/dev/null || echo unknown);"
+	echo "load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo "$(nproc) CPUs, $(uname -sr), $(go version | cut -d' ' -f3), redis $(redis-server --version | sed -n "s/.*v=\([0-9.]*\).*/\1/p")."
 	echo "Loopback, separate processes. Each configuration ran $ROUNDS times, A and B alternating;"
 	echo "figures are medians over rounds, the ratio is B/A per round. Absolute numbers vary with"
@@ -177,13 +272,37 @@ FED=${FED:-">= 0.80"}
 	echo "\`lockerd --key bench=1000000000/1s\` and the ROUTER echo server of bench/echo."
 	echo
 	"$BIN/report" -title "$(date -u +%Y-%m-%d), $DUR x $ROUNDS rounds, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown):" \
-		"Go client, 1 goroutine vs Redis (go-redis + Lua)|redis c=1|lockerd client c=1|-" \
+		"Go client, 1 goroutine vs Redis (go-redis + Lua)|redis c=1|lockerd client c=1|>= 1.0" \
+		"Go client, 1 goroutine vs a bare REQ round trip to raw echo|echo REQ c=1|lockerd client c=1|p50 <= 1.15" \
 		"Go client, 64 goroutines vs Redis|redis c=64|lockerd client c=64|>= 1.5, lower p99" \
+		${BASE:+"Go client, 1 goroutine: $BASE vs this commit|$BASE client c=1|lockerd client c=1|-"} \
+		${BASE:+"Go client, 64 goroutines: $BASE vs this commit|$BASE client c=64|lockerd client c=64|>= 1.0"} \
 		"REQ lock step, 64 sockets: lockerd vs raw echo|echo REQ x64|lockerd REQ x64|>= 0.90" \
 		"pipelined DEALER 1x32: lockerd vs raw echo|echo DEALER 1x32|lockerd DEALER 1x32|>= 0.85" \
 		"pipelined DEALER 4x64: lockerd vs raw echo|echo DEALER 4x64|lockerd DEALER 4x64|>= 0.85" \
 		"3-peer federation (Go client c=64 on one member) vs single|single c=64|federated c=64|$FED" \
 		<"$RES" | tee "$WORK/table.md"
+	echo
+	echo "## \`lockerctl probe\` as a whole process"
+	echo
+	echo "\`hyperfine -N --warmup 10 --runs ${PROBE_RUNS:-200}\`, $ROUNDS rounds: \`lockerctl probe -k bench -s EP\` against"
+	echo "the lockerd above, and \`redis-cli EVAL\` of the same Lua script as bench/redislimit against"
+	echo "the redis-server above. Each is a new process per call, as from a shell. \`lockerctl --version\`,"
+	echo "which talks to no server, is the floor: starting a Go program linked against libzmq."
+	echo
+	cat "$PROBE"
+	echo
+	echo "## Scaling with goroutines"
+	echo
+	echo "![decisions/s and p99 against goroutines](scaling.svg)"
+	echo
+	echo "One $SWEEP_DUR run per point, the three systems alternating at each point:"
+	echo "\`lockerctl bench -c N\`, \`redislimit -c N\` and \`load -mode req -c N\` (one REQ socket per"
+	echo "goroutine) against the raw echo server; drawn by bench/plot."
+	echo
+	echo "## Scale"
+	echo
+	cat "$SCALETAB"
 	echo
 	echo "Raw runs (JSON lines):"
 	echo
@@ -196,16 +315,26 @@ FED=${FED:-">= 0.80"}
 		echo
 		cat "$LOCKMD"
 	fi
+	echo
+	echo "Sweep (JSON lines):"
+	echo
+	echo '```'
+	cat "$SWEEP"
+	echo '```'
 } >"$OUT"
 log "wrote $OUT"
 
-# The README shows the latest table between its bench-table markers.
-if [ "$OUT" = "$ROOT/bench/RESULTS.md" ] && grep -q '^<!-- bench-table' README.md; then
-	awk -v table="$WORK/table.md" '
-		/^<!-- bench-table/ { print; while ((getline l < table) > 0) print l; skip = 1; next }
-		/^<!-- \/bench-table -->/ { skip = 0 }
-		!skip' README.md >"$WORK/README.md"
-	cp "$WORK/README.md" README.md
-	log "updated the table in README.md"
+# The README shows the latest tables between its bench-table and
+# scale-table markers.
+if [ "$OUT" = "$ROOT/bench/RESULTS.md" ]; then
+	for t in bench:"$WORK/table.md" scale:"$SCALETAB"; do
+		grep -q "^<!-- ${t%%:*}-table" README.md || continue
+		awk -v name="${t%%:*}" -v table="${t#*:}" '
+			$0 ~ "^<!-- " name "-table" { print; while ((getline l < table) > 0) print l; skip = 1; next }
+			$0 ~ "^<!-- /" name "-table -->" { skip = 0 }
+			!skip' README.md >"$WORK/README.md"
+		cp "$WORK/README.md" README.md
+		log "updated the ${t%%:*} table in README.md"
+	done
 fi
 cat "$OUT" | sed -n '1,20p'

@@ -35,6 +35,14 @@ const (
 	// yieldBelow is the most answers in one turn after which the loop
 	// yields to the callers it answered before it sleeps.
 	yieldBelow = 4
+	// directWait is the longest a caller that sent its request itself
+	// (see Client.direct) waits on the socket for the answer before it
+	// hands the call to the loop. It bounds how late such a caller sees
+	// its context end.
+	directWait = 5 * time.Millisecond
+	// directSpin is the longest a caller waits for the loop to finish a
+	// turn and let go of the socket when the loop has no other call.
+	directSpin = 50 * time.Microsecond
 )
 
 // Client errors.
@@ -96,11 +104,29 @@ type ClientConfig struct {
 // taken tokens twice: the server then counts more than was used, never
 // less.
 //
+// When no other call is in flight, a caller sends its request and
+// receives the answer on the socket itself, which saves the hops to the
+// loop goroutine and back; the loop then sleeps without looking at the
+// socket, and a mutex hands the socket between them, so only one
+// goroutine uses it at a time.
+//
 // A Client is safe for concurrent use by multiple goroutines. Close it to
 // release its goroutines and sockets.
 type Client struct {
 	cfg ClientConfig
 	log *slog.Logger
+
+	// own is held by whoever uses the socket and the loop's state (l):
+	// the loop, except while it sleeps with nothing pending, or a caller
+	// in Client.direct.
+	own sync.Mutex
+	l   *clientLoop
+	// loopCalls is how many calls the loop has pending, as of its last
+	// turn (or a caller's handoff).
+	loopCalls atomic.Int64
+	// active is how many calls are in Client.do: only a call alone in
+	// it may use the socket directly.
+	active atomic.Int64
 
 	mu       sync.Mutex
 	incoming []*call
@@ -256,6 +282,7 @@ func (c *Client) Do(ctx context.Context, body []byte) (Reply, error) {
 			cl.hold = DefaultMaxWait
 		}
 		cl.rehold = reholdWait(string(r.Key), r.N)
+		cl.cancel = cancelBody(string(r.Key))
 	}
 	b, err := c.do(ctx, cl)
 	if err != nil {
@@ -286,10 +313,16 @@ func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	if err := c.begin(ctx, cl); err != nil {
 		return nil, err
 	}
-	if r, err := parseRequest(cl.body); err == nil && r.Verb == verbWait {
-		cl.cancel = append([]byte("cancel "), r.Key...)
+	lone := c.active.Add(1) == 1
+	defer c.active.Add(-1)
+	switch r, how := c.direct(ctx, cl, lone); how {
+	case directAnswered:
+		return r.body, r.err
+	case directNotTried:
+		c.submit(cl)
+	case directHandedOff:
+		// The loop has it, sent, in its pending calls.
 	}
-	c.submit(cl)
 	select {
 	case r := <-cl.reply:
 		return r.body, r.err

@@ -2,6 +2,7 @@ package locker
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"runtime"
@@ -20,6 +21,8 @@ func (c *Client) loop(ready chan<- error) {
 	}
 	defer p.close()
 	l := &clientLoop{c: c, pending: make(map[uint64]*call), orphans: make(map[uint64]orphanCall)}
+	c.own.Lock()
+	defer c.own.Unlock()
 	if err := l.connect(); err != nil {
 		ready <- err
 		return
@@ -28,18 +31,21 @@ func (c *Client) loop(ready chan<- error) {
 		p.unwatch()
 		if l.sock != nil {
 			l.sock.Close()
+			l.sock = nil // no caller may use it now
 		}
 	}()
 	if err := p.watch(l.sock); err != nil {
 		ready <- err
 		return
 	}
+	c.l = l
 	ready <- nil
 
 	for l.turn(p) {
 		if l.expire(time.Now()) {
 			l.reconnect(p)
 		}
+		c.loopCalls.Store(int64(len(l.pending)))
 	}
 }
 
@@ -58,7 +64,7 @@ func (l *clientLoop) turn(p *loopPoller) bool {
 		runtime.Gosched()
 	}
 	c.sleeping.Store(true)
-	if c.noIncoming() && p.wait(l.timeout()) {
+	if c.noIncoming() && p.wait(l.timeout(), len(l.pending) == 0, &c.own) {
 		c.stats.ticks.Add(1)
 		if !c.noIncoming() {
 			// The loop slept its whole timeout while a call was queued:
@@ -96,7 +102,133 @@ func (l *clientLoop) turn(p *loopPoller) bool {
 			l.delivered++
 		}
 	}
+	c.loopCalls.Store(int64(len(l.pending)))
 	return true
+}
+
+// directResult is what Client.direct did with a call.
+type directResult int
+
+const (
+	// directNotTried: the call is the loop's to send (submit it).
+	directNotTried directResult = iota
+	// directAnswered: the caller has the answer.
+	directAnswered
+	// directHandedOff: the call was sent and is now among the loop's
+	// pending calls, which will answer it.
+	directHandedOff
+)
+
+// direct sends cl and waits for its answer on the calling goroutine
+// when it is the only call (lone: no other goroutine is in Client.do):
+// no hop to the loop goroutine and back, the same system calls as a bare
+// REQ socket. It takes the socket from the loop only while the loop
+// sleeps with nothing pending. Callers that overlap leave their calls to
+// the loop, which sends them in batches: were they to take turns on the
+// socket, each would hold it for a whole round trip. When the answer
+// does not come within directWait (a slow or dead server) the call joins
+// the loop's pending calls, which time it out, fail over and honour ctx
+// as usual. Wait requests, which the server may hold, always go through
+// the loop.
+func (c *Client) direct(ctx context.Context, cl *call, lone bool) (result, directResult) {
+	if !lone || cl.hold != 0 || cl.rehold != nil {
+		return result{}, directNotTried
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < directWait {
+		return result{}, directNotTried // ctx would end while the socket is blocked
+	}
+	if !c.takeSocket() {
+		return result{}, directNotTried // the loop is busy: it sends in batches
+	}
+	l := c.l
+	if l.sock == nil || len(l.pending) != 0 || !c.noIncoming() || l.closing() {
+		c.own.Unlock()
+		return result{}, directNotTried
+	}
+	c.stats.direct.Add(1)
+	l.send(cl, time.Now())
+	// Late answers (to calls abandoned earlier) may come first: they go
+	// where the loop would send them (a grant that crossed a caller's
+	// giving up is released, say). A bounded number of reads, each at
+	// most directWait.
+	for range 8 {
+		msg, err := recvFramesWait(l.sock, l.frames)
+		l.frames = msg
+		if err != nil {
+			break // directWait passed, or the socket failed
+		}
+		if len(msg) >= 2 && len(msg[0]) == 8 && binary.BigEndian.Uint64(msg[0]) == cl.id {
+			body := msg[len(msg)-1]
+			c.own.Unlock()
+			return result{body: body}, directAnswered
+		}
+		l.deliver(msg)
+	}
+	l.pending[cl.id] = cl
+	c.loopCalls.Store(int64(len(l.pending)))
+	c.own.Unlock()
+	c.stats.handoffs.Add(1)
+	c.wk.wake() // the loop sleeps without the socket: it must watch it now
+	return result{}, directHandedOff
+}
+
+// takeSocket locks own for a caller. The loop holds own while it runs a
+// turn: when it has no call of its own left it is about to sleep and
+// unlock, so the caller waits briefly for that (yielding, since the loop
+// may share its thread); when it has calls, or others are queued, the
+// caller leaves its call to the loop too.
+func (c *Client) takeSocket() bool {
+	var until time.Time
+	for {
+		if c.own.TryLock() {
+			return true
+		}
+		if c.loopCalls.Load() != 0 || !c.noIncoming() {
+			return false
+		}
+		now := time.Now()
+		if until.IsZero() {
+			until = now.Add(directSpin)
+		} else if now.After(until) {
+			return false
+		}
+		runtime.Gosched()
+	}
+}
+
+// closing reports whether the client is being closed.
+func (l *clientLoop) closing() bool {
+	select {
+	case <-l.c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// recvFramesWait receives one message, waiting for its first frame up to
+// the socket's receive timeout (directWait).
+func recvFramesWait(sock *zmq.Socket, frames [][]byte) ([][]byte, error) {
+	if cap(frames) > maxKeptFrames {
+		frames = nil
+	}
+	frames = frames[:0]
+	flags := zmq.Flag(0)
+	for {
+		b, err := sock.RecvBytes(flags)
+		if err != nil {
+			return frames[:0], err
+		}
+		frames = append(frames, b)
+		more, err := sock.GetRcvmore()
+		if err != nil {
+			return frames[:0], err
+		}
+		if !more {
+			return frames, nil
+		}
+		flags = zmq.DONTWAIT // the rest of a message comes with its first frame
+	}
 }
 
 // reconnect replaces the socket with one connected to the next endpoint
@@ -145,6 +277,9 @@ type loopStats struct {
 	// lateWakeups is how many times the loop found a call queued after
 	// it slept its whole timeout.
 	lateWakeups atomic.Int64
+	// direct is how many calls a caller sent itself (Client.direct), and
+	// handoffs how many of those it then left to the loop.
+	direct, handoffs atomic.Int64
 }
 
 // clientLoop is the state owned by the client's loop goroutine.
@@ -191,6 +326,11 @@ func (l *clientLoop) setup(s *zmq.Socket) error {
 	// Without it ZeroMQ cannot reach an IPv6 address; with it, it still
 	// reaches IPv4 ones.
 	if err := s.SetIpv6(true); err != nil {
+		return err
+	}
+	// Only a caller in Client.direct blocks on a receive; the loop never
+	// does (DONTWAIT).
+	if err := s.SetRcvtimeo(min(directWait, l.c.cfg.Timeout)); err != nil {
 		return err
 	}
 	if l.c.cfg.Security != nil {

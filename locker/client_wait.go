@@ -108,8 +108,13 @@ func waitHold(ctx context.Context, chunk time.Duration, deadline time.Time) (hol
 
 // waitCall is a wait request for n tokens of key held at most hold.
 func (c *Client) waitCall(key string, n int64, hold time.Duration, attempts int) *call {
-	return &call{body: appendReq(nil, "wait", key, n, hold), hold: hold, attempts: attempts, rehold: reholdWait(key, n)}
+	return &call{body: appendReq(nil, "wait", key, n, hold), hold: hold, attempts: attempts,
+		rehold: reholdWait(key, n), cancel: cancelBody(key)}
 }
+
+// cancelBody is the request that withdraws the waits on key sent with
+// the same envelope (see call.cancel).
+func cancelBody(key string) []byte { return append([]byte("cancel "), key...) }
 
 // reholdWait returns the body of a wait request for n tokens of key held
 // at most hold.

@@ -57,7 +57,8 @@ func (w *wakeup) close() {
 // have input, the wakeup is written, or a timeout passes.
 type loopPoller struct {
 	evfd   int
-	epfd   int
+	epfd   int // the wakeup and the socket
+	idle   int // the wakeup alone: for sleeps with nothing pending
 	sock   *zmq.Socket
 	sockFd int // -1 when no socket is watched
 	events [2]syscall.EpollEvent
@@ -69,11 +70,18 @@ func newLoopPoller(w *wakeup) (*loopPoller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("locker: client epoll: %w", err)
 	}
-	p := &loopPoller{evfd: w.fd, epfd: epfd, sockFd: -1}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(w.fd)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, w.fd, &ev); err != nil {
+	idle, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("locker: client epoll: %w", err)
+	}
+	p := &loopPoller{evfd: w.fd, epfd: epfd, idle: idle, sockFd: -1}
+	for _, fd := range []int{epfd, idle} {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(w.fd)}
+		if err := syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, w.fd, &ev); err != nil {
+			p.close()
+			return nil, fmt.Errorf("locker: client epoll: %w", err)
+		}
 	}
 	return p, nil
 }
@@ -105,14 +113,25 @@ func (p *loopPoller) unwatch() {
 
 // wait sleeps up to timeout unless the socket already has input. It
 // reports whether it slept the whole timeout, with nothing to wake it.
-func (p *loopPoller) wait(timeout time.Duration) (timedOut bool) {
-	if p.sock != nil {
+// With idle set (nothing pending) it waits for the wakeup alone and
+// unlocks own while it sleeps, so that a caller may use the socket.
+func (p *loopPoller) wait(timeout time.Duration, idle bool, own *sync.Mutex) (timedOut bool) {
+	epfd := p.epfd
+	if idle {
+		epfd = p.idle
+	} else if p.sock != nil {
 		if ev, err := p.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
 			return false
 		}
 	}
 	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
-	n, err := syscall.EpollWait(p.epfd, p.events[:], ms)
+	if idle {
+		own.Unlock()
+	}
+	n, err := syscall.EpollWait(epfd, p.events[:], ms)
+	if idle {
+		own.Lock()
+	}
 	if err != nil {
 		return false // EINTR: the loop looks around and comes back
 	}
@@ -127,4 +146,5 @@ func (p *loopPoller) wait(timeout time.Duration) (timedOut bool) {
 func (p *loopPoller) close() {
 	p.unwatch()
 	syscall.Close(p.epfd)
+	syscall.Close(p.idle)
 }

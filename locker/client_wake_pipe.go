@@ -5,6 +5,7 @@ package locker
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,7 @@ func (w *wakeup) close() {}
 type loopPoller struct {
 	pull   *zmq.Socket
 	poller *zmq.Poller
+	idle   *zmq.Poller // the pipe alone: for sleeps with nothing pending
 }
 
 func newLoopPoller(w *wakeup) (*loopPoller, error) {
@@ -94,7 +96,9 @@ func newLoopPoller(w *wakeup) (*loopPoller, error) {
 		}
 		return nil, fmt.Errorf("locker: client pipe: %w", err)
 	}
-	return &loopPoller{pull: pull}, nil
+	idle := zmq.NewPoller()
+	idle.Add(pull, zmq.POLLIN)
+	return &loopPoller{pull: pull, idle: idle}, nil
 }
 
 func (p *loopPoller) watch(sock *zmq.Socket) error {
@@ -112,12 +116,22 @@ func (p *loopPoller) unwatch() {
 }
 
 // wait sleeps up to timeout unless a socket has input. It reports
-// whether it slept the whole timeout, with nothing to wake it.
-func (p *loopPoller) wait(timeout time.Duration) (timedOut bool) {
+// whether it slept the whole timeout, with nothing to wake it. With idle
+// set (nothing pending) it polls the pipe alone and unlocks own while it
+// sleeps, so that a caller may use the DEALER socket.
+func (p *loopPoller) wait(timeout time.Duration, idle bool, own *sync.Mutex) (timedOut bool) {
 	if p.poller == nil {
 		p.unwatch()
 	}
-	polled, err := p.poller.Poll(timeout)
+	poller := p.poller
+	if idle {
+		poller = p.idle
+		own.Unlock()
+	}
+	polled, err := poller.Poll(timeout)
+	if idle {
+		own.Lock()
+	}
 	if err != nil {
 		return false
 	}

@@ -6,8 +6,8 @@
 //
 // Each row shows the median over rounds of A and B, the ratio of B to A
 // computed per round (A then B, so slow drift cancels) as its median and
-// range, and the ratio of the two medians (less swayed by one disturbed
-// run). A pair whose B is "-" prints A alone; a TARGET starting with
+// range, the ratio of the two medians (less swayed by one disturbed
+// run), and the ratio of B's p50 latency to A's, per round (median). A pair whose B is "-" prints A alone; a TARGET starting with
 // "n/a" prints a row with no figures.
 package main
 
@@ -43,8 +43,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *title != "" {
 		fmt.Fprintf(stdout, "%s\n\n", *title)
 	}
-	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A per round (median [min..max]) | B/A of medians | target |")
-	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---:|---|")
+	fmt.Fprintln(stdout, "| comparison | A | A decisions/s | A p50 / p99 µs | B | B decisions/s | B p50 / p99 µs | B/A per round (median [min..max]) | B/A of medians | B/A p50 latency | target |")
+	fmt.Fprintln(stdout, "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
 	for _, spec := range fs.Args() {
 		f := strings.Split(spec, "|")
 		if len(f) != 4 {
@@ -79,19 +79,33 @@ func readRuns(r io.Reader) (map[string][]loadstats.Summary, error) {
 // "n/a", A alone when b is "-".
 func row(runs map[string][]loadstats.Summary, label, a, b, target string) string {
 	if strings.HasPrefix(target, "n/a") {
-		return fmt.Sprintf("| %s | %s | | | %s | | | | | %s |", label, a, b, target)
+		return fmt.Sprintf("| %s | %s | | | %s | | | | | | %s |", label, a, b, target)
 	}
 	ra := runs[a]
 	if b == "-" {
-		return fmt.Sprintf("| %s | %s | %s | %s | | | | | | %s |", label, a, rate(ra), lat(ra), target)
+		return fmt.Sprintf("| %s | %s | %s | %s | | | | | | | %s |", label, a, rate(ra), lat(ra), target)
 	}
 	rb := runs[b]
 	ofMedians := ""
 	if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
 		ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
-		label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), roundRatios(ra, rb), ofMedians, target)
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
+		label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), roundRatios(ra, rb), ofMedians, p50Ratio(ra, rb), target)
+}
+
+// p50Ratio is the median of B/A p50 latency, round by round, or "".
+func p50Ratio(ra, rb []loadstats.Summary) string {
+	var p50s []float64
+	for i := 0; i < len(ra) && i < len(rb); i++ {
+		if ra[i].P50us > 0 {
+			p50s = append(p50s, rb[i].P50us/ra[i].P50us)
+		}
+	}
+	if len(p50s) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f", median(p50s))
 }
 
 // roundRatios is the median and range of B/A decisions per second, round
