@@ -16,8 +16,6 @@ import (
 // measures its start, its RSS, a /metrics scrape and a status request.
 func configuredKeys(ctx context.Context, o options, t *table) error {
 	logf(o, "configured keys: %d", o.keys)
-	// The keys go on the command line: lockerd reads at most 1 MiB of a
-	// config file, about 50k such lines.
 	args := make([]string, 0, o.keys+2)
 	for i := 0; i < o.keys; i++ {
 		args = append(args, "--key=k"+strconv.Itoa(i)+"=1000/1s")
