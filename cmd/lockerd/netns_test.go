@@ -260,31 +260,12 @@ func (nw *netnsNet) command(ns, bin string, args ...string) *exec.Cmd {
 	return exec.Command(nw.ipBin, append([]string{"netns", "exec", ns, bin}, args...)...)
 }
 
-// netnsBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type netnsBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *netnsBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *netnsBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // netnsProc is a process started by the test. "ip netns exec" execs the
 // program in place, so signals to the process reach the program itself.
 type netnsProc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *netnsBuffer
+	stderr *syncBuffer
 	exited chan struct{}
 	err    error
 }
@@ -293,7 +274,7 @@ type netnsProc struct {
 // still running.
 func netnsStartProc(t *testing.T, name string, cmd *exec.Cmd) *netnsProc {
 	t.Helper()
-	p := &netnsProc{name: name, cmd: cmd, stderr: &netnsBuffer{}, exited: make(chan struct{})}
+	p := &netnsProc{name: name, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
