@@ -10,10 +10,16 @@ import (
 	"github.com/lockerd/lockerd/locker"
 )
 
-// exampleServer starts a server for the examples and returns its endpoint
-// and a function that stops it.
+// exampleServer starts a server for the examples with keys and returns
+// its endpoint and a function that stops it.
 func exampleServer(keys ...locker.KeyConfig) (string, func()) {
-	srv, err := locker.NewServer(locker.Config{Endpoints: []string{"tcp://127.0.0.1:*"}, Keys: keys})
+	return startExample(locker.Config{Keys: keys})
+}
+
+// startExample runs a server with cfg on a free loopback port.
+func startExample(cfg locker.Config) (string, func()) {
+	cfg.Endpoints = []string{"tcp://127.0.0.1:*"}
+	srv, err := locker.NewServer(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -108,16 +114,7 @@ func ExampleClient_WaitUntil() {
 // start: no grace period) and returns its endpoint and a function that
 // stops it.
 func exampleLockServer() (string, func()) {
-	srv, err := locker.NewServer(locker.Config{Endpoints: []string{"tcp://127.0.0.1:*"},
-		Locks: locker.LockTableConfig{NoGrace: true}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Run(ctx); close(done) }()
-	<-srv.Ready()
-	return srv.Endpoints()[0], func() { cancel(); <-done }
+	return startExample(locker.Config{Locks: locker.LockTableConfig{NoGrace: true}})
 }
 
 // Lock waits for the lock, held by the server in a first come, first
