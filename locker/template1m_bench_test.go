@@ -7,18 +7,30 @@ import (
 	"time"
 )
 
-// BenchmarkTemplateDecision1M compares, in one run, a decision on a key
-// made on demand while 1,000,000 keys made on demand are live ("live":
-// one of them asked again and again) to one on a configured key of the
-// same limit ("conf"), through the server's path (takeBytes), and reports
-// the heap each live key takes (bytes/key). Neither decision allocates
-// once the key exists. "sweep-batch" is one batch of the
-// server's sweep (SweepSomeAt of sweepBatch keys) among the million keys,
-// none of them idle: the longest a sweep holds the loop up; "sweep-all" is
-// one SweepAt over them all, for comparison.
+// BenchmarkTemplateDecision1M compares, in one run and for each algorithm,
+// a decision on a key made on demand while 1,000,000 keys made on demand
+// are live ("live": one of them asked again and again) to one on a
+// configured key of the same limit ("conf"), through the server's path
+// (takeBytes), and reports the heap each live key takes (bytes/key). The
+// two take turns in three rounds (r1/conf, r1/live, r2/conf, ...), so that
+// a change of the machine's load falls on both alike: compare them round
+// by round. Both keys are warmed first, so neither decision allocates;
+// every decision must be a go (the clock moves 2µs a take, half the
+// limit), so that each algorithm does its whole work. bench/run.sh reports
+// the ratios. "sweep-batch" is one batch of the server's sweep
+// (SweepSomeAt of sweepBatch keys) among the million keys, none of them
+// idle: the longest a sweep holds the loop up; "sweep-all" is one SweepAt
+// over them all, for comparison.
 func BenchmarkTemplateDecision1M(b *testing.B) {
+	for _, alg := range []string{"fixed", "sliding", "gcra"} {
+		b.Run(alg, func(b *testing.B) { templateDecision1M(b, alg) })
+	}
+}
+
+func templateDecision1M(b *testing.B, alg string) {
 	const live = 1_000_000
-	c := mustKeys(b, "conf=1000/1ms", "t:*=1000/1ms")
+	spec := "1000/1ms/" + alg
+	c := mustKeys(b, "conf="+spec, "t:*="+spec)
 	now := time.Unix(1_800_000_000, 0)
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -36,25 +48,38 @@ func BenchmarkTemplateDecision1M(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	perKey := float64(after.HeapAlloc-before.HeapAlloc) / live
-	for _, name := range []string{"conf", "live"} {
-		b.Run(name, func(b *testing.B) {
-			key := []byte("conf")
-			if name == "live" {
-				key = []byte(fmt.Sprintf("t:%d", live/2))
-			}
-			ns := now.UnixNano()
-			b.ReportAllocs()
-			for b.Loop() {
-				ns += 1000
-				if _, _, err := c.takeBytes(time.Unix(0, ns), key, 1, true); err != nil {
-					b.Fatal(err)
+	keys := map[string][]byte{"conf": []byte("conf"), "live": []byte(fmt.Sprintf("t:%d", live/2))}
+	ns := now.UnixNano()
+	take := func(b *testing.B, key []byte) {
+		ns += 2000
+		_, d, err := c.takeBytes(time.Unix(0, ns), key, 1, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !d.OK {
+			b.Fatalf("%s: sorry at %d ns", key, ns)
+		}
+	}
+	// Grow a sliding key's ring to what the run needs, so that the
+	// rounds measure decisions, not the ring's first growth.
+	for i := 0; i < 2000; i++ {
+		take(b, keys["conf"])
+		take(b, keys["live"])
+	}
+	for round := 1; round <= 3; round++ {
+		for _, name := range []string{"conf", "live"} {
+			b.Run(fmt.Sprintf("r%d/%s", round, name), func(b *testing.B) {
+				key := keys[name]
+				b.ReportAllocs()
+				for b.Loop() {
+					take(b, key)
 				}
-			}
-			if c.LiveKeys() != live {
-				b.Fatalf("%d live keys after the run, want %d", c.LiveKeys(), live)
-			}
-			b.ReportMetric(perKey, "bytes/key")
-		})
+				if c.LiveKeys() != live {
+					b.Fatalf("%d live keys after the run, want %d", c.LiveKeys(), live)
+				}
+				b.ReportMetric(perKey, "bytes/key")
+			})
+		}
 	}
 	b.Run("sweep-batch", func(b *testing.B) {
 		for b.Loop() {
