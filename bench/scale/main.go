@@ -13,11 +13,19 @@
 //   - configured keys: start time, RSS, and the time and size of a
 //     /metrics scrape and of a status request;
 //
+//   - keys made on demand (a template): RSS per live key at -live-keys
+//     live keys, for each algorithm of -live-algs;
+//
 //   - federation: messages and bytes per second the three members of a
 //     federation publish at full load, by the number of keys in use
 //     (counted by a SUB socket subscribed to all three).
 //
 //     scale -bin DIR [-idle 1000,10000] [-waits 100000] [-keys 100000]
+//     scale -bin DIR -steps ondemand -live-algs fixed,sliding,gcra -json FILE
+//
+// -steps picks the measurements (default all: idle,waits,keys,ondemand,fed);
+// -json FILE also writes the figures of the keys made on demand as JSON
+// lines, for bench/run.sh.
 //
 // DIR holds lockerd and lockerctl. It raises its open-file limit to the
 // hard limit (lockerd inherits it) and stops every process it starts.
@@ -55,6 +63,8 @@ type options struct {
 	waits    int
 	keys     int
 	liveKeys int
+	liveAlgs []string
+	jsonOut  io.Writer // JSON lines of the keys made on demand, or nil
 	fedKeys  []int
 	d        time.Duration
 	rounds   int
@@ -72,6 +82,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.waits, "waits", 100000, "held waits")
 	fs.IntVar(&o.keys, "keys", 100000, "configured keys")
 	fs.IntVar(&o.liveKeys, "live-keys", 1000000, "keys made on demand")
+	algs := fs.String("live-algs", "fixed,sliding,gcra", "algorithms of the keys made on demand")
+	stepNames := fs.String("steps", "idle,waits,keys,ondemand,fed", "measurements to make")
+	jsonPath := fs.String("json", "", "also write the figures of the keys made on demand to this file, as JSON lines")
 	fs.DurationVar(&o.d, "d", 2*time.Second, "duration of each load run")
 	fs.IntVar(&o.rounds, "rounds", 5, "alternating rounds of the idle-connection comparison")
 	if err := fs.Parse(args); err != nil {
@@ -81,9 +94,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.idle, err = ints(*idle); err == nil {
 		o.fedKeys, err = ints(*fed)
 	}
+	var steps []func(context.Context, options, *table) error
+	if err == nil {
+		o.liveAlgs, err = names(*algs, "fixed", "sliding", "gcra")
+	}
+	if err == nil {
+		steps, err = pickSteps(*stepNames)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "scale:", err)
 		return 2
+	}
+	if *jsonPath != "" {
+		f, err := os.Create(*jsonPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "scale:", err)
+			return 1
+		}
+		defer f.Close()
+		o.jsonOut = f
 	}
 	o.log = stderr
 	if err := raiseLimits(); err != nil {
@@ -97,7 +126,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(o.work)
 	t := &table{}
-	steps := []func(context.Context, options, *table) error{idleConns, heldWaits, configuredKeys, onDemandKeys, federation}
 	for _, step := range steps {
 		if err := step(ctx, o, t); err != nil {
 			fmt.Fprintln(stderr, "scale:", err)
@@ -116,6 +144,58 @@ func ints(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q: want positive numbers separated by commas", s)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+// allSteps are the measurements by name, in the order they run.
+var allSteps = []struct {
+	name string
+	run  func(context.Context, options, *table) error
+}{
+	{"idle", idleConns},
+	{"waits", heldWaits},
+	{"keys", configuredKeys},
+	{"ondemand", onDemandKeys},
+	{"fed", federation},
+}
+
+// pickSteps returns the steps named in s (separated by commas), in the
+// order of allSteps.
+func pickSteps(s string) ([]func(context.Context, options, *table) error, error) {
+	var known []string
+	for _, st := range allSteps {
+		known = append(known, st.name)
+	}
+	want, err := names(s, known...)
+	if err != nil {
+		return nil, err
+	}
+	var out []func(context.Context, options, *table) error
+	for _, st := range allSteps {
+		for _, w := range want {
+			if w == st.name {
+				out = append(out, st.run)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// names splits s at commas and checks each name is one of known.
+func names(s string, known ...string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		ok := false
+		for _, k := range known {
+			ok = ok || f == k
+		}
+		if !ok {
+			return nil, fmt.Errorf("%q: want some of %s, separated by commas", s, strings.Join(known, ","))
+		}
+		out = append(out, f)
 	}
 	return out, nil
 }
