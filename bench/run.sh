@@ -9,7 +9,11 @@
 # making the same Lua call (hyperfine, when installed), sweeps 1 to 256
 # goroutines against lockerd, Redis and the echo server and draws them
 # (bench/plot: bench/scaling.svg), and measures what scale costs
-# (bench/scale: the scale table).
+# (bench/scale: the scale table). The section "Algorithms and keys"
+# compares sliding and gcra keys with fixed ones through the Go client,
+# and measures keys made on demand at 1,000,000 live keys (bench/scale
+# -steps ondemand, and BenchmarkTemplateDecision1M); a failed measurement
+# of it stops the run with status 1 before anything is written.
 #
 #   bench/run.sh                 # 3 rounds of 3 s per configuration
 #   DUR=5s ROUNDS=5 bench/run.sh
@@ -17,6 +21,7 @@
 #                                # (bench/lockcmp; see scripts/lockbench)
 #   SWEEP_DUR=1s SCALE=0 bench/run.sh   # shorter sweep, no scale table
 #   SCALE_ARGS="-idle 1000 -keys 10000" bench/run.sh   # flags of bench/scale
+#   ALGS=0 bench/run.sh          # no "Algorithms and keys" section
 #   BASE=main bench/run.sh       # also the Go client of git revision BASE
 #                                # against this one, in the same rounds
 #
@@ -29,6 +34,7 @@ ROUNDS=${ROUNDS:-3}
 LOCKS=${LOCKS:-}
 SWEEP_DUR=${SWEEP_DUR:-1s}
 SCALE=${SCALE:-1}
+ALGS=${ALGS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 BIN=$WORK/bin
@@ -179,6 +185,135 @@ for r in $(seq "$ROUNDS"); do
 	fi
 done
 
+# Algorithms and keys. Decisions/s through the Go client at 64 goroutines
+# on a sliding and a gcra key against a fixed one of the same limit, on
+# one lockerd, taking turns in each round. The limit, 100,000 per 100ms,
+# is the largest a sliding key may have (MaxSlidingLimit) and ten times
+# what 64 goroutines reach, so every reply must be a go: a sorry or an
+# error fails the run. A sliding key then holds about 100ms of grant
+# instants and drops the oldest at each take, its whole work.
+ALGSPEC=100000/100ms
+ALGMD=$WORK/algs.md
+ALGFAIL=0
+alg_fail() {
+	log "algorithms and keys: FAILED: $*"
+	ALGFAIL=1
+}
+if [ "$ALGS" = 1 ]; then
+	ALGRES=$WORK/algs.jsonl
+	: >"$ALGRES"
+	lockerd algs --key "fixed=$ALGSPEC" --key "sliding=$ALGSPEC/sliding" --key "gcra=$ALGSPEC/gcra"
+	ALGEP=$EP
+	for r in $(seq "$ROUNDS"); do
+		log "algorithms round $r of $ROUNDS"
+		for alg in fixed sliding gcra; do
+			if ! out=$("$BIN/lockerctl" bench -k "$alg" -c 64 -d "$DUR" --json -s "$ALGEP"); then
+				alg_fail "lockerctl bench -k $alg failed"
+				continue
+			fi
+			echo "$out" | sed "s/^{/{\"name\":\"$alg c=64\",/" >>"$ALGRES"
+			log "$(tail -n1 "$ALGRES")"
+			if ! /usr/bin/python3 -c 'import json, sys; s = json.loads(sys.argv[1]); sys.exit(s["sorry"] + s["errors"] > 0 or s["go"] == 0)' "$out"; then
+				alg_fail "lockerctl bench -k $alg: a sorry, an error or no go at all (key $alg=$ALGSPEC): $out"
+			fi
+		done
+	done
+	# Keys made on demand: the heap per live key and a decision on one of
+	# them against one on a configured key, in one Go benchmark; the RSS
+	# per live key of a real lockerd (bench/scale).
+	log "algorithms: go test -bench BenchmarkTemplateDecision1M"
+	GOBENCH=$WORK/template1m.txt
+	if ! go test -run '^$' -bench 'TemplateDecision1M/.*/r[0-9]' -benchtime "${ALG_BENCHTIME:-300ms}" -benchmem ./locker/ >"$GOBENCH" 2>&1; then
+		tail -n 20 "$GOBENCH" >&2
+		alg_fail "go test -bench BenchmarkTemplateDecision1M failed"
+	fi
+	log "algorithms: bench/scale -steps ondemand"
+	ONDEMAND=$WORK/ondemand.jsonl
+	if ! "$BIN/scale" -bin "$BIN" -steps ondemand -live-algs fixed,sliding,gcra -json "$ONDEMAND" >/dev/null; then
+		alg_fail "bench/scale -steps ondemand failed"
+	fi
+	if [ "$ALGFAIL" = 0 ]; then
+		"$BIN/report" \
+			"sliding vs fixed, Go client, 64 goroutines|fixed c=64|sliding c=64|>= 0.95" \
+			"gcra vs fixed, Go client, 64 goroutines|fixed c=64|gcra c=64|>= 0.95" \
+			<"$ALGRES" >"$WORK/algclient.md" || alg_fail "bench/report failed on $ALGRES"
+		/usr/bin/python3 - "$GOBENCH" "$ONDEMAND" "${ALG_BENCHTIME:-300ms}" >"$WORK/algkeys.md" <<'PY' || alg_fail "no table of the keys made on demand (see above)"
+import json, re, statistics, sys
+bench, ondemand, benchtime = sys.argv[1:4]
+# BenchmarkTemplateDecision1M/ALG/rN/KEY-P  N  V ns/op  V bytes/key  V B/op  V allocs/op
+runs = {}
+line_re = re.compile(r"^BenchmarkTemplateDecision1M/(\w+)/r(\d+)/(conf|live)(?:-\d+)?\s+\d+\s+(.*)$")
+for line in open(bench):
+    m = line_re.match(line.strip())
+    if not m:
+        continue
+    f = m.group(4).split()
+    metrics = {f[i + 1]: float(f[i]) for i in range(0, len(f) - 1, 2)}
+    runs.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[m.group(3)] = metrics
+rss = {}
+for line in open(ondemand):
+    if line.strip():
+        d = json.loads(line)
+        rss[d["algorithm"]] = d
+algs = ("fixed", "sliding", "gcra")
+bad = [a for a in algs if a not in rss or a not in runs or not runs[a] or any(set(r) != {"conf", "live"} for r in runs[a].values())]
+if bad:
+    sys.exit("missing figures for %s in %s or %s" % (", ".join(bad), bench, ondemand))
+med = statistics.median
+print("Keys made on demand, with 1,000,000 of them live: the heap per live key from")
+print("`go test -run '^$' -bench 'TemplateDecision1M/.*/r[0-9]' -benchtime %s -benchmem ./locker/`" % benchtime)
+print("(a Counter with the template `t:*=1000/1ms/ALG` and 1,000,000 keys made by a take each; HeapAlloc after")
+print("and before, after a GC), and the RSS per live key of a real lockerd from")
+print("`bench/scale -steps ondemand` (`--key '%s'`, one take of each of 1,000,000 keys over a" % rss["fixed"]["spec"].replace("/fixed", "/ALG"))
+print("pipelined DEALER socket; VmRSS before and after, with `status` counting the live keys; it includes the")
+print("allocator's slack, which the heap figure does not).")
+print()
+print("| algorithm | heap per live key | RSS per live key | keys made per second | target |")
+print("|---|---:|---:|---:|---|")
+for a in algs:
+    r = rss[a]
+    heap = med(x["live"]["bytes/key"] for x in runs[a].values())
+    target = "≤ 256 bytes per key: heap **%.2f**x of it, RSS %.2fx" % (heap / 256, r["rss_bytes_per_key"] / 256) if a == "fixed" else "- (reported)"
+    print("| %s | %.1f bytes | %.0f bytes (%.1f MiB → %.1f MiB) | %.0f | %s |" % (
+        a, heap, r["rss_bytes_per_key"], r["rss_before_bytes"] / 2**20, r["rss_after_bytes"] / 2**20,
+        r["keys_made_per_second"], target))
+print()
+print("A decision on a key made on demand among the 1,000,000 live (B) against one on a configured key of")
+print("the same spec (A), in the same Go benchmark: the two take turns in 3 rounds (the clock 2µs on per")
+print("take, every decision a go, both keys warmed first); the ratio is B/A per round.")
+print()
+print("| algorithm | A: configured key, ns/decision | B: key made on demand, ns/decision | B/A per round (median [min..max]) | allocs/op B (A) | target |")
+print("|---|---:|---:|---:|---:|---|")
+for a in algs:
+    rounds = [runs[a][k] for k in sorted(runs[a])]
+    ratios = sorted(r["live"]["ns/op"] / r["conf"]["ns/op"] for r in rounds)
+    allocs_live = max(r["live"]["allocs/op"] for r in rounds)
+    allocs_conf = max(r["conf"]["allocs/op"] for r in rounds)
+    print("| %s | %.1f | %.1f | **%.2f** [%.2f..%.2f] | %.0f (%.0f) | ≤ 1.2, 0 allocs |" % (
+        a, med(r["conf"]["ns/op"] for r in rounds), med(r["live"]["ns/op"] for r in rounds),
+        med(ratios), ratios[0], ratios[-1], allocs_live, allocs_conf))
+PY
+	fi
+	if [ "$ALGFAIL" = 0 ]; then
+		{
+			echo "Decisions/s through one Go client shared by 64 goroutines (\`lockerctl bench -k KEY -c 64 -d $DUR\`),"
+			echo "against one lockerd with \`--key fixed=$ALGSPEC --key sliding=$ALGSPEC/sliding --key gcra=$ALGSPEC/gcra\`:"
+			echo "the same limit, the largest a sliding key may have, ten times what the goroutines reach, so every"
+			echo "reply is a go (the run fails on a sorry). Each round runs fixed, sliding, gcra in turn."
+			echo
+			cat "$WORK/algclient.md"
+			echo
+			cat "$WORK/algkeys.md"
+		} >"$ALGMD"
+	fi
+	if [ "$ALGFAIL" = 1 ]; then
+		log "algorithms and keys: a measurement failed (see the FAILED lines above); $OUT is left as it was"
+		exit 1
+	fi
+else
+	echo "Not measured in this run (ALGS=0)." >"$ALGMD"
+fi
+
 # Locks: bench/lockcmp starts its own Redis, etcd, ZooKeeper and lockerd.
 # Its section is left out when lockerd does not serve locks (status 3).
 LOCKMD=""
@@ -252,7 +387,8 @@ SCALETAB=$WORK/scale.md
 if [ "$SCALE" = 1 ]; then
 	log "scale (bench/scale)"
 	# shellcheck disable=SC2086 # SCALE_ARGS is a list of flags
-	"$BIN/scale" -bin "$BIN" ${SCALE_ARGS:-} >"$SCALETAB"
+	# The keys made on demand are measured in "Algorithms and keys".
+	"$BIN/scale" -bin "$BIN" -steps idle,waits,keys,fed ${SCALE_ARGS:-} >"$SCALETAB"
 else
 	echo "Not measured in this run (SCALE=0)." >"$SCALETAB"
 fi
@@ -300,6 +436,10 @@ fi
 	echo "\`lockerctl bench -c N\`, \`redislimit -c N\` and \`load -mode req -c N\` (one REQ socket per"
 	echo "goroutine) against the raw echo server; drawn by bench/plot."
 	echo
+	echo "## Algorithms and keys"
+	echo
+	cat "$ALGMD"
+	echo
 	echo "## Scale"
 	echo
 	cat "$SCALETAB"
@@ -308,6 +448,7 @@ fi
 	echo
 	echo '```'
 	cat "$RES"
+	if [ "$ALGS" = 1 ]; then cat "$ALGRES"; fi
 	echo '```'
 	if [ -n "$LOCKMD" ]; then
 		echo
@@ -327,7 +468,7 @@ log "wrote $OUT"
 # The README shows the latest tables between its bench-table and
 # scale-table markers.
 if [ "$OUT" = "$ROOT/bench/RESULTS.md" ]; then
-	for t in bench:"$WORK/table.md" scale:"$SCALETAB"; do
+	for t in bench:"$WORK/table.md" alg:"$ALGMD" scale:"$SCALETAB"; do
 		grep -q "^<!-- ${t%%:*}-table" README.md || continue
 		awk -v name="${t%%:*}" -v table="${t#*:}" '
 			$0 ~ "^<!-- " name "-table" { print; while ((getline l < table) > 0) print l; skip = 1; next }

@@ -37,9 +37,12 @@ type onDemand struct {
 func onDemandAlg(_ context.Context, o options, t *table, alg string) error {
 	n := o.liveKeys
 	logf(o, "keys made on demand: %d %s", n, alg)
-	// A window long enough that no key is idle, and so dropped, before
-	// the RSS is read.
-	spec := "tenant:*=1000/1h/" + alg
+	// No key may be idle (every token back), and so dropped, before the
+	// RSS is read: a fixed window of 24h ends only at midnight UTC, a
+	// sliding grant counts for 24h, and a gcra token comes back after
+	// 24h/10 (with 1000/1h, after 3.6s: most keys were gone by the end).
+	// A sliding key's ring starts at 8 instants for any limit of 8 or more.
+	spec := "tenant:*=10/24h/" + alg
 	p, err := startLockerd(o, "ondemand-"+alg, "--key", spec, "--max-keys", strconv.Itoa(n+1),
 		"--metrics-addr", "")
 	if err != nil {
