@@ -22,10 +22,12 @@
 #   SWEEP_DUR=1s SCALE=0 bench/run.sh   # shorter sweep, no scale table
 #   SCALE_ARGS="-idle 1000 -keys 10000" bench/run.sh   # flags of bench/scale
 #   ALGS=0 bench/run.sh          # no "Algorithms and keys" section
+#   ALG_BENCHTIME=1s bench/run.sh   # -benchtime of BenchmarkTemplateDecision1M
 #   BASE=main bench/run.sh       # also the Go client of git revision BASE
 #                                # against this one, in the same rounds
 #
-# With the defaults it takes about 5 minutes on 2 cores. Every process it
+# With the defaults it takes about 7 minutes on 2 cores (2 of them for
+# "Algorithms and keys", which ALGS=0 skips). Every process it
 # starts is stopped on exit.
 set -euo pipefail
 
