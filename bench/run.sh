@@ -225,7 +225,7 @@ if [ "$ALGS" = 1 ]; then
 	# per live key of a real lockerd (bench/scale).
 	log "algorithms: go test -bench BenchmarkTemplateDecision1M"
 	GOBENCH=$WORK/template1m.txt
-	if ! go test -run '^$' -bench 'TemplateDecision1M/.*/r[0-9]' -benchtime "${ALG_BENCHTIME:-300ms}" -benchmem ./locker/ >"$GOBENCH" 2>&1; then
+	if ! go test -run '^$' -bench 'TemplateDecision1M/.*/(conf|live|r[0-9])' -benchtime "${ALG_BENCHTIME:-300ms}" -benchmem ./locker/ >"$GOBENCH" 2>&1; then
 		tail -n 20 "$GOBENCH" >&2
 		alg_fail "go test -bench BenchmarkTemplateDecision1M failed"
 	fi
@@ -242,28 +242,32 @@ if [ "$ALGS" = 1 ]; then
 		/usr/bin/python3 - "$GOBENCH" "$ONDEMAND" "${ALG_BENCHTIME:-300ms}" >"$WORK/algkeys.md" <<'PY' || alg_fail "no table of the keys made on demand (see above)"
 import json, re, statistics, sys
 bench, ondemand, benchtime = sys.argv[1:4]
-# BenchmarkTemplateDecision1M/ALG/rN/KEY-P  N  V ns/op  V bytes/key  V B/op  V allocs/op
-runs = {}
-line_re = re.compile(r"^BenchmarkTemplateDecision1M/(\w+)/r(\d+)/(conf|live)(?:-\d+)?\s+\d+\s+(.*)$")
+# BenchmarkTemplateDecision1M/ALG/{conf,live,rN/pairs}-P  N  V ns/op  V UNIT ...
+plain, pairs = {}, {}
+line_re = re.compile(r"^BenchmarkTemplateDecision1M/(\w+)/(conf|live|r(\d+)/pairs)(?:-\d+)?\s+\d+\s+(.*)$")
 for line in open(bench):
     m = line_re.match(line.strip())
     if not m:
         continue
     f = m.group(4).split()
     metrics = {f[i + 1]: float(f[i]) for i in range(0, len(f) - 1, 2)}
-    runs.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[m.group(3)] = metrics
+    if m.group(3):
+        pairs.setdefault(m.group(1), []).append(metrics)
+    else:
+        plain.setdefault(m.group(1), {})[m.group(2)] = metrics
 rss = {}
 for line in open(ondemand):
     if line.strip():
         d = json.loads(line)
         rss[d["algorithm"]] = d
 algs = ("fixed", "sliding", "gcra")
-bad = [a for a in algs if a not in rss or a not in runs or not runs[a] or any(set(r) != {"conf", "live"} for r in runs[a].values())]
+bad = [a for a in algs if a not in rss or set(plain.get(a, {})) != {"conf", "live"} or len(pairs.get(a, [])) != 3
+       or any(k not in p for p in pairs[a] for k in ("live/conf", "conf-ns/decision", "live-ns/decision", "allocs/op"))]
 if bad:
     sys.exit("missing figures for %s in %s or %s" % (", ".join(bad), bench, ondemand))
 med = statistics.median
 print("Keys made on demand, with 1,000,000 of them live: the heap per live key from")
-print("`go test -run '^$' -bench 'TemplateDecision1M/.*/r[0-9]' -benchtime %s -benchmem ./locker/`" % benchtime)
+print("`go test -run '^$' -bench 'TemplateDecision1M/.*/(conf|live|r[0-9])' -benchtime %s -benchmem ./locker/`" % benchtime)
 print("(a Counter with the template `t:*=1000/1ms/ALG` and 1,000,000 keys made by a take each; HeapAlloc after")
 print("and before, after a GC), and the RSS per live key of a real lockerd from")
 print("`bench/scale -steps ondemand` (`--key '%s'`, one take of each of 1,000,000 keys over a" % rss["fixed"]["spec"].replace("/fixed", "/ALG"))
@@ -274,26 +278,29 @@ print("| algorithm | heap per live key | RSS per live key | keys made per second
 print("|---|---:|---:|---:|---|")
 for a in algs:
     r = rss[a]
-    heap = med(x["live"]["bytes/key"] for x in runs[a].values())
+    heap = plain[a]["live"]["bytes/key"]
     target = "≤ 256 bytes per key: heap **%.2f**x of it, RSS %.2fx" % (heap / 256, r["rss_bytes_per_key"] / 256) if a == "fixed" else "- (reported)"
     print("| %s | %.1f bytes | %.0f bytes (%.1f MiB → %.1f MiB) | %.0f | %s |" % (
         a, heap, r["rss_bytes_per_key"], r["rss_before_bytes"] / 2**20, r["rss_after_bytes"] / 2**20,
         r["keys_made_per_second"], target))
 print()
 print("A decision on a key made on demand among the 1,000,000 live (B) against one on a configured key of")
-print("the same spec (A), in the same Go benchmark: the two take turns in 3 rounds (the clock 2µs on per")
-print("take, every decision a go, both keys warmed first); the ratio is B/A per round.")
+print("the same spec (A), in the same Go benchmark (the clock 2µs on per take, every decision a go, both keys")
+print("warmed first). The two alternate in blocks of 256 decisions, A then B; B/A is the median over the")
+print("pairs of blocks of the time of B's block over A's, in each of 3 rounds; the ns are the medians of the")
+print("blocks' ns per decision (median over the rounds). The allocations are those of every round and of")
+print("runs of A alone and B alone.")
 print()
 print("| algorithm | A: configured key, ns/decision | B: key made on demand, ns/decision | B/A per round (median [min..max]) | allocs/op B (A) | target |")
 print("|---|---:|---:|---:|---:|---|")
 for a in algs:
-    rounds = [runs[a][k] for k in sorted(runs[a])]
-    ratios = sorted(r["live"]["ns/op"] / r["conf"]["ns/op"] for r in rounds)
-    allocs_live = max(r["live"]["allocs/op"] for r in rounds)
-    allocs_conf = max(r["conf"]["allocs/op"] for r in rounds)
+    ps = pairs[a]
+    ratios = sorted(p["live/conf"] for p in ps)
+    allocs_pairs = max(p["allocs/op"] for p in ps)
     print("| %s | %.1f | %.1f | **%.2f** [%.2f..%.2f] | %.0f (%.0f) | ≤ 1.2, 0 allocs |" % (
-        a, med(r["conf"]["ns/op"] for r in rounds), med(r["live"]["ns/op"] for r in rounds),
-        med(ratios), ratios[0], ratios[-1], allocs_live, allocs_conf))
+        a, med(p["conf-ns/decision"] for p in ps), med(p["live-ns/decision"] for p in ps),
+        med(ratios), ratios[0], ratios[-1],
+        max(allocs_pairs, plain[a]["live"]["allocs/op"]), max(allocs_pairs, plain[a]["conf"]["allocs/op"])))
 PY
 	fi
 	if [ "$ALGFAIL" = 0 ]; then
