@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -97,6 +98,14 @@ type fedKey struct {
 	// noReceived is the last window whose tokens received from others
 	// no longer count: they may have been given under a higher limit.
 	noReceived int64
+	// guard is set for a key made on demand in shared mode: a window
+	// whose reserve was never set keeps the others' shares (see
+	// capacity).
+	guard bool
+	// heardUntil is the last window that a peer's reported activity
+	// bears on (TrackAt): the one it was in, whose grants count here,
+	// and the next, whose allowances follow from it.
+	heardUntil int64
 }
 
 // fedWin is what a key knows about one window besides its own grants.
@@ -105,7 +114,12 @@ type fedWin struct {
 	reserve  int64 // kept for others (SetReserveAt)
 	given    int64 // given away by this member (GiveAt)
 	received int64 // received from others (SetReceivedAt)
+	// reserveSet is set once SetReserveAt set reserve.
+	reserveSet bool
 }
+
+// empty reports whether w holds nothing a new key would not.
+func (w *fedWin) empty() bool { return *w == fedWin{} }
 
 // maxAhead is how many windows past the current one federation state is
 // kept for; anything further ahead is ignored, so a peer with a clock far
@@ -117,9 +131,10 @@ const maxAhead = 2
 // It may be called once, before c takes anything: tokens granted before it
 // are not reported to the other members.
 //
-// Only a configured key of one fixed window trades tokens with other
-// members. In strict mode every other key (sliding, gcra, multi-limit,
-// made from a template) runs each of its limits on this member's static
+// A key of one fixed window trades tokens with other members, configured
+// or made from a template (see TrackAt for how a peer's report makes
+// one). In strict mode every other key (sliding, gcra, multi-limit, from
+// a template or not) runs each of its limits on this member's static
 // share of it (see Share), starting full at Fence, so the members together
 // never grant more than one counter would, whatever is lost or delayed.
 // Shared mode cannot bound such keys: EnableFederation returns an error
@@ -150,7 +165,7 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 }
 
 // checkShared returns an error naming the keys of m and the templates
-// that shared mode cannot bound: all but keys of one fixed window. It
+// that shared mode cannot bound: all but those of one fixed window. It
 // requires that c.mu is held.
 func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) error {
 	if c.fed == nil || c.fed.Strict {
@@ -163,28 +178,38 @@ func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) erro
 		}
 	}
 	for _, t := range tmpls {
-		bad = append(bad, t.cfg.Name)
+		if !t.cfg.plain() {
+			bad = append(bad, t.cfg.Name)
+		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
 	sort.Strings(bad)
-	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra, multi-limit or template keys %s: use strict mode or fixed keys", strings.Join(bad, ", "))
+	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra or multi-limit keys %s: use strict mode or fixed keys", strings.Join(bad, ", "))
 }
 
 // attachFederation gives every key of m of one fixed window that has none
 // a federation state. It requires that c.mu is held, or that m is not yet
 // shared.
 func (c *Counter) attachFederation(m map[string]*keyState) {
-	if c.fed == nil {
+	for _, ks := range m {
+		c.attach(ks)
+	}
+}
+
+// attach gives ks a federation state if c is federated, ks is of one fixed
+// window and has none. A key made on demand (or from a template,
+// configured) starts, in shared mode, keeping the others' shares of each
+// window for them until SetReserveAt says otherwise: the others may have
+// granted it before this member made it. It requires that c.mu is held.
+func (c *Counter) attach(ks *keyState) {
+	if c.fed == nil || ks.fed != nil || !ks.cfg.plain() {
 		return
 	}
-	for _, ks := range m {
-		if ks.fed == nil && ks.tmpl == nil && ks.cfg.plain() {
-			ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
-				current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow}
-		}
-	}
+	ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
+		current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow,
+		heardUntil: noWindow, guard: ks.tmpl != nil && !c.fed.Strict}
 }
 
 // win returns the state of window k, creating it.
@@ -260,12 +285,41 @@ func (fk *fedKey) capacity(limit, k int64) int64 {
 		w = *p
 	}
 	c := limit - w.extra
-	if fk.cfg.Strict {
+	switch {
+	case fk.cfg.Strict:
 		c = min(c, fk.budget(limit, k))
-	} else {
+	case fk.guard && !w.reserveSet:
+		c -= limit - Share(limit, fk.cfg.Members, fk.cfg.Rank)
+	default:
 		c -= w.reserve
 	}
 	return max(c, 0)
+}
+
+// idle reports whether the key holds no federation state a new key would
+// not have, at window k (the one a take now would count in): nothing
+// granted or asked here in k or k-1 (the counts of k-1 may not have been
+// published yet), nothing granted by others, reserved, given or received
+// in k or a later window, no activity reported by a peer in k or k-1
+// (see TrackAt), and no received tokens still discounted after a lowered
+// limit. Dropping such a key and making
+// it again loses nothing the members act on.
+func (fk *fedKey) idle(k int64) bool {
+	if g, a := fk.countsOf(k); g != 0 || a != 0 {
+		return false
+	}
+	if g, a := fk.countsOf(k - 1); g != 0 || a != 0 {
+		return false
+	}
+	if k <= fk.noReceived || k <= fk.heardUntil {
+		return false
+	}
+	for w, win := range fk.wins {
+		if w >= k && !win.empty() {
+			return false
+		}
+	}
+	return true
 }
 
 // lowered is called when the key's limit was lowered. Tokens others gave
@@ -362,29 +416,52 @@ type LocalCount struct {
 	// Remote is the tokens granted by others in window Index as last set
 	// by SetRemoteAt.
 	Remote int64
+	// Reserved and NextReserved report whether a reserve was set
+	// (SetReserveAt) for window Index and Index+1. A key made again after
+	// it was dropped has none, whatever was set for the key before.
+	Reserved, NextReserved bool
 }
 
-// LocalAt returns, for every federated key sorted by name, the tokens
-// granted and asked here in the window that a take at now would count in
-// and the one before it. It moves no window.
+// LocalAt returns, for every federated key, the tokens granted and asked
+// here in the window that a take at now would count in and the one
+// before it: the configured keys sorted by name, then the keys made on
+// demand that are live, in no order (and no other name: a key made on
+// demand is reported from when it is made to when it is dropped). For a
+// key made on demand, Name is the key's and the rest of KeyConfig its
+// template's. It moves no window. It takes time in proportion to the
+// live keys.
 func (c *Counter) LocalAt(now time.Time) []LocalCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]LocalCount, 0, len(c.names))
-	for _, name := range c.names {
-		ks, fk, k := c.fedKeyAt(now, name)
-		if fk == nil {
-			continue
+	out := make([]LocalCount, 0, len(c.names)+len(c.ring))
+	for _, names := range [2][]string{c.names, c.ring} {
+		for _, name := range names {
+			ks, fk, k := c.fedKeyAt(now, name)
+			if fk == nil {
+				continue
+			}
+			out = append(out, fk.local(ks, name, k))
 		}
-		lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
-		lc.Granted, lc.Asked = fk.countsOf(k)
-		if k == fk.current {
-			lc.Need = fk.need
-		}
-		lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
-		out = append(out, lc)
 	}
 	return out
+}
+
+// local returns the LocalCount of key name, of state ks, at window k.
+func (fk *fedKey) local(ks *keyState, name string, k int64) LocalCount {
+	lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
+	lc.Name = name
+	lc.Granted, lc.Asked = fk.countsOf(k)
+	if k == fk.current {
+		lc.Need = fk.need
+	}
+	lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
+	if w := fk.wins[k]; w != nil {
+		lc.Reserved = w.reserveSet
+	}
+	if w := fk.wins[k+1]; w != nil {
+		lc.NextReserved = w.reserveSet
+	}
+	return lc
 }
 
 // SetRemoteAt records that others granted extra tokens of key in window k:
@@ -406,7 +483,8 @@ func (c *Counter) SetReserveAt(now time.Time, key string, k, reserve int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, fk := c.reportAt(now, key, k); fk != nil && !fk.cfg.Strict && reserve >= 0 {
-		fk.win(k).reserve = reserve
+		w := fk.win(k)
+		w.reserve, w.reserveSet = reserve, true
 	}
 }
 
@@ -446,4 +524,51 @@ func (c *Counter) SetReceivedAt(now time.Time, key string, k, total int64) {
 		w := fk.win(k)
 		w.received = max(w.received, total)
 	}
+}
+
+// TrackAt tells the counter that a peer reported activity of key in
+// window k (tokens granted or asked there, or handed to this member; k is
+// the window a take at now would count in, the one before or one of the
+// next): a key of one fixed window made from a template that is not live
+// here is made, so that this member counts what the others grant of it
+// and reports its own counts (zeros too: the others may then use its
+// share), and the key is not dropped before window k+1 ends (the
+// allowances of k+1 follow from the counts of k). It reports whether it
+// made the key.
+//
+// When the key cannot be made because c.MaxKeys are live, TrackAt returns
+// ErrTooManyKeys and, in shared mode, no key of its template is made
+// before window k+1 ends, by a request or a later report: such a key
+// would not count the grants of the report lost. In strict mode nothing
+// a local grant depends on is lost.
+func (c *Counter) TrackAt(now time.Time, key string, k int64) (made bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fed == nil {
+		return false, nil
+	}
+	ks := c.keys[key]
+	if ks == nil {
+		t := c.match(key)
+		if t == nil || !t.cfg.plain() {
+			return false, nil
+		}
+		w := int64(t.cfg.Window)
+		if cur := windowOf(now.UnixNano(), w); k < cur-1 || k > cur+maxAhead {
+			return false, nil
+		}
+		if ks, err = c.make(now, key, 1); err != nil {
+			if errors.Is(err, ErrTooManyKeys) && !c.fed.Strict {
+				t.lostUntil = max(t.lostUntil, (k+2)*w)
+			}
+			return false, err
+		}
+		made = true
+	}
+	if fk := ks.fed; fk != nil {
+		if cur, _ := ks.alg.PeekAt(now); k >= cur-1 && k <= cur+maxAhead {
+			fk.heardUntil = max(fk.heardUntil, k+1)
+		}
+	}
+	return made, nil
 }
