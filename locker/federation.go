@@ -118,8 +118,11 @@ type fedWin struct {
 	reserveSet bool
 }
 
-// empty reports whether w holds nothing a new key would not.
-func (w *fedWin) empty() bool { return *w == fedWin{} }
+// holds reports whether w holds tokens granted by others, given or
+// received: what a new key would not know. A reserve is not among them:
+// the federation layer sets it again from the counts it keeps, and a new
+// key of a shared federation keeps the others' shares until then.
+func (w *fedWin) holds() bool { return w.extra != 0 || w.given != 0 || w.received != 0 }
 
 // maxAhead is how many windows past the current one federation state is
 // kept for; anything further ahead is ignored, so a peer with a clock far
@@ -299,11 +302,11 @@ func (fk *fedKey) capacity(limit, k int64) int64 {
 // idle reports whether the key holds no federation state a new key would
 // not have, at window k (the one a take now would count in): nothing
 // granted or asked here in k or k-1 (the counts of k-1 may not have been
-// published yet), nothing granted by others, reserved, given or received
-// in k or a later window, no activity reported by a peer in k or k-1
-// (see TrackAt), and no received tokens still discounted after a lowered
-// limit. Dropping such a key and making
-// it again loses nothing the members act on.
+// published yet), nothing granted by others, given or received in k or a
+// later window, no activity reported by a peer in k or k-1 (see TrackAt),
+// and no received tokens still discounted after a lowered limit.
+// Dropping such a key and making it again loses nothing the members act
+// on.
 func (fk *fedKey) idle(k int64) bool {
 	if g, a := fk.countsOf(k); g != 0 || a != 0 {
 		return false
@@ -315,7 +318,7 @@ func (fk *fedKey) idle(k int64) bool {
 		return false
 	}
 	for w, win := range fk.wins {
-		if w >= k && !win.empty() {
+		if w >= k && win.holds() {
 			return false
 		}
 	}

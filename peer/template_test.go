@@ -123,12 +123,16 @@ func TestTemplateKeysFollowDemand(t *testing.T) {
 			}
 
 			// The load stops. After two idle windows every key is idle
-			// on every member: a sweep drops them all, and heartbeats
-			// then carry none.
+			// on every member, whatever the members published meanwhile
+			// (reserves are set for every window): a sweep drops them
+			// all, and heartbeats then carry none.
 			for i := 0; i < 3; i++ {
 				now = now.Add(tenantKey.Window)
 				for _, m := range up {
 					send(now, m, m.m.heartbeat(now))
+				}
+				for _, m := range up {
+					send(now, m, m.m.flush(now))
 				}
 			}
 			for _, m := range up {
