@@ -89,8 +89,9 @@ type fedKey struct {
 	// prevGranted and prevAsked are the same for window current-1.
 	prevGranted, prevAsked int64
 	// wins holds what is known about windows from floor on: the current
-	// one and those peers reported ahead of it. A take that counts in a
-	// window below floor, whose state was dropped, is refused.
+	// one and those peers reported ahead of it; nil until one is known.
+	// A take that counts in a window below floor, whose state was
+	// dropped, is refused.
 	wins  map[int64]*fedWin
 	floor int64
 	// seen is the latest window a take or a peer's report was made in.
@@ -210,7 +211,7 @@ func (c *Counter) attach(ks *keyState) {
 	if c.fed == nil || ks.fed != nil || !ks.cfg.plain() {
 		return
 	}
-	ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
+	ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window),
 		current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow,
 		heardUntil: noWindow, guard: ks.tmpl != nil && !c.fed.Strict}
 }
@@ -219,6 +220,9 @@ func (c *Counter) attach(ks *keyState) {
 func (fk *fedKey) win(k int64) *fedWin {
 	w := fk.wins[k]
 	if w == nil {
+		if fk.wins == nil { // made on first use: most keys made on demand never need it
+			fk.wins = make(map[int64]*fedWin)
+		}
 		w = &fedWin{}
 		fk.wins[k] = w
 	}
