@@ -72,7 +72,17 @@ type fedConfig struct {
 	// tokens now (SetGivers); nil until it is first set, when all are
 	// taken to.
 	givers []bool
+	// dirty holds the names of the keys made on demand taken since the
+	// last LocalChangedAt, at most maxDirty; overflow is set when more
+	// were. stamp numbers the calls of LocalChangedAt.
+	dirty    []string
+	overflow bool
+	stamp    uint32
 }
+
+// maxDirty bounds the names LocalChangedAt keeps between two calls;
+// beyond it, the next call walks every live key.
+const maxDirty = 4096
 
 // fedKey is the federation state of one key. It is guarded by the
 // Counter's mutex. Its current window follows the algorithm's: it moves
@@ -107,6 +117,12 @@ type fedKey struct {
 	// bears on (TrackAt): the one it was in, whose grants count here,
 	// and the next, whose allowances follow from it.
 	heardUntil int64
+	// name is the key's name for a key made on demand, "" for a
+	// configured key; dirty is set when it was taken since the last
+	// LocalChangedAt, stamp is the number of the last that reported it.
+	name  string
+	dirty bool
+	stamp uint32
 }
 
 // fedWin is what a key knows about one window besides its own grants.
@@ -197,23 +213,32 @@ func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) erro
 // a federation state. It requires that c.mu is held, or that m is not yet
 // shared.
 func (c *Counter) attachFederation(m map[string]*keyState) {
-	for _, ks := range m {
-		c.attach(ks)
+	for name, ks := range m {
+		c.attach(name, ks)
 	}
 }
 
-// attach gives ks a federation state if c is federated, ks is of one fixed
-// window and has none. A key made on demand (or from a template,
+// attach gives ks, the key name, a federation state if c is federated,
+// ks is of one fixed window and has none. A key made on demand (or from a template,
 // configured) starts, in shared mode, keeping the others' shares of each
 // window for them until SetReserveAt says otherwise: the others may have
 // granted it before this member made it. It requires that c.mu is held.
-func (c *Counter) attach(ks *keyState) {
-	if c.fed == nil || ks.fed != nil || !ks.cfg.plain() {
+func (c *Counter) attach(name string, ks *keyState) {
+	if c.fed == nil || !ks.cfg.plain() {
+		return
+	}
+	if ks.fed != nil {
+		if ks.tmpl != nil {
+			ks.fed.name = name // a configured key's state, carried
+		}
 		return
 	}
 	ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window),
 		current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow,
 		heardUntil: noWindow, guard: ks.tmpl != nil && !c.fed.Strict}
+	if ks.tmpl != nil {
+		ks.fed.name = name
+	}
 }
 
 // win returns the state of window k, creating it.
@@ -347,6 +372,14 @@ func (fk *fedKey) take(ks *keyState, now time.Time, n int64) Decision {
 		fk.enter(k)
 	}
 	fk.asked += n
+	if fk.name != "" && !fk.dirty {
+		fk.dirty = true
+		if fc := fk.cfg; len(fc.dirty) < maxDirty {
+			fc.dirty = append(fc.dirty, fk.name)
+		} else {
+			fc.overflow = true
+		}
+	}
 	ks.alg.SetLimit(fk.capacity(ks.cfg.Limit, k))
 	d := ks.alg.TakeAt(now, n)
 	if d.OK {
@@ -450,6 +483,45 @@ func (c *Counter) LocalAt(now time.Time) []LocalCount {
 			out = append(out, fk.local(ks, name, k))
 		}
 	}
+	return out
+}
+
+// LocalChangedAt is LocalAt for the keys whose counts may have changed:
+// the configured keys, the keys made on demand taken since the last call
+// (all live keys when more than a few thousand were), and those of also
+// that are live (the caller's own list, for instance the keys peers
+// reported activity of). Each key is reported once. It takes time in
+// proportion to those keys, not to all live keys.
+func (c *Counter) LocalChangedAt(now time.Time, also []string) []LocalCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fed == nil {
+		return nil
+	}
+	fc := c.fed
+	fc.stamp++
+	dirty := fc.dirty
+	if fc.overflow {
+		dirty = c.ring
+	}
+	out := make([]LocalCount, 0, len(c.names)+len(dirty)+len(also))
+	for _, name := range c.names {
+		if ks, fk, k := c.fedKeyAt(now, name); fk != nil && ks.tmpl == nil {
+			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	for _, names := range [2][]string{dirty, also} {
+		for _, name := range names {
+			ks, fk, k := c.fedKeyAt(now, name)
+			if fk == nil || ks.tmpl == nil || fk.stamp == fc.stamp {
+				continue
+			}
+			fk.dirty, fk.stamp = false, fc.stamp
+			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	clear(fc.dirty)
+	fc.dirty, fc.overflow = fc.dirty[:0], false
 	return out
 }
 

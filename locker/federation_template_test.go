@@ -2,6 +2,7 @@ package locker
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -199,5 +200,50 @@ func TestFedTemplateReload(t *testing.T) {
 	err := s.Reconfigure([]KeyConfig{{Name: "t:*", Limit: 10, Window: time.Second, Algorithm: AlgSliding}})
 	if err == nil || err.Error() != "locker: shared federation cannot bound the sliding, gcra or multi-limit keys t:*: use strict mode or fixed keys" {
 		t.Fatalf("shared reload to a sliding template: %v", err)
+	}
+}
+
+// TestLocalChangedAt: the flush's view reports the configured keys, the
+// keys made on demand taken since the last call and those asked for, each
+// once, and none that was dropped; past maxDirty keys taken between two
+// calls, every live key.
+func TestLocalChangedAt(t *testing.T) {
+	c := fedTemplate(t, true, 2, 0)
+	t0 := time.Unix(1_800_000_000, 0)
+	names := func(lcs []LocalCount) []string {
+		var out []string
+		for _, lc := range lcs {
+			out = append(out, lc.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, key := range []string{"t:a", "t:b", "t:a", "t:c"} {
+		grantsOf(t, c, key, t0, 1)
+	}
+	for _, tc := range []struct {
+		also []string
+		want string
+	}{
+		{nil, "[default t:a t:b t:c]"},
+		{nil, "[default]"},
+		{[]string{"t:b", "t:b", "t:nope"}, "[default t:b]"},
+	} {
+		if got := fmt.Sprint(names(c.LocalChangedAt(t0, tc.also))); got != tc.want {
+			t.Fatalf("LocalChangedAt(%v) = %s, want %s", tc.also, got, tc.want)
+		}
+	}
+	grantsOf(t, c, "t:a", t0, 1)
+	if n := c.SweepAt(t0.Add(10*time.Second), nil); n != 3 {
+		t.Fatalf("swept %d, want 3", n)
+	}
+	if got := fmt.Sprint(names(c.LocalChangedAt(t0.Add(10*time.Second), nil))); got != "[default]" {
+		t.Fatalf("after the sweep: %s, want [default]", got)
+	}
+	for i := 0; i <= maxDirty; i++ {
+		grantsOf(t, c, fmt.Sprintf("t:%d", i), t0.Add(10*time.Second), 1)
+	}
+	if got := len(c.LocalChangedAt(t0.Add(10*time.Second), nil)); got != maxDirty+2 {
+		t.Fatalf("past maxDirty: %d keys, want every live key and default, %d", got, maxDirty+2)
 	}
 }

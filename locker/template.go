@@ -163,7 +163,7 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	}
 	ks := c.newKey(&t.cfg)
 	ks.tmpl = t
-	c.attach(ks)
+	c.attach(key, ks)
 	c.keys[key] = ks
 	c.ringAdd(key, ks)
 	t.live++
@@ -311,7 +311,7 @@ func (c *Counter) remake(old map[string]*keyState) {
 		ks := c.newKey(&t.cfg)
 		ks.tmpl = t
 		c.carry(o, ks)
-		c.attach(ks) // when carry kept no federation state
+		c.attach(name, ks) // when carry kept no federation state, or a configured key's
 		c.keys[name] = ks
 		c.ringAdd(name, ks)
 		t.live++

@@ -224,6 +224,7 @@ func (s *merger) track(now time.Time, key string, k int64) {
 	if _, onDemand, _ := s.config(key); !onDemand {
 		return
 	}
+	s.active[key] = struct{}{}
 	made, err := s.counter.TrackAt(now, key, k)
 	if err != nil {
 		s.untracked++

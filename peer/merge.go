@@ -125,6 +125,10 @@ type merger struct {
 	// untracked counts reports of keys made on demand that the counter
 	// could not track (Counter.TrackAt).
 	untracked uint64
+	// active holds the keys made on demand that peers reported activity
+	// of since the last flush: the flush looks at them with those taken
+	// here (Counter.LocalChangedAt), the heartbeat at every live key.
+	active map[string]struct{}
 	// givers and lastGivers are the ranks of the members that can give
 	// this one tokens, now and as last told to the counter (strict).
 	givers, lastGivers []int
@@ -146,6 +150,7 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 		rolled:   make(map[string]int64),
 
 		decidedNow: make(map[string]int64),
+		active:     make(map[string]struct{}),
 	}
 	s.loadKeys()
 	return s
@@ -222,9 +227,35 @@ func (s *merger) isUp(now time.Time, p *member) bool {
 
 // flush returns the messages that publish what changed since the last
 // flush, or nil. In strict mode it first hands spare tokens to members
-// that need them.
+// that need them. It looks at the configured keys and at the keys made
+// on demand that were taken here or reported by a peer since the last
+// flush; the heartbeat looks at every key.
 func (s *merger) flush(now time.Time) []*Message {
-	lcs := s.counter.LocalAt(now)
+	var also []string
+	if len(s.active) > 0 {
+		also = make([]string, 0, len(s.active))
+		for key := range s.active {
+			also = append(also, key)
+		}
+		clear(s.active)
+	}
+	lcs := s.counter.LocalChangedAt(now, also)
+	s.settle(now, lcs)
+	counts := s.changed(lcs)
+	var transfers []Transfer
+	if s.repeat > 0 {
+		s.repeat--
+		transfers = s.transfers(now)
+	}
+	if len(counts) == 0 && len(transfers) == 0 {
+		return nil
+	}
+	return s.pack(now, TypeCounts, counts, transfers)
+}
+
+// settle acts on lcs: in strict mode it hands spare tokens to the members
+// that need them, in shared mode it sets what is kept for the others.
+func (s *merger) settle(now time.Time, lcs []locker.LocalCount) {
 	if s.strict {
 		s.updateGivers(now)
 		s.give(now, lcs)
@@ -243,16 +274,6 @@ func (s *merger) flush(now time.Time) []*Message {
 			s.reserve(now, lc.Name, lc.Index+1)
 		}
 	}
-	counts := s.changed(lcs)
-	var transfers []Transfer
-	if s.repeat > 0 {
-		s.repeat--
-		transfers = s.transfers(now)
-	}
-	if len(counts) == 0 && len(transfers) == 0 {
-		return nil
-	}
-	return s.pack(now, TypeCounts, counts, transfers)
 }
 
 // changed returns the counts that changed since they were last sent, and
@@ -286,8 +307,12 @@ func (s *merger) heartbeat(now time.Time) []*Message {
 	s.check(now)
 	s.prune(now)
 	lcs := s.counter.LocalAt(now)
+	s.settle(now, lcs)
 	var counts []Count
 	for _, lc := range lcs {
+		if !s.strict {
+			s.rolled[lc.Name] = lc.Index // the counts of the window before go now
+		}
 		counts = append(counts,
 			Count{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
 			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: s.need(lc)})
