@@ -187,7 +187,7 @@ func (ks *keyState) algs() []algo {
 // static reports whether a key of configuration k (or made from template
 // k) runs on a static share of its limits in c's federation.
 func (c *Counter) static(k *KeyConfig) bool {
-	return c.fed != nil && c.fed.Strict && (!k.plain() || k.IsTemplate())
+	return c.fed != nil && c.fed.Strict && !k.plain()
 }
 
 // share returns the part of limit this member runs a static key on: all

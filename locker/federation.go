@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -71,7 +72,17 @@ type fedConfig struct {
 	// tokens now (SetGivers); nil until it is first set, when all are
 	// taken to.
 	givers []bool
+	// dirty holds the names of the keys made on demand taken since the
+	// last LocalChangedAt, at most maxDirty; overflow is set when more
+	// were. stamp numbers the calls of LocalChangedAt.
+	dirty    []string
+	overflow bool
+	stamp    uint32
 }
+
+// maxDirty bounds the names LocalChangedAt keeps between two calls;
+// beyond it, the next call walks every live key.
+const maxDirty = 4096
 
 // fedKey is the federation state of one key. It is guarded by the
 // Counter's mutex. Its current window follows the algorithm's: it moves
@@ -88,8 +99,9 @@ type fedKey struct {
 	// prevGranted and prevAsked are the same for window current-1.
 	prevGranted, prevAsked int64
 	// wins holds what is known about windows from floor on: the current
-	// one and those peers reported ahead of it. A take that counts in a
-	// window below floor, whose state was dropped, is refused.
+	// one and those peers reported ahead of it; nil until one is known.
+	// A take that counts in a window below floor, whose state was
+	// dropped, is refused.
 	wins  map[int64]*fedWin
 	floor int64
 	// seen is the latest window a take or a peer's report was made in.
@@ -97,6 +109,20 @@ type fedKey struct {
 	// noReceived is the last window whose tokens received from others
 	// no longer count: they may have been given under a higher limit.
 	noReceived int64
+	// guard is set for a key made on demand in shared mode: a window
+	// whose reserve was never set keeps the others' shares (see
+	// capacity).
+	guard bool
+	// heardUntil is the last window that a peer's reported activity
+	// bears on (TrackAt): the one it was in, whose grants count here,
+	// and the next, whose allowances follow from it.
+	heardUntil int64
+	// name is the key's name for a key made on demand, "" for a
+	// configured key; dirty is set when it was taken since the last
+	// LocalChangedAt, stamp is the number of the last that reported it.
+	name  string
+	dirty bool
+	stamp uint32
 }
 
 // fedWin is what a key knows about one window besides its own grants.
@@ -105,7 +131,15 @@ type fedWin struct {
 	reserve  int64 // kept for others (SetReserveAt)
 	given    int64 // given away by this member (GiveAt)
 	received int64 // received from others (SetReceivedAt)
+	// reserveSet is set once SetReserveAt set reserve.
+	reserveSet bool
 }
+
+// holds reports whether w holds tokens granted by others, given or
+// received: what a new key would not know. A reserve is not among them:
+// the federation layer sets it again from the counts it keeps, and a new
+// key of a shared federation keeps the others' shares until then.
+func (w *fedWin) holds() bool { return w.extra != 0 || w.given != 0 || w.received != 0 }
 
 // maxAhead is how many windows past the current one federation state is
 // kept for; anything further ahead is ignored, so a peer with a clock far
@@ -117,9 +151,10 @@ const maxAhead = 2
 // It may be called once, before c takes anything: tokens granted before it
 // are not reported to the other members.
 //
-// Only a configured key of one fixed window trades tokens with other
-// members. In strict mode every other key (sliding, gcra, multi-limit,
-// made from a template) runs each of its limits on this member's static
+// A key of one fixed window trades tokens with other members, configured
+// or made from a template (see TrackAt for how a peer's report makes
+// one). In strict mode every other key (sliding, gcra, multi-limit, from
+// a template or not) runs each of its limits on this member's static
 // share of it (see Share), starting full at Fence, so the members together
 // never grant more than one counter would, whatever is lost or delayed.
 // Shared mode cannot bound such keys: EnableFederation returns an error
@@ -150,7 +185,7 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 }
 
 // checkShared returns an error naming the keys of m and the templates
-// that shared mode cannot bound: all but keys of one fixed window. It
+// that shared mode cannot bound: all but those of one fixed window. It
 // requires that c.mu is held.
 func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) error {
 	if c.fed == nil || c.fed.Strict {
@@ -163,27 +198,46 @@ func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) erro
 		}
 	}
 	for _, t := range tmpls {
-		bad = append(bad, t.cfg.Name)
+		if !t.cfg.plain() {
+			bad = append(bad, t.cfg.Name)
+		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
 	sort.Strings(bad)
-	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra, multi-limit or template keys %s: use strict mode or fixed keys", strings.Join(bad, ", "))
+	return fmt.Errorf("locker: shared federation cannot bound the sliding, gcra or multi-limit keys %s: use strict mode or fixed keys", strings.Join(bad, ", "))
 }
 
 // attachFederation gives every key of m of one fixed window that has none
 // a federation state. It requires that c.mu is held, or that m is not yet
 // shared.
 func (c *Counter) attachFederation(m map[string]*keyState) {
-	if c.fed == nil {
+	for name, ks := range m {
+		c.attach(name, ks)
+	}
+}
+
+// attach gives ks, the key name, a federation state if c is federated,
+// ks is of one fixed window and has none. A key made on demand (or from a template,
+// configured) starts, in shared mode, keeping the others' shares of each
+// window for them until SetReserveAt says otherwise: the others may have
+// granted it before this member made it. It requires that c.mu is held.
+func (c *Counter) attach(name string, ks *keyState) {
+	if c.fed == nil || !ks.cfg.plain() {
 		return
 	}
-	for _, ks := range m {
-		if ks.fed == nil && ks.tmpl == nil && ks.cfg.plain() {
-			ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window), wins: make(map[int64]*fedWin),
-				current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow}
+	if ks.fed != nil {
+		if ks.tmpl != nil {
+			ks.fed.name = name // a configured key's state, carried
 		}
+		return
+	}
+	ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window),
+		current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow,
+		heardUntil: noWindow, guard: ks.tmpl != nil && !c.fed.Strict}
+	if ks.tmpl != nil {
+		ks.fed.name = name
 	}
 }
 
@@ -191,6 +245,9 @@ func (c *Counter) attachFederation(m map[string]*keyState) {
 func (fk *fedKey) win(k int64) *fedWin {
 	w := fk.wins[k]
 	if w == nil {
+		if fk.wins == nil { // made on first use: most keys made on demand never need it
+			fk.wins = make(map[int64]*fedWin)
+		}
 		w = &fedWin{}
 		fk.wins[k] = w
 	}
@@ -260,12 +317,41 @@ func (fk *fedKey) capacity(limit, k int64) int64 {
 		w = *p
 	}
 	c := limit - w.extra
-	if fk.cfg.Strict {
+	switch {
+	case fk.cfg.Strict:
 		c = min(c, fk.budget(limit, k))
-	} else {
+	case fk.guard && !w.reserveSet:
+		c -= limit - Share(limit, fk.cfg.Members, fk.cfg.Rank)
+	default:
 		c -= w.reserve
 	}
 	return max(c, 0)
+}
+
+// idle reports whether the key holds no federation state a new key would
+// not have, at window k (the one a take now would count in): nothing
+// granted or asked here in k or k-1 (the counts of k-1 may not have been
+// published yet), nothing granted by others, given or received in k or a
+// later window, no activity reported by a peer in k or k-1 (see TrackAt),
+// and no received tokens still discounted after a lowered limit.
+// Dropping such a key and making it again loses nothing the members act
+// on.
+func (fk *fedKey) idle(k int64) bool {
+	if g, a := fk.countsOf(k); g != 0 || a != 0 {
+		return false
+	}
+	if g, a := fk.countsOf(k - 1); g != 0 || a != 0 {
+		return false
+	}
+	if k <= fk.noReceived || k <= fk.heardUntil {
+		return false
+	}
+	for w, win := range fk.wins {
+		if w >= k && win.holds() {
+			return false
+		}
+	}
+	return true
 }
 
 // lowered is called when the key's limit was lowered. Tokens others gave
@@ -286,6 +372,14 @@ func (fk *fedKey) take(ks *keyState, now time.Time, n int64) Decision {
 		fk.enter(k)
 	}
 	fk.asked += n
+	if fk.name != "" && !fk.dirty {
+		fk.dirty = true
+		if fc := fk.cfg; len(fc.dirty) < maxDirty {
+			fc.dirty = append(fc.dirty, fk.name)
+		} else {
+			fc.overflow = true
+		}
+	}
 	ks.alg.SetLimit(fk.capacity(ks.cfg.Limit, k))
 	d := ks.alg.TakeAt(now, n)
 	if d.OK {
@@ -362,29 +456,91 @@ type LocalCount struct {
 	// Remote is the tokens granted by others in window Index as last set
 	// by SetRemoteAt.
 	Remote int64
+	// Reserved and NextReserved report whether a reserve was set
+	// (SetReserveAt) for window Index and Index+1. A key made again after
+	// it was dropped has none, whatever was set for the key before.
+	Reserved, NextReserved bool
 }
 
-// LocalAt returns, for every federated key sorted by name, the tokens
-// granted and asked here in the window that a take at now would count in
-// and the one before it. It moves no window.
+// LocalAt returns, for every federated key, the tokens granted and asked
+// here in the window that a take at now would count in and the one
+// before it: the configured keys sorted by name, then the keys made on
+// demand that are live, in no order (and no other name: a key made on
+// demand is reported from when it is made to when it is dropped). For a
+// key made on demand, Name is the key's and the rest of KeyConfig its
+// template's. It moves no window. It takes time in proportion to the
+// live keys.
 func (c *Counter) LocalAt(now time.Time) []LocalCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]LocalCount, 0, len(c.names))
-	for _, name := range c.names {
-		ks, fk, k := c.fedKeyAt(now, name)
-		if fk == nil {
-			continue
+	out := make([]LocalCount, 0, len(c.names)+len(c.ring))
+	for _, names := range [2][]string{c.names, c.ring} {
+		for _, name := range names {
+			ks, fk, k := c.fedKeyAt(now, name)
+			if fk == nil {
+				continue
+			}
+			out = append(out, fk.local(ks, name, k))
 		}
-		lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
-		lc.Granted, lc.Asked = fk.countsOf(k)
-		if k == fk.current {
-			lc.Need = fk.need
-		}
-		lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
-		out = append(out, lc)
 	}
 	return out
+}
+
+// LocalChangedAt is LocalAt for the keys whose counts may have changed:
+// the configured keys, the keys made on demand taken since the last call
+// (all live keys when more than a few thousand were), and those of also
+// that are live (the caller's own list, for instance the keys peers
+// reported activity of). Each key is reported once. It takes time in
+// proportion to those keys, not to all live keys.
+func (c *Counter) LocalChangedAt(now time.Time, also []string) []LocalCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fed == nil {
+		return nil
+	}
+	fc := c.fed
+	fc.stamp++
+	dirty := fc.dirty
+	if fc.overflow {
+		dirty = c.ring
+	}
+	out := make([]LocalCount, 0, len(c.names)+len(dirty)+len(also))
+	for _, name := range c.names {
+		if ks, fk, k := c.fedKeyAt(now, name); fk != nil && ks.tmpl == nil {
+			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	for _, names := range [2][]string{dirty, also} {
+		for _, name := range names {
+			ks, fk, k := c.fedKeyAt(now, name)
+			if fk == nil || ks.tmpl == nil || fk.stamp == fc.stamp {
+				continue
+			}
+			fk.dirty, fk.stamp = false, fc.stamp
+			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	clear(fc.dirty)
+	fc.dirty, fc.overflow = fc.dirty[:0], false
+	return out
+}
+
+// local returns the LocalCount of key name, of state ks, at window k.
+func (fk *fedKey) local(ks *keyState, name string, k int64) LocalCount {
+	lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
+	lc.Name = name
+	lc.Granted, lc.Asked = fk.countsOf(k)
+	if k == fk.current {
+		lc.Need = fk.need
+	}
+	lc.PrevGranted, lc.PrevAsked = fk.countsOf(k - 1)
+	if w := fk.wins[k]; w != nil {
+		lc.Reserved = w.reserveSet
+	}
+	if w := fk.wins[k+1]; w != nil {
+		lc.NextReserved = w.reserveSet
+	}
+	return lc
 }
 
 // SetRemoteAt records that others granted extra tokens of key in window k:
@@ -406,7 +562,8 @@ func (c *Counter) SetReserveAt(now time.Time, key string, k, reserve int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, fk := c.reportAt(now, key, k); fk != nil && !fk.cfg.Strict && reserve >= 0 {
-		fk.win(k).reserve = reserve
+		w := fk.win(k)
+		w.reserve, w.reserveSet = reserve, true
 	}
 }
 
@@ -446,4 +603,51 @@ func (c *Counter) SetReceivedAt(now time.Time, key string, k, total int64) {
 		w := fk.win(k)
 		w.received = max(w.received, total)
 	}
+}
+
+// TrackAt tells the counter that a peer reported activity of key in
+// window k (tokens granted or asked there, or handed to this member; k is
+// the window a take at now would count in, the one before or one of the
+// next): a key of one fixed window made from a template that is not live
+// here is made, so that this member counts what the others grant of it
+// and reports its own counts (zeros too: the others may then use its
+// share), and the key is not dropped before window k+1 ends (the
+// allowances of k+1 follow from the counts of k). It reports whether it
+// made the key.
+//
+// When the key cannot be made because c.MaxKeys are live, TrackAt returns
+// ErrTooManyKeys and, in shared mode, no key of its template is made
+// before window k+1 ends, by a request or a later report: such a key
+// would not count the grants of the report lost. In strict mode nothing
+// a local grant depends on is lost.
+func (c *Counter) TrackAt(now time.Time, key string, k int64) (made bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fed == nil {
+		return false, nil
+	}
+	ks := c.keys[key]
+	if ks == nil {
+		t := c.match(key)
+		if t == nil || !t.cfg.plain() {
+			return false, nil
+		}
+		w := int64(t.cfg.Window)
+		if cur := windowOf(now.UnixNano(), w); k < cur-1 || k > cur+maxAhead {
+			return false, nil
+		}
+		if ks, err = c.make(now, key, 1); err != nil {
+			if errors.Is(err, ErrTooManyKeys) && !c.fed.Strict {
+				t.lostUntil = max(t.lostUntil, (k+2)*w)
+			}
+			return false, err
+		}
+		made = true
+	}
+	if fk := ks.fed; fk != nil {
+		if cur, _ := ks.alg.PeekAt(now); k >= cur-1 && k <= cur+maxAhead {
+			fk.heardUntil = max(fk.heardUntil, k+1)
+		}
+	}
+	return made, nil
 }

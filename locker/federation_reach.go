@@ -12,8 +12,7 @@ type ReachError struct {
 	// one request now.
 	N, Reach int64
 	// Static is set for a key that runs on a static share (sliding, gcra,
-	// several limits, made from a template), which no other member can
-	// add to.
+	// several limits), which no other member can add to.
 	Static bool
 	// Down is how many other members cannot give tokens now.
 	Down int

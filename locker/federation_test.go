@@ -312,7 +312,7 @@ func TestSharedRefusesUnboundedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = c.EnableFederation(FederationConfig{Members: 2, Rank: 0})
-	want := "locker: shared federation cannot bound the sliding, gcra, multi-limit or template keys g, m, s: use strict mode or fixed keys"
+	want := "locker: shared federation cannot bound the sliding, gcra or multi-limit keys g, m, s: use strict mode or fixed keys"
 	if err == nil || err.Error() != want {
 		t.Fatalf("EnableFederation: %v, want %s", err, want)
 	}

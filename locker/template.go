@@ -29,6 +29,10 @@ type keyTemplate struct {
 	cfg    KeyConfig
 	prefix string
 	live   int
+	// lostUntil is, in a shared federation, the instant in Unix ns until
+	// which no key is made from the template: a peer's report about one
+	// of its keys was lost for want of room (see Counter.TrackAt).
+	lostUntil int64
 	// full stands for the template's keys when no more can be made: it
 	// carries the template's configuration to callers, and no counter.
 	full keyState
@@ -131,7 +135,9 @@ func (c *Counter) matchesBytes(key []byte) bool {
 // or that is not a valid key name; and, with a state that only carries
 // the template's configuration, ErrBadCount for an n the template refuses
 // (no key is made for it) and ErrTooManyKeys when c.maxKeys are live and
-// none of those it looked at was idle. It requires that c.mu is held.
+// none of those it looked at was idle, or, in a shared federation, while
+// a peer's report about a key of the template is lost (see TrackAt). It
+// requires that c.mu is held.
 //
 // Each key made first drops the idle keys among a few live ones (more
 // when the cap is reached), so that live keys stay near those in use
@@ -144,6 +150,9 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	if n < 1 || n > t.full.maxN {
 		return &t.full, ErrBadCount
 	}
+	if t.lostUntil != 0 && now.UnixNano() < t.lostUntil {
+		return &t.full, ErrTooManyKeys
+	}
 	probe := makeProbe
 	if c.live >= c.maxKeys {
 		probe = fullProbe
@@ -154,6 +163,7 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	}
 	ks := c.newKey(&t.cfg)
 	ks.tmpl = t
+	c.attach(key, ks)
 	c.keys[key] = ks
 	c.ringAdd(key, ks)
 	t.live++
@@ -210,10 +220,12 @@ func (ks *keyState) cfgOrNil() *KeyConfig {
 }
 
 // idleAt reports whether every token the key's limits granted is back at
-// now (or at the latest instant a take was made at, if later): a new key
-// would decide as this one from then on.
+// now (or at the latest instant a take was made at, if later), and, in a
+// federation, it holds no state the members act on (see fedKey.idle): a
+// new key would decide as this one from then on.
 func (ks *keyState) idleAt(now time.Time) bool {
-	if _, used := ks.alg.PeekAt(now); used != 0 {
+	k, used := ks.alg.PeekAt(now)
+	if used != 0 || ks.fed != nil && !ks.fed.idle(k) {
 		return false
 	}
 	for _, a := range ks.more {
@@ -299,6 +311,7 @@ func (c *Counter) remake(old map[string]*keyState) {
 		ks := c.newKey(&t.cfg)
 		ks.tmpl = t
 		c.carry(o, ks)
+		c.attach(name, ks) // when carry kept no federation state, or a configured key's
 		c.keys[name] = ks
 		c.ringAdd(name, ks)
 		t.live++

@@ -3,6 +3,7 @@ package locker
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -264,18 +265,24 @@ func mustSpec(tb testing.TB, spec string) KeyConfig {
 // shared mode.
 func TestTemplateFederation(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	c := mustKeys(t, "t:*=10/1s")
-	if err := c.EnableFederation(FederationConfig{Members: 2}); err == nil {
-		t.Fatal("shared mode accepted a template")
+	c := mustKeys(t, "t:*=10/1s", "s:*=10/1s/sliding")
+	err := c.EnableFederation(FederationConfig{Members: 2})
+	if err == nil || !strings.Contains(err.Error(), "keys s:*:") || strings.Contains(err.Error(), "t:*") {
+		t.Fatalf("shared mode with a fixed and a sliding template: %v, want the sliding one refused alone", err)
+	}
+	if err := mustKeys(t, "t:*=10/1s").EnableFederation(FederationConfig{Members: 2}); err != nil {
+		t.Fatalf("shared mode refused a fixed template: %v", err)
 	}
 	c = mustKeys(t, "t:*=10/1s")
 	if err := c.EnableFederation(FederationConfig{Strict: true, Members: 2, Rank: 0, Fence: t0}); err != nil {
 		t.Fatal(err)
 	}
+	// A key made on demand trades tokens as a configured fixed key does:
+	// fenced in the start window and the next, then its share.
 	for _, tc := range []struct {
 		at   time.Duration
 		want int
-	}{{0, 0}, {time.Second, 5}, {2 * time.Second, 5}} {
+	}{{0, 0}, {time.Second, 0}, {2 * time.Second, 5}, {3 * time.Second, 5}} {
 		got := 0
 		for i := 0; i < 20; i++ {
 			if d, err := c.TakeAt(t0.Add(tc.at), "t:a", 1); err != nil {
@@ -285,11 +292,11 @@ func TestTemplateFederation(t *testing.T) {
 			}
 		}
 		if got != tc.want {
-			t.Fatalf("at +%v: %d go, want %d (share 5, fenced in the start window)", tc.at, got, tc.want)
+			t.Fatalf("at +%v: %d go, want %d (share 5, fenced in the start window and the next)", tc.at, got, tc.want)
 		}
 	}
-	if lc := c.LocalAt(t0); len(lc) != 1 || lc[0].Name != DefaultKey {
-		t.Fatalf("LocalAt %+v: keys made on demand are not traded", lc)
+	if lc := c.LocalAt(t0.Add(3 * time.Second)); len(lc) != 2 || lc[0].Name != DefaultKey || lc[1].Name != "t:a" || lc[1].Granted != 5 {
+		t.Fatalf("LocalAt %+v: want default, then t:a with 5 granted", lc)
 	}
 }
 

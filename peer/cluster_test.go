@@ -24,6 +24,7 @@ type testNode struct {
 	srv      *locker.Server
 	node     *peer.Node
 	endpoint string // the server's
+	pub      string // the node's publish endpoint
 	stop     func()
 }
 
@@ -139,7 +140,7 @@ func startTestNode(tb testing.TB, cc clusterConfig, pubs []string, i int) *testN
 			tb.Fatal("not ready after 5s")
 		}
 	}
-	tn := &testNode{srv: srv, node: node, endpoint: srv.Endpoints()[0]}
+	tn := &testNode{srv: srv, node: node, endpoint: srv.Endpoints()[0], pub: pc.Publish}
 	var once sync.Once
 	tn.stop = func() {
 		once.Do(func() {

@@ -145,6 +145,9 @@ func (s *merger) handleCounts(now time.Time, p *member, sent int64, counts []Cou
 			continue
 		}
 		c = clampCount(c, cfg.Limit)
+		if c.Granted > 0 || c.Asked > 0 || c.Need > 0 {
+			s.track(now, c.Key, c.Window)
+		}
 		if c.Window < sent/int64(cfg.Window) && c.Window > p.final[c.Key] {
 			p.final[c.Key] = c.Window
 		}
@@ -197,6 +200,9 @@ func (s *merger) handleTransfers(now time.Time, p *member, transfers []Transfer)
 		}
 		// No member can give more than the limit.
 		total := max(0, min(t.Total, cfg.Limit))
+		if total > 0 {
+			s.track(now, t.Key, t.Window)
+		}
 		if total <= byWin[t.Window] {
 			continue
 		}
@@ -206,5 +212,49 @@ func (s *merger) handleTransfers(now time.Time, p *member, transfers []Transfer)
 			sum += q.recv[t.Key][t.Window]
 		}
 		s.counter.SetReceivedAt(now, t.Key, t.Window, sum)
+	}
+}
+
+// track makes sure the counter tracks key, of which a peer reported
+// activity in window k: a key made on demand that is not live here is
+// made (Counter.TrackAt), and told at once what is known of it, which
+// the counts of this message alone may not repeat, and in shared mode
+// what it keeps for the others. For a configured key it does nothing.
+func (s *merger) track(now time.Time, key string, k int64) {
+	if _, onDemand, _ := s.config(key); !onDemand {
+		return
+	}
+	s.active[key] = struct{}{}
+	made, err := s.counter.TrackAt(now, key, k)
+	if err != nil {
+		s.untracked++
+		if s.untracked&(s.untracked-1) == 0 { // log the 1st, 2nd, 4th, ... only
+			s.log.Warn("cannot track a key a peer reports; in shared mode no key of its template is made until the window ends",
+				"key", key, "err", err, "count", s.untracked)
+		}
+		return
+	}
+	if !made {
+		return
+	}
+	cur, _, _ := s.window(now, key)
+	for w := cur; w <= cur+2; w++ {
+		var granted, received int64 = s.retired[key][w], 0
+		for _, q := range s.peers {
+			granted += q.counts[key][w].Granted
+			received += q.recv[key][w]
+		}
+		if granted > 0 {
+			s.counter.SetRemoteAt(now, key, w, granted)
+		}
+		if received > 0 && s.strict {
+			s.counter.SetReceivedAt(now, key, w, received)
+		}
+	}
+	if !s.strict {
+		for w := cur; w <= cur+1; w++ {
+			delete(s.reserved, countKey{key, w})
+			s.reserve(now, key, w)
+		}
 	}
 }

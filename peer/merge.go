@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
@@ -94,6 +95,10 @@ type merger struct {
 	digest    uint64
 	keys      map[string]locker.KeyConfig
 	minWindow time.Duration
+	// tmpls are the key templates, longest prefix first: a key a peer
+	// reports that is not configured has the configuration of the
+	// longest that matches it, as for a request.
+	tmpls []locker.KeyConfig
 
 	peers map[string]*member
 	// retired holds the grants, per key and window, of ids forgotten to
@@ -117,6 +122,13 @@ type merger struct {
 	ignored uint64
 	// dropped counts messages the outbound queue had no room for.
 	dropped uint64
+	// untracked counts reports of keys made on demand that the counter
+	// could not track (Counter.TrackAt).
+	untracked uint64
+	// active holds the keys made on demand that peers reported activity
+	// of since the last flush: the flush looks at them with those taken
+	// here (Counter.LocalChangedAt), the heartbeat at every live key.
+	active map[string]struct{}
 	// givers and lastGivers are the ranks of the members that can give
 	// this one tokens, now and as last told to the counter (strict).
 	givers, lastGivers []int
@@ -138,6 +150,7 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 		rolled:   make(map[string]int64),
 
 		decidedNow: make(map[string]int64),
+		active:     make(map[string]struct{}),
 	}
 	s.loadKeys()
 	return s
@@ -147,14 +160,34 @@ func newMerger(id string, strict bool, members []string, rank int, hb time.Durat
 func (s *merger) loadKeys() {
 	keys := s.counter.Keys()
 	s.keys = make(map[string]locker.KeyConfig, len(keys))
+	s.tmpls = s.tmpls[:0]
 	s.minWindow = 0
 	for _, k := range keys {
-		s.keys[k.Name] = k
+		if k.IsTemplate() {
+			s.tmpls = append(s.tmpls, k)
+		} else {
+			s.keys[k.Name] = k
+		}
 		if s.minWindow == 0 || k.Window < s.minWindow {
 			s.minWindow = k.Window
 		}
 	}
+	sort.SliceStable(s.tmpls, func(i, j int) bool { return len(s.tmpls[i].Name) > len(s.tmpls[j].Name) })
 	s.digest = configDigest(s.strict, s.members, keys)
+}
+
+// config returns the configuration of key: its own, or that of the
+// longest template that matches it; onDemand reports the latter.
+func (s *merger) config(key string) (cfg locker.KeyConfig, onDemand, ok bool) {
+	if k, ok := s.keys[key]; ok {
+		return k, false, true
+	}
+	for _, t := range s.tmpls {
+		if strings.HasPrefix(key, t.Name[:len(t.Name)-1]) && locker.ValidKeyName(key) == nil {
+			return t, true, true
+		}
+	}
+	return cfg, false, false
 }
 
 // configDigest identifies what members must agree on: mode, member list
@@ -180,7 +213,7 @@ func configDigest(strict bool, members []string, keys []locker.KeyConfig) uint64
 
 // window returns key's current window at now, and whether key is known.
 func (s *merger) window(now time.Time, key string) (int64, locker.KeyConfig, bool) {
-	k, ok := s.keys[key]
+	k, _, ok := s.config(key)
 	if !ok {
 		return 0, k, false
 	}
@@ -194,19 +227,20 @@ func (s *merger) isUp(now time.Time, p *member) bool {
 
 // flush returns the messages that publish what changed since the last
 // flush, or nil. In strict mode it first hands spare tokens to members
-// that need them.
+// that need them. It looks at the configured keys and at the keys made
+// on demand that were taken here or reported by a peer since the last
+// flush; the heartbeat looks at every key.
 func (s *merger) flush(now time.Time) []*Message {
-	lcs := s.counter.LocalAt(now)
-	if s.strict {
-		s.updateGivers(now)
-		s.give(now, lcs)
-	} else {
-		for _, lc := range lcs {
-			s.self[lc.Name] = lc
-			s.reserve(now, lc.Name, lc.Index)
-			s.reserve(now, lc.Name, lc.Index+1)
+	var also []string
+	if len(s.active) > 0 {
+		also = make([]string, 0, len(s.active))
+		for key := range s.active {
+			also = append(also, key)
 		}
+		clear(s.active)
 	}
+	lcs := s.counter.LocalChangedAt(now, also)
+	s.settle(now, lcs)
 	counts := s.changed(lcs)
 	var transfers []Transfer
 	if s.repeat > 0 {
@@ -217,6 +251,29 @@ func (s *merger) flush(now time.Time) []*Message {
 		return nil
 	}
 	return s.pack(now, TypeCounts, counts, transfers)
+}
+
+// settle acts on lcs: in strict mode it hands spare tokens to the members
+// that need them, in shared mode it sets what is kept for the others.
+func (s *merger) settle(now time.Time, lcs []locker.LocalCount) {
+	if s.strict {
+		s.updateGivers(now)
+		s.give(now, lcs)
+	} else {
+		for _, lc := range lcs {
+			s.self[lc.Name] = lc
+			// A key made again after it was dropped has no reserve,
+			// whatever was last set for the key.
+			if !lc.Reserved {
+				delete(s.reserved, countKey{lc.Name, lc.Index})
+			}
+			if !lc.NextReserved {
+				delete(s.reserved, countKey{lc.Name, lc.Index + 1})
+			}
+			s.reserve(now, lc.Name, lc.Index)
+			s.reserve(now, lc.Name, lc.Index+1)
+		}
+	}
 }
 
 // changed returns the counts that changed since they were last sent, and
@@ -250,8 +307,12 @@ func (s *merger) heartbeat(now time.Time) []*Message {
 	s.check(now)
 	s.prune(now)
 	lcs := s.counter.LocalAt(now)
+	s.settle(now, lcs)
 	var counts []Count
 	for _, lc := range lcs {
+		if !s.strict {
+			s.rolled[lc.Name] = lc.Index // the counts of the window before go now
+		}
 		counts = append(counts,
 			Count{Key: lc.Name, Window: lc.Index - 1, Granted: lc.PrevGranted, Asked: lc.PrevAsked},
 			Count{Key: lc.Name, Window: lc.Index, Granted: lc.Granted, Asked: lc.Asked, Need: s.need(lc)})
@@ -348,6 +409,7 @@ func (s *merger) prune(now time.Time) {
 	pruneMap(s.decided, func(key string) bool { return s.ended(now, key, s.decided[key], 0) })
 	pruneMap(s.decidedNow, func(key string) bool { return s.ended(now, key, s.decidedNow[key], 0) })
 	pruneMap(s.rolled, func(key string) bool { return s.ended(now, key, s.rolled[key], 1) })
+	pruneMap(s.self, func(key string) bool { return s.ended(now, key, s.self[key].Index, 1) })
 	pruneByWindow(s, now, s.retired, 1)
 	for id, p := range s.peers {
 		pruneByWindow(s, now, p.counts, 1)

@@ -31,7 +31,7 @@ func (n *Node) StatusExtra() map[string]any {
 	n.mu.Lock()
 	now := n.now()
 	stats := n.m.stats(now)
-	digest, dropped := n.m.digest, n.m.dropped
+	digest, dropped, untracked := n.m.digest, n.m.dropped, n.m.untracked
 	n.mu.Unlock()
 	type peerJSON struct {
 		ID             string  `json:"id"`
@@ -59,7 +59,7 @@ func (n *Node) StatusExtra() map[string]any {
 			"id": n.cfg.ID, "mode": n.cfg.Mode.String(), "publish": n.cfg.Publish,
 			"members": len(n.members), "rank": n.rank, "peers_expected": len(n.others), "peers_up": up,
 			"heartbeat_ms": n.cfg.Heartbeat.Milliseconds(), "config_digest": strconv.FormatUint(digest, 16),
-			"config_mismatch": mismatch, "dropped_outbound": dropped,
+			"config_mismatch": mismatch, "dropped_outbound": dropped, "untracked_reports": untracked,
 		},
 	}
 }

@@ -29,10 +29,12 @@
 // lockerd_keys_refused_total. Metrics and status name a key made on demand
 // by its template only; `status KEY` reports one key.
 //
-// A shared federation (--federation shared) cannot bound sliding, gcra,
-// multi-limit or template keys: lockerd refuses to start with one line
-// naming them. A strict federation runs them on each member's static
-// share of their limits.
+// A shared federation (--federation shared) cannot bound sliding, gcra or
+// multi-limit keys, configured or templates: lockerd refuses to start with
+// one line naming them. A strict federation runs them on each member's
+// static share of their limits. Keys made from a template of one fixed
+// window are federated in both modes as configured fixed keys are, and
+// members exchange counts only for the keys live on them.
 //
 // The key "default" always exists. -n/--limit and -w/--window set it
 // (defaults 1 and 1s); --key default=... sets it too, but not together

@@ -93,14 +93,14 @@ func TestMaxKeysReload(t *testing.T) {
 }
 
 // TestSharedFederationRefusesTemplateKeys starts lockerd in a shared
-// federation with a template and a sliding key, which shared mode cannot
-// bound: it exits 1 with one line naming both, before it serves.
+// federation with a sliding template and a sliding key, which shared mode
+// cannot bound: it exits 1 with one line naming both, before it serves.
 func TestSharedFederationRefusesTemplateKeys(t *testing.T) {
 	pub := freeEndpoint(t)
 	p := startLockerd(t, "", "--bind", freeEndpoint(t), "--metrics-addr", "", "--publish", pub, "--peer", pub,
-		"--peer", freeEndpoint(t), "--federation", "shared", "--key", "tenant:*=3/1s", "--key", "s=2/1s/sliding")
+		"--peer", freeEndpoint(t), "--federation", "shared", "--key", "tenant:*=3/1s/sliding", "--key", "s=2/1s/sliding")
 	code := p.wait(t, 10*time.Second)
-	const want = "shared federation cannot bound the sliding, gcra, multi-limit or template keys s, tenant:*: use strict mode or fixed keys"
+	const want = "shared federation cannot bound the sliding, gcra or multi-limit keys s, tenant:*: use strict mode or fixed keys"
 	if stderr := p.stderr.String(); code != exitError || !strings.Contains(stderr, want) || strings.Contains(stderr, "msg=serving") {
 		t.Fatalf("exit %d, stderr:\n%s\nwant 1, %q and no serving", code, stderr, want)
 	}
