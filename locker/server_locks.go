@@ -250,11 +250,16 @@ func (s *Server) applyLock(r *request, lr lockRequest, now time.Time) {
 	label := ls.label(name)
 	if res.Status == LockQueued {
 		s.holdLock(r, name, label, res.Ticket)
-	} else {
-		ls.record(lr.Verb, label, res, now)
-		s.reply(r.env, appendLockReply(s.buf[:0], now, res))
+		s.deliverLocks(now)
+		return
 	}
+	ls.record(lr.Verb, label, res, now)
+	// The grants this request caused (a release hands the lock to the
+	// next waiter) go out before its own reply: the next holder's round
+	// trip is what a contended lock waits for, the releaser only learns
+	// that it is done.
 	s.deliverLocks(now)
+	s.reply(r.env, appendLockReply(s.buf[:0], now, res))
 }
 
 // holdLock keeps the envelope of the queued acquisition ticket of the
