@@ -414,3 +414,43 @@ func TestClientLeaseCostsNoGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestClientLockLoneQueuedHandedOff: a lone caller sends its acquisition
+// itself; when the server queues it, the caller hands it to the loop,
+// which delivers the grant when the holder (another client) releases.
+func TestClientLockLoneQueuedHandedOff(t *testing.T) {
+	srv, holder := lockServer(t, locker.LockTableConfig{})
+	c := mustClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	ctx := context.Background()
+	held, err := holder.Lock(ctx, "q", locker.LockOptions{Owner: "holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *locker.Lease, 1)
+	go func() {
+		l, err := c.Lock(ctx, "q", locker.LockOptions{Owner: "lone"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	lockertest.WaitFor(t, func() bool {
+		return locker.ClientHandoffs(c) == 1 && len(waitersOfLock(t, holder, "q")) == 1
+	})
+	if n := locker.ClientDirect(c); n != 1 {
+		t.Fatalf("%d calls sent directly, want the acquisition", n)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := <-got
+	if l == nil {
+		t.FailNow()
+	}
+	if l.Fence() <= held.Fence() {
+		t.Errorf("fence %d after the holder's %d", l.Fence(), held.Fence())
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
