@@ -17,7 +17,7 @@ func (b *bench) measureAll(ctx context.Context) error {
 		b.logf("round %d of %d", r, b.o.rounds)
 		for _, sc := range scenarios {
 			for _, name := range b.o.systems {
-				if _, down := b.down[name]; down {
+				if _, down := b.down[name]; down || name == sysEcho {
 					continue
 				}
 				if err := b.measure(ctx, r, name, sc); err != nil {
@@ -27,6 +27,11 @@ func (b *bench) measureAll(ctx context.Context) error {
 		}
 		if _, down := b.down[sysLockerd]; !down && b.systems[sysLockerd] != nil {
 			if err := b.measureTakes(ctx, r); err != nil {
+				return err
+			}
+		}
+		if b.echo != nil {
+			if err := b.measureEcho(ctx); err != nil {
 				return err
 			}
 		}
