@@ -226,7 +226,7 @@ func (l *Lease) tick() {
 // ask sends verb (renew or release) for the lease and returns the reply,
 // parsed and as it came.
 func (l *Lease) ask(ctx context.Context, verb lockVerb) (LockReply, []byte, error) {
-	body := appendLockRequest(nil, lockRequest{Verb: verb, Name: []byte(l.name), Fence: l.fence})
+	body := lockRequestBody(lockRequest{Verb: verb, Name: []byte(l.name), Fence: l.fence}, 0)
 	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
 	if err != nil {
 		return LockReply{}, nil, err

@@ -232,13 +232,19 @@ func pauseBusy(ctx context.Context, busy *LockBusyError, sent time.Time, hold, b
 // its caller gives up, and a grant that comes after that is released.
 func (c *Client) acquireCall(req lockRequest) *call {
 	name := string(req.Name)
-	cl := &call{body: appendLockRequest(nil, req), hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
-		cancel: append([]byte("abandon "), name...), orphan: releaseGranted(name), quick: true}
+	// The body and the cancel share one buffer; the body's capacity is
+	// cut so that nothing appended to it can reach the cancel.
+	const abandon = "abandon "
+	buf := lockRequestBody(req, len(abandon)+len(name))
+	body := buf[:len(buf):len(buf)]
+	cancel := append(append(buf[len(buf):], abandon...), name...)
+	cl := &call{body: body, hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
+		cancel: cancel, orphan: releaseGranted(name), quick: true}
 	if req.MaxWait > 0 {
 		cl.rehold = func(hold time.Duration) []byte {
 			r := req
 			r.MaxWait = hold
-			return appendLockRequest(nil, r)
+			return lockRequestBody(r, 0)
 		}
 	}
 	return cl
@@ -252,7 +258,7 @@ func releaseGranted(name string) func([]byte) []byte {
 		if err != nil || rep.Status != LockGranted {
 			return nil
 		}
-		return appendLockRequest(nil, lockRequest{Verb: lockRelease, Name: []byte(name), Fence: rep.Fence})
+		return lockRequestBody(lockRequest{Verb: lockRelease, Name: []byte(name), Fence: rep.Fence}, 0)
 	}
 }
 
