@@ -152,7 +152,7 @@ func (b *bench) floorTable(w io.Writer) {
 		if sc.own {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | per s | share of 1/RTT |\n|---|---:|---:|\n", sc.label)
+		fmt.Fprintf(w, "| %s | per s | share of 1/RTT (per round) |\n|---|---:|---:|\n", sc.label)
 		fmt.Fprintf(w, "| echo round trips (1/RTT) | %s | 1.00 |\n", rate(echo))
 		if h := b.handovers[sysLockerd+" "+sc.id]; len(h) > 0 {
 			fmt.Fprintf(w, "| lockerd hand-overs | %.0f | %s |\n", median(h), perRound(h, 1, echo))
@@ -168,6 +168,17 @@ func (b *bench) floorTable(w io.Writer) {
 				v[i] = s.DecisionsPerSecond
 			}
 			fmt.Fprintf(w, "| target: %g × %s cycles | %.0f | %s |\n", k, titles[other], k*median(v), perRound(v, k, echo))
+		}
+	}
+	// With one goroutine a cycle is two round trips, one after the other.
+	c1 := scenarios[0]
+	p50 := pick(echo, func(s loadstats.Summary) float64 { return s.P50us })
+	p99 := pick(echo, func(s loadstats.Summary) float64 { return s.P99us })
+	fmt.Fprintf(w, "\n%s: a cycle is two round trips, so it takes at least about 2 × the echo round trip,\n"+
+		"p50 / p99 %.0f / %.0f µs. Cycles, p50 / p99 µs (medians):\n\n| system | p50 / p99 µs |\n|---|---:|\n", c1.label, 2*p50, 2*p99)
+	for _, s := range b.o.systems {
+		if r := b.results[s+" "+c1.id]; len(r) > 0 && s != sysEcho {
+			fmt.Fprintf(w, "| %s | %s |\n", titles[s], lat(r))
 		}
 	}
 }
