@@ -144,8 +144,8 @@ func (b *bench) floorTable(w io.Writer) {
 	if len(echo) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nThe floor of a hand-over, from the same run: a bare ZeroMQ round trip (bench/echo, one REQ client,\n"+
-		"one goroutine, %d-byte body) took p50 / p99 %s µs, %s round trips/s. On one lock each hand-over is a\n"+
+	fmt.Fprintf(w, "\nThe floor of a hand-over, measured in each round right before the runs on one lock: a bare ZeroMQ round\n"+
+		"trip (bench/echo, one REQ client, one goroutine, %d-byte body) took p50 / p99 %s µs, %s round trips/s. On one lock each hand-over is a\n"+
 		"release sent to the server and a grant sent back, one round trip at least: hand-overs/s are at most\n"+
 		"about 1/RTT. Share of 1/RTT per round (median [min..max]):\n\n", len(echoBody), lat(echo), rate(echo))
 	for _, sc := range scenarios {
@@ -174,8 +174,9 @@ func (b *bench) floorTable(w io.Writer) {
 	c1 := scenarios[0]
 	p50 := pick(echo, func(s loadstats.Summary) float64 { return s.P50us })
 	p99 := pick(echo, func(s loadstats.Summary) float64 { return s.P99us })
-	fmt.Fprintf(w, "\n%s: a cycle is two round trips, so it takes at least about 2 × the echo round trip,\n"+
-		"p50 / p99 %.0f / %.0f µs. Cycles, p50 / p99 µs (medians):\n\n| system | p50 / p99 µs |\n|---|---:|\n", c1.label, 2*p50, 2*p99)
+	fmt.Fprintf(w, "\n%s: a cycle is two round trips in a row, about 2 × the echo round trip (measured\n"+
+		"just before the runs on one lock, not beside these), p50 / p99 %.0f / %.0f µs. Cycles, p50 / p99 µs (medians):\n\n"+
+		"| system | p50 / p99 µs |\n|---|---:|\n", c1.label, 2*p50, 2*p99)
 	for _, s := range b.o.systems {
 		if r := b.results[s+" "+c1.id]; len(r) > 0 && s != sysEcho {
 			fmt.Fprintf(w, "| %s | %s |\n", titles[s], lat(r))
