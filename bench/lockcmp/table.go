@@ -172,6 +172,9 @@ func (b *bench) floorTable(w io.Writer) {
 	}
 	// With one goroutine a cycle is two round trips, one after the other.
 	c1 := scenarios[0]
+	if !slices.ContainsFunc(b.o.systems, func(s string) bool { return s != sysEcho && len(b.results[s+" "+c1.id]) > 0 }) {
+		return
+	}
 	p50 := pick(echo, func(s loadstats.Summary) float64 { return s.P50us })
 	p99 := pick(echo, func(s loadstats.Summary) float64 { return s.P99us })
 	fmt.Fprintf(w, "\n%s: a cycle is two round trips in a row, about 2 × the echo round trip (measured\n"+
