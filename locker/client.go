@@ -167,6 +167,10 @@ type call struct {
 	// claimed is set by whoever takes the reply: the loop delivering it
 	// or, for a call with orphan set, the caller giving up.
 	claimed atomic.Bool
+	// quick marks a request the server may hold but most often answers
+	// at once (a lock acquisition): Client.direct may send it, and
+	// hands it to the loop if it is held past directWait.
+	quick bool
 }
 
 type result struct {

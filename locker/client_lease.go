@@ -16,44 +16,53 @@ import (
 // closed. Fences let the protected resource refuse a holder whose lease
 // passed to someone else in the moment between.
 //
+// A lease costs no goroutine while it waits for its next renewal: one
+// runtime timer runs each renewal on a goroutine of its own, so a lock
+// held for less than a third of its lease never starts one.
+//
 // Its methods are safe for concurrent use.
 type Lease struct {
 	c     *Client
 	name  string
 	fence uint64
 
-	lost    chan struct{}
-	revoked chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
-	unlock  sync.Once
-
-	mu        sync.Mutex
-	end       time.Time     // by the local clock
-	ttl       time.Duration // the lease's length, as last granted
-	err       error
-	isRevoked bool
+	mu sync.Mutex
+	// lost and revoked are made by the first Lost or Revoked, or by
+	// the loss or revocation that closes them.
+	lost, revoked chan struct{}
+	end           time.Time     // by the local clock
+	ttl           time.Duration // the lease's length, as last granted
+	err           error
+	isRevoked     bool
+	// timer runs the next renewal (tick); retry says the last one got
+	// no answer.
+	timer *time.Timer
+	retry bool
+	// stopped is set by Unlock. renewing is set while a tick renews,
+	// with cancelRenew to cut that renewal short; idle, made by an
+	// Unlock that found one running, is closed when it ends.
+	stopped     bool
+	renewing    bool
+	cancelRenew context.CancelFunc
+	idle        chan struct{}
 }
 
 // newLease makes the lease of a grant of name sent at sent. A grant that
 // was held long in the queue is renewed at once, so that its end is known
 // from a request sent after the grant.
 func (c *Client) newLease(ctx context.Context, name string, sent time.Time, rep LockReply) (*Lease, error) {
-	l := &Lease{c: c, name: name, fence: rep.Fence, lost: make(chan struct{}), revoked: make(chan struct{}),
-		stop: make(chan struct{}), done: make(chan struct{}), end: sent.Add(rep.Lease), ttl: rep.Lease}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l := &Lease{c: c, name: name, fence: rep.Fence, end: sent.Add(rep.Lease), ttl: rep.Lease}
 	if time.Until(l.end) < 2*l.ttl/3 {
 		// More than a third of the lease went by in the queue: the
 		// lease end counted from the request is too early to be of use.
 		if err := l.renew(ctx); err != nil {
-			l.cancel()
 			l.release(context.Background())
 			return nil, fmt.Errorf("locker: lock %s: granted, but not renewed: %w", name, err)
 		}
 	}
-	go l.run()
+	l.mu.Lock()
+	l.schedule()
+	l.mu.Unlock()
 	return l, nil
 }
 
@@ -68,12 +77,32 @@ func (l *Lease) Fence() int64 { return int64(l.fence) }
 // Lost returns a channel closed when the lease is lost: it expired, was
 // revoked and ran out, was broken, or could not be renewed before its
 // end. Err then says why. Unlock does not close it.
-func (l *Lease) Lost() <-chan struct{} { return l.lost }
+func (l *Lease) Lost() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = make(chan struct{})
+		if l.err != nil {
+			close(l.lost)
+		}
+	}
+	return l.lost
+}
 
 // Revoked returns a channel closed when the server says a revocation was
 // asked: the lease is no longer renewed, and the caller should finish
 // and Unlock before it ends.
-func (l *Lease) Revoked() <-chan struct{} { return l.revoked }
+func (l *Lease) Revoked() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.revoked == nil {
+		l.revoked = make(chan struct{})
+		if l.isRevoked {
+			close(l.revoked)
+		}
+	}
+	return l.revoked
+}
 
 // Err returns why the lease was lost (wrapping ErrLeaseExpired,
 // ErrLeaseRevoked or ErrLeaseBroken), or nil while it is not.
@@ -91,13 +120,14 @@ func (l *Lease) Deadline() time.Time {
 	return l.end
 }
 
-// lose marks the lease lost with err, once.
+// lose marks the lease lost with err, once. It requires that l.mu is
+// held.
 func (l *Lease) lose(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.err == nil {
 		l.err = err
-		close(l.lost)
+		if l.lost != nil {
+			close(l.lost)
+		}
 	}
 }
 
@@ -106,76 +136,97 @@ func (l *Lease) markRevoked() {
 	defer l.mu.Unlock()
 	if !l.isRevoked {
 		l.isRevoked = true
-		close(l.revoked)
+		if l.revoked != nil {
+			close(l.revoked)
+		}
 	}
 }
 
-// endErr is the error of a lease that reached its end.
+// endErr is the error of a lease that reached its end. It requires that
+// l.mu is held.
 func (l *Lease) endErr() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.isRevoked {
 		return fmt.Errorf("%w: lock %s, fence %d", ErrLeaseRevoked, l.name, l.fence)
 	}
 	return fmt.Errorf("%w: lock %s, fence %d: no renewal answered before its end", ErrLeaseExpired, l.name, l.fence)
 }
 
-// run renews the lease until stop or its loss.
-func (l *Lease) run() {
-	defer close(l.done)
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	retry := false
-	for {
-		l.mu.Lock()
-		end, ttl, revoked := l.end, l.ttl, l.isRevoked
-		l.mu.Unlock()
-		at := end.Add(-2 * ttl / 3)
-		if revoked {
-			at = end // not renewed any more: wait for its end
-		} else if retry {
-			at = time.Now().Add(min(ttl/10, time.Until(end)))
-		}
-		t.Reset(max(time.Until(at), 0))
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		if !time.Now().Before(end) {
-			l.lose(l.endErr())
-			return
-		}
-		if revoked {
-			continue
-		}
-		ctx, cancel := context.WithDeadline(l.ctx, end)
-		err := l.renew(ctx)
-		cancel()
-		retry = false
-		switch {
-		case err == nil:
-		case l.ctx.Err() != nil:
-			return // Unlock
-		case errors.Is(err, ErrLeaseBroken), errors.Is(err, ErrLeaseExpired):
-			l.lose(err)
-			return
-		case errors.Is(err, context.DeadlineExceeded):
-			l.lose(l.endErr())
-			return
-		case errors.Is(err, ErrClientClosed):
-			l.lose(fmt.Errorf("%w: lock %s, fence %d: %w", ErrLeaseExpired, l.name, l.fence, err))
-			return
-		default:
-			retry = true // no answer yet: there is time left
-		}
+// schedule sets the timer for the next renewal: a third of the way
+// through the lease, sooner after a renewal that got no answer, at the
+// lease end once revoked (to mark it lost). It requires that l.mu is
+// held.
+func (l *Lease) schedule() {
+	at := l.end.Add(-2 * l.ttl / 3)
+	if l.isRevoked {
+		at = l.end // not renewed any more: wait for its end
+	} else if l.retry {
+		at = time.Now().Add(min(l.ttl/10, time.Until(l.end)))
 	}
+	d := max(time.Until(at), 0)
+	if l.timer == nil {
+		l.timer = time.AfterFunc(d, l.tick)
+	} else {
+		l.timer.Reset(d)
+	}
+}
+
+// tick, run by the timer, renews the lease once and sets the timer for
+// the next renewal, or marks the lease lost.
+func (l *Lease) tick() {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return
+	}
+	end := l.end
+	if !time.Now().Before(end) {
+		l.lose(l.endErr())
+		l.mu.Unlock()
+		return
+	}
+	if l.isRevoked {
+		l.schedule()
+		l.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), end)
+	l.renewing, l.cancelRenew = true, cancel
+	l.mu.Unlock()
+
+	err := l.renew(ctx)
+	cancel()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.renewing, l.cancelRenew = false, nil
+	if l.stopped { // Unlock
+		if l.idle != nil {
+			close(l.idle)
+		}
+		return
+	}
+	l.retry = false
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLeaseBroken), errors.Is(err, ErrLeaseExpired):
+		l.lose(err)
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		l.lose(l.endErr())
+		return
+	case errors.Is(err, ErrClientClosed):
+		l.lose(fmt.Errorf("%w: lock %s, fence %d: %w", ErrLeaseExpired, l.name, l.fence, err))
+		return
+	default:
+		l.retry = true // no answer yet: there is time left
+	}
+	l.schedule()
 }
 
 // ask sends verb (renew or release) for the lease and returns the reply,
 // parsed and as it came.
 func (l *Lease) ask(ctx context.Context, verb lockVerb) (LockReply, []byte, error) {
-	body := appendLockRequest(nil, lockRequest{Verb: verb, Name: []byte(l.name), Fence: l.fence})
+	body := lockRequestBody(lockRequest{Verb: verb, Name: []byte(l.name), Fence: l.fence}, 0)
 	b, err := l.c.do(ctx, &call{body: body, attempts: l.c.cfg.Attempts})
 	if err != nil {
 		return LockReply{}, nil, err
@@ -206,7 +257,9 @@ func (l *Lease) renew(ctx context.Context) error {
 		}
 		return nil
 	case LockLost:
-		if !time.Now().Before(l.Deadline()) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if !time.Now().Before(l.end) {
 			return l.endErr()
 		}
 		return fmt.Errorf("%w: lock %s, fence %d: the server no longer holds it", ErrLeaseBroken, l.name, l.fence)
@@ -220,19 +273,28 @@ func (l *Lease) renew(ctx context.Context) error {
 // the server released it, or why the lease was lost before (the lock was
 // then not held to the end: the fence tells the resource).
 func (l *Lease) Unlock(ctx context.Context) error {
-	first := false
-	l.unlock.Do(func() {
-		first = true
-		l.cancel()
-		close(l.stop)
-	})
-	if !first {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
 		return errors.New("locker: lease already unlocked")
 	}
-	// Release at once, without waiting for the renewals to stop: a
+	l.stopped = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	var renewing chan struct{}
+	if l.renewing {
+		l.cancelRenew()
+		l.idle = make(chan struct{})
+		renewing = l.idle
+	}
+	l.mu.Unlock()
+	// Release at once, without waiting for the renewal to stop: a
 	// renewal that crosses the release only finds the lease lost.
 	err := l.release(ctx)
-	<-l.done
+	if renewing != nil {
+		<-renewing
+	}
 	if lost := l.Err(); lost != nil {
 		return lost
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -68,8 +69,11 @@ type LockOptions struct {
 const lockHold = DefaultMaxLockWait
 
 // DefaultLockOwner returns "host:pid", cut to maxLockOwnerLen bytes, with
-// anything outside printable ASCII replaced by '_'.
-func DefaultLockOwner() string {
+// anything outside printable ASCII replaced by '_'. It is worked out once
+// per process: a hostname changed later is not seen.
+func DefaultLockOwner() string { return defaultLockOwner() }
+
+var defaultLockOwner = sync.OnceValue(func() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "unknown"
@@ -85,7 +89,7 @@ func DefaultLockOwner() string {
 		b = b[:maxLockOwnerLen-len(pid)]
 	}
 	return string(b) + pid
-}
+})
 
 func (o LockOptions) request(name string, maxWait time.Duration) (lockRequest, error) {
 	if err := ValidKeyName(name); err != nil {
@@ -228,13 +232,19 @@ func pauseBusy(ctx context.Context, busy *LockBusyError, sent time.Time, hold, b
 // its caller gives up, and a grant that comes after that is released.
 func (c *Client) acquireCall(req lockRequest) *call {
 	name := string(req.Name)
-	cl := &call{body: appendLockRequest(nil, req), hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
-		cancel: append([]byte("abandon "), name...), orphan: releaseGranted(name)}
+	// The body and the cancel share one buffer; the body's capacity is
+	// cut so that nothing appended to it can reach the cancel.
+	const abandon = "abandon "
+	buf := lockRequestBody(req, len(abandon)+len(name))
+	body := buf[:len(buf):len(buf)]
+	cancel := append(append(buf[len(buf):], abandon...), name...)
+	cl := &call{body: body, hold: max(req.MaxWait, 0), attempts: c.cfg.Attempts,
+		cancel: cancel, orphan: releaseGranted(name), quick: true}
 	if req.MaxWait > 0 {
 		cl.rehold = func(hold time.Duration) []byte {
 			r := req
 			r.MaxWait = hold
-			return appendLockRequest(nil, r)
+			return lockRequestBody(r, 0)
 		}
 	}
 	return cl
@@ -248,7 +258,7 @@ func releaseGranted(name string) func([]byte) []byte {
 		if err != nil || rep.Status != LockGranted {
 			return nil
 		}
-		return appendLockRequest(nil, lockRequest{Verb: lockRelease, Name: []byte(name), Fence: rep.Fence})
+		return lockRequestBody(lockRequest{Verb: lockRelease, Name: []byte(name), Fence: rep.Fence}, 0)
 	}
 }
 
@@ -259,7 +269,19 @@ func (c *Client) doLock(ctx context.Context, cl *call) ([]byte, error) {
 	if err := c.begin(ctx, cl); err != nil {
 		return nil, err
 	}
-	c.submit(cl)
+	lone := c.active.Add(1) == 1
+	defer c.active.Add(-1)
+	// An acquisition of a free lock is answered at once: a lone caller
+	// sends it itself, as Client.do does. One the server queues is
+	// handed to the loop after directWait.
+	switch r, how := c.direct(ctx, cl, lone); how {
+	case directAnswered:
+		return r.body, r.err
+	case directNotTried:
+		c.submit(cl)
+	case directHandedOff:
+		// The loop has it, sent, in its pending calls.
+	}
 	var gaveUp error
 	select {
 	case r := <-cl.reply:

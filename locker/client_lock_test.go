@@ -3,6 +3,8 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -364,5 +366,91 @@ func TestClientLeaseAfterLongWait(t *testing.T) {
 	defer l.Unlock(ctx)
 	if end := l.Deadline(); !end.After(queued.Add(300 * time.Millisecond)) {
 		t.Fatalf("lease end %v counted from the acquisition sent before %v", end, queued)
+	}
+}
+
+// TestClientLeaseChannelsAfterLoss: Lost and Revoked, first asked for
+// after the loss or revocation, return closed channels.
+func TestClientLeaseChannelsAfterLoss(t *testing.T) {
+	_, c := lockServer(t, locker.LockTableConfig{})
+	ctx := context.Background()
+	l, err := c.Lock(ctx, "late", locker.LockOptions{TTL: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.RevokeLock(ctx, "late"); n != 1 || err != nil {
+		t.Fatalf("RevokeLock: %d %v", n, err)
+	}
+	lockertest.WaitFor(t, func() bool { return l.Err() != nil })
+	for name, ch := range map[string]<-chan struct{}{"Lost": l.Lost(), "Revoked": l.Revoked()} {
+		select {
+		case <-ch:
+		default:
+			t.Errorf("%s not closed after the revoked lease ended (%v)", name, l.Err())
+		}
+	}
+}
+
+// TestClientLeaseCostsNoGoroutine: a lease waiting for its first renewal
+// runs no goroutine of its own.
+func TestClientLeaseCostsNoGoroutine(t *testing.T) {
+	_, c := lockServer(t, locker.LockTableConfig{})
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	var leases []*locker.Lease
+	for i := range 100 {
+		l, err := c.Lock(ctx, "g"+strconv.Itoa(i), locker.LockOptions{TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+	}
+	if n := runtime.NumGoroutine() - before; n >= 50 {
+		t.Errorf("100 leases added %d goroutines", n)
+	}
+	for _, l := range leases {
+		if err := l.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestClientLockLoneQueuedHandedOff: a lone caller sends its acquisition
+// itself; when the server queues it, the caller hands it to the loop,
+// which delivers the grant when the holder (another client) releases.
+func TestClientLockLoneQueuedHandedOff(t *testing.T) {
+	srv, holder := lockServer(t, locker.LockTableConfig{})
+	c := mustClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	ctx := context.Background()
+	held, err := holder.Lock(ctx, "q", locker.LockOptions{Owner: "holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *locker.Lease, 1)
+	go func() {
+		l, err := c.Lock(ctx, "q", locker.LockOptions{Owner: "lone"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	lockertest.WaitFor(t, func() bool {
+		return locker.ClientHandoffs(c) == 1 && len(waitersOfLock(t, holder, "q")) == 1
+	})
+	if n := locker.ClientDirect(c); n != 1 {
+		t.Fatalf("%d calls sent directly, want the acquisition", n)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := <-got
+	if l == nil {
+		t.FailNow()
+	}
+	if l.Fence() <= held.Fence() {
+		t.Errorf("fence %d after the holder's %d", l.Fence(), held.Fence())
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -128,10 +128,12 @@ const (
 // socket, each would hold it for a whole round trip. When the answer
 // does not come within directWait (a slow or dead server) the call joins
 // the loop's pending calls, which time it out, fail over and honour ctx
-// as usual. Wait requests, which the server may hold, always go through
-// the loop.
+// as usual. Wait requests, which the server may hold, go through the
+// loop, unless marked quick (lock acquisitions, most often answered at
+// once): a lone quick call held by the server keeps the socket at most
+// directWait.
 func (c *Client) direct(ctx context.Context, cl *call, lone bool) (result, directResult) {
-	if !lone || cl.hold != 0 || cl.rehold != nil {
+	if !lone || (!cl.quick && (cl.hold != 0 || cl.rehold != nil)) {
 		return result{}, directNotTried
 	}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < directWait {

@@ -452,6 +452,13 @@ func appendLockList(buf []byte, now time.Time, locks []lockInfo) []byte {
 	return append(buf, b...)
 }
 
+// lockRequestBody returns the body of r in a buffer of its own, with room
+// for extra bytes more: one allocation.
+func lockRequestBody(r lockRequest, extra int) []byte {
+	// A verb, a mode and three numbers fit in 64 bytes.
+	return appendLockRequest(make([]byte, 0, 64+len(r.Name)+len(r.Owner)+extra), r)
+}
+
 // appendLockRequest appends the body of r to buf, in the form
 // parseLockRequest reads. A negative MaxWait (the server's maximum) is
 // written as the largest MAX_MS, which the server caps to its maximum.

@@ -220,6 +220,60 @@ func TestLockWireAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("AppendLockReply: %v allocations, want 0", n)
 	}
+	// The client's side of a cycle: its requests into a buffer, and the
+	// replies to them.
+	requests := []locker.LockRequest{
+		{Verb: locker.LockAcquire, Name: []byte("job:7"), TTL: 10 * time.Second, MaxWait: 30 * time.Second, Owner: []byte("web1:4242")},
+		{Verb: locker.LockRelease, Name: []byte("job:7"), Fence: 1795510240123456},
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, r := range requests {
+			buf = locker.AppendLockRequest(buf[:0], r)
+		}
+	}); n != 0 {
+		t.Errorf("AppendLockRequest: %v allocations, want 0", n)
+	}
+	replies := [][]byte{[]byte("locked 1795510240123456 10000"), []byte("released 1795510240123456"), []byte("lost 12")}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, b := range replies {
+			if _, err := locker.ParseLockReply(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}); n != 0 {
+		t.Errorf("ParseLockReply: %v allocations, want 0", n)
+	}
+}
+
+// BenchmarkLockWire measures the wire side of one lock cycle: the
+// client's acquire and release, the server's parsing of them and its
+// replies, and the client's parsing of those.
+//
+//	go test -run '^$' -bench LockWire -benchmem ./locker/
+func BenchmarkLockWire(b *testing.B) {
+	now := time.Unix(1000, 0)
+	acq := locker.LockRequest{Verb: locker.LockAcquire, Name: []byte("job:7"), TTL: 10 * time.Second, MaxWait: 30 * time.Second, Owner: []byte("web1:4242")}
+	rel := locker.LockRequest{Verb: locker.LockRelease, Name: []byte("job:7"), Fence: 1795510240123456}
+	granted := locker.LockResult{Status: locker.LockGranted, Fence: 1795510240123456, Until: now.Add(10 * time.Second)}
+	released := locker.LockResult{Status: locker.LockReleased, Fence: 1795510240123456}
+	req := make([]byte, 0, 128)
+	rep := make([]byte, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, c := range []struct {
+			r   locker.LockRequest
+			res locker.LockResult
+		}{{acq, granted}, {rel, released}} {
+			req = locker.AppendLockRequest(req[:0], c.r)
+			if _, err := locker.ParseLockRequest(req); err != nil {
+				b.Fatal(err)
+			}
+			rep = locker.AppendLockReply(rep[:0], now, c.res)
+			if _, err := locker.ParseLockReply(rep); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }
 
 func FuzzParseLockRequest(f *testing.F) {

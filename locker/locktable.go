@@ -301,6 +301,8 @@ type lockTable struct {
 	fence    uint64
 	ticket   uint64
 	events   []lockEvent
+	// lastOwner is the owner of the last acquisition (see owner).
+	lastOwner string
 }
 
 // lockEntry is one live lock: it has holders or waiters, or both.

@@ -92,12 +92,21 @@ func (t *lockTable) acquire(now time.Time, r lockRequest) lockResult {
 		t.dropIfFree(e)
 		return lockResult{Status: LockError, Err: errTooManyLockSlots}
 	}
-	s := &lockSlot{lock: e, owner: string(r.Owner), mode: r.Mode, since: now, ttl: t.ttl(r.TTL), hidx: -1}
+	s := &lockSlot{lock: e, owner: t.owner(r.Owner), mode: r.Mode, since: now, ttl: t.ttl(r.TTL), hidx: -1}
 	if grant {
 		t.grant(s, now)
 		return lockResult{Status: LockGranted, Fence: s.fence, Until: s.at}
 	}
 	return t.enqueue(s, deadline)
+}
+
+// owner returns b as a string, the one of the last acquisition when it
+// is the same: a client's acquisitions name one owner, copied once.
+func (t *lockTable) owner(b []byte) string {
+	if string(b) != t.lastOwner {
+		t.lastOwner = string(b)
+	}
+	return t.lastOwner
 }
 
 // acquireErr reports why r is not a valid acquisition, or nil.

@@ -81,6 +81,10 @@ type lockWait struct {
 	label string
 }
 
+// lockTemplate is a configured template: its prefix and its label,
+// made once.
+type lockTemplate struct{ prefix, label string }
+
 // lockGauge counts what one label holds.
 type lockGauge struct{ holders, waiters atomic.Int64 }
 
@@ -91,9 +95,9 @@ type lockServer struct {
 	byEnv  map[string][]uint64  // name, NUL, packed envelope -> tickets
 	events []lockEvent
 	infos  []lockInfo
-	peak   int // most queued acquisitions since the maps were made
-	exact  map[string]bool
-	tmpls  []LockSpec // longest prefix first
+	peak   int               // most queued acquisitions since the maps were made
+	exact  map[string]string // configured name -> its label (itself)
+	tmpls  []lockTemplate    // longest prefix first
 	obs    LockObserver
 
 	gauges sync.Map // label -> *lockGauge, read by Stats
@@ -105,18 +109,18 @@ func newLockServer(cfg LockTableConfig, start time.Time, obs Observer) (*lockSer
 	if err != nil {
 		return nil, err
 	}
-	ls := &lockServer{table: t, held: make(map[uint64]*lockWait), byEnv: make(map[string][]uint64), exact: make(map[string]bool)}
+	ls := &lockServer{table: t, held: make(map[uint64]*lockWait), byEnv: make(map[string][]uint64), exact: make(map[string]string)}
 	ls.obs, _ = obs.(LockObserver)
 	for _, s := range cfg.Locks {
 		if s.Template {
-			ls.tmpls = append(ls.tmpls, s)
+			ls.tmpls = append(ls.tmpls, lockTemplate{prefix: s.Name, label: s.Name + "*"})
 		} else {
-			ls.exact[s.Name] = true
+			ls.exact[s.Name] = s.Name
 		}
 	}
 	// Longest prefix first, as the table matches them.
 	for i := 1; i < len(ls.tmpls); i++ {
-		for j := i; j > 0 && len(ls.tmpls[j].Name) > len(ls.tmpls[j-1].Name); j-- {
+		for j := i; j > 0 && len(ls.tmpls[j].prefix) > len(ls.tmpls[j-1].prefix); j-- {
 			ls.tmpls[j], ls.tmpls[j-1] = ls.tmpls[j-1], ls.tmpls[j]
 		}
 	}
@@ -127,14 +131,16 @@ func newLockServer(cfg LockTableConfig, start time.Time, obs Observer) (*lockSer
 	return ls, nil
 }
 
-// label returns the metrics label of the lock name.
-func (ls *lockServer) label(name string) string {
-	if ls.exact[name] {
-		return name
+// label returns the metrics label of the lock name: a configured name,
+// the PREFIX* of the template that covers it, or "other". It makes no
+// string of its own.
+func (ls *lockServer) label(name []byte) string {
+	if s, ok := ls.exact[string(name)]; ok {
+		return s
 	}
 	for _, s := range ls.tmpls {
-		if strings.HasPrefix(name, s.Name) {
-			return s.Name + "*"
+		if len(name) >= len(s.prefix) && string(name[:len(s.prefix)]) == s.prefix {
+			return s.label
 		}
 	}
 	return otherLockLabel
@@ -210,7 +216,7 @@ func (s *Server) handleLock(r *request, lr lockRequest, err error) {
 func (s *Server) refuseLock(r *request, lr lockRequest, err error) {
 	if lr.Verb == lockAcquire {
 		ls := s.locks
-		ls.observe(ls.label(string(lr.Name)), LockOutcomeError, 0)
+		ls.observe(ls.label(lr.Name), LockOutcomeError, 0)
 	}
 	s.reply(r.env, appendError(s.buf[:0], err))
 }
@@ -246,15 +252,19 @@ func (s *Server) applyLock(r *request, lr lockRequest, now time.Time) {
 	ls := s.locks
 	res := ls.table.Apply(now, lr)
 	ls.live.Store(int64(ls.table.Len()))
-	name := string(lr.Name)
-	label := ls.label(name)
+	label := ls.label(lr.Name)
 	if res.Status == LockQueued {
-		s.holdLock(r, name, label, res.Ticket)
-	} else {
-		ls.record(lr.Verb, label, res, now)
-		s.reply(r.env, appendLockReply(s.buf[:0], now, res))
+		s.holdLock(r, string(lr.Name), label, res.Ticket)
+		s.deliverLocks(now)
+		return
 	}
+	ls.record(lr.Verb, label, res, now)
+	// The grants this request caused (a release hands the lock to the
+	// next waiter) go out before its own reply: the next holder's round
+	// trip is what a contended lock waits for, the releaser only learns
+	// that it is done.
 	s.deliverLocks(now)
+	s.reply(r.env, appendLockReply(s.buf[:0], now, res))
 }
 
 // holdLock keeps the envelope of the queued acquisition ticket of the
@@ -362,7 +372,7 @@ func (s *Server) deliverLocks(now time.Time) {
 	for i := 0; i < len(ls.events); i++ {
 		ev := &ls.events[i]
 		if ev.Result.Status == LockExpired {
-			label := ls.label(ev.Name)
+			label := ls.label([]byte(ev.Name))
 			ls.gauge(label).holders.Add(-1)
 			ls.observe(label, LockOutcomeExpired, ev.At.Sub(ev.Result.Since))
 			continue

@@ -389,3 +389,44 @@ func TestLockServerManyNamesMemoryReturns(t *testing.T) {
 		t.Fatalf("heap grew from %d to %d bytes", before, after)
 	}
 }
+
+// TestLockServerGrantBeforeReply: a request that hands the lock to the
+// next waiter (a release, a break) sends that grant before its own
+// reply, so the next holder's round trip starts first. Both go to one
+// DEALER socket, which keeps the server's order.
+func TestLockServerGrantBeforeReply(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body func(fence uint64) string
+		want locker.LockStatus
+	}{
+		{"release", func(f uint64) string { return "release job " + strconv.FormatUint(f, 10) }, locker.LockReleased},
+		{"break", func(uint64) string { return "break job" }, locker.LockBroken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ep := newTestServer(t, locker.Config{Locks: locker.LockTableConfig{NoGrace: true}})
+			req := mustREQ(t, ep)
+			d := mustDEALER(t, ep)
+			send(t, d, 1, "acquire job exclusive 0 0 one")
+			_, body := recv(t, d)
+			first := lockReply(t, body)
+			if first.Status != locker.LockGranted {
+				t.Fatalf("first acquire: %q", body)
+			}
+			send(t, d, 2, "acquire job exclusive 0 60000 two")
+			lockertest.WaitFor(t, func() bool {
+				l := listing(t, req, "job")
+				return len(l) == 1 && len(l[0].Waiters) == 1
+			})
+			send(t, d, 3, tc.body(first.Fence))
+			id, body := recv(t, d)
+			if r := lockReply(t, body); id != 2 || r.Status != locker.LockGranted || r.Fence <= first.Fence {
+				t.Fatalf("first reply after %s: %d %q, want the grant to 2", tc.name, id, body)
+			}
+			id, body = recv(t, d)
+			if r := lockReply(t, body); id != 3 || r.Status != tc.want {
+				t.Fatalf("second reply after %s: %d %q, want its own answer", tc.name, id, body)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ type options struct {
 	systems      []string
 	out          string
 	lockerdBin   string
+	echoBin      string
 	lockerdFlags []string
 	graceWait    time.Duration
 	takeC        int
@@ -37,6 +38,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&systems, "systems", strings.Join(allSystems, ","), "systems to measure, comma-separated")
 	fs.StringVar(&o.out, "o", "", "also write the table and the raw runs (JSON lines) to FILE")
 	fs.StringVar(&o.lockerdBin, "lockerd", "", "lockerd binary (default: go build ./cmd/lockerd of the enclosing repository)")
+	fs.StringVar(&o.echoBin, "echo", "", "bench/echo binary (default: go build ./bench/echo of the enclosing repository)")
 	fs.StringVar(&lflags, "lockerd-flags", "", "extra flags for lockerd, space-separated")
 	fs.DurationVar(&o.graceWait, "grace-wait", 15*time.Second, "longest to wait for lockerd's restart grace period to end")
 	fs.IntVar(&o.takeC, "take-c", 16, "goroutines taking from the rate-limited key")
@@ -75,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-ttl must be at least 1s (etcd leases are in seconds)")
 	}
 	if o.timeout <= 0 {
-		runs := o.rounds * (len(o.systems)*len(scenarios) + 3)
+		runs := o.rounds * (len(o.systems)*len(scenarios) + 3 + 1)
 		o.timeout = time.Duration(runs)*(o.d+5*time.Second) + 3*time.Minute
 	}
 	return o, nil

@@ -164,3 +164,36 @@ func TestHandovers(t *testing.T) {
 		t.Errorf("%d hand-overs, want 3", got)
 	}
 }
+
+func TestFloorTable(t *testing.T) {
+	o, err := parseFlags([]string{"-systems", "redis,zookeeper,lockerd,echo"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: o, down: map[string]string{}, results: map[string][]loadstats.Summary{
+		echoRun:                   runs(echoRun, 10000, 8000, 12000),
+		"redis c=1":               runs("redis c=1", 20000, 20000, 20000),
+		"redis one lock c=16":     runs("redis one lock c=16", 5000, 4000, 6000),
+		"zookeeper one lock c=16": runs("zookeeper one lock c=16", 1000, 1000, 1000),
+		"lockerd one lock c=16":   runs("lockerd one lock c=16", 5000, 4000, 6000),
+	}, handovers: map[string][]float64{"lockerd one lock c=16": {5000, 4000, 6000}}}
+	var out bytes.Buffer
+	if err := b.write(&out, "1 2 3", "4 5 6"); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"| echo round trips (1/RTT) | 10000 | 1.00 |",
+		"| lockerd hand-overs | 5000 | **0.50** [0.50..0.50] |",
+		"| target: 3 × Redis cycles | 15000 | **1.50** [1.50..1.50] |",
+		"| target: 10 × ZooKeeper cycles | 10000 | **1.00** [0.83..1.25] |",
+		"p50 / p99 200 / 1800 µs",
+		"| Redis | 100 / 900 |",
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "| echo |") {
+		t.Errorf("echo is a column of the hand-over table:\n%s", out.String())
+	}
+}

@@ -12,6 +12,9 @@
 // contended lock a second table counts hand-overs to another goroutine
 // beside the cycles. It also measures lockerd's take throughput on a
 // rate-limited key alone, beside lock traffic, and beside take traffic.
+// And it measures the floor of a hand-over on one lock: the round trip of
+// a bare ZeroMQ echo server, whose inverse bounds the hand-overs per
+// second, with the one-lock targets set against it.
 // Every server it started is stopped when it ends, on error and on SIGINT.
 //
 //	lockcmp -d 3s -rounds 3 -o RESULTS.md
@@ -26,6 +29,8 @@
 //   - zookeeper: the lock recipe of github.com/go-zookeeper/zk.
 //   - lockerd: the acquire and release verbs (docs/locks.md) through the
 //     Go client. A lockerd that does not serve them gets no figures.
+//   - echo: no lock service; bench/echo, a ROUTER that sends every
+//     message back, and one REQ client in one goroutine.
 package main
 
 import (

@@ -16,8 +16,14 @@ func (b *bench) measureAll(ctx context.Context) error {
 	for r := 1; r <= b.o.rounds; r++ {
 		b.logf("round %d of %d", r, b.o.rounds)
 		for _, sc := range scenarios {
+			if !sc.own && b.echo != nil {
+				// Right before the runs on one lock, which it bounds.
+				if err := b.measureEcho(ctx); err != nil {
+					return err
+				}
+			}
 			for _, name := range b.o.systems {
-				if _, down := b.down[name]; down {
+				if _, down := b.down[name]; down || name == sysEcho {
 					continue
 				}
 				if err := b.measure(ctx, r, name, sc); err != nil {

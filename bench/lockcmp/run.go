@@ -31,12 +31,15 @@ const (
 	sysEtcd    = "etcd"
 	sysZK      = "zookeeper"
 	sysLockerd = "lockerd"
+	// sysEcho is no lock service: the bare round trip that bounds the
+	// hand-overs on one lock (echo.go).
+	sysEcho = "echo"
 )
 
-var allSystems = []string{sysRedis, sysEtcd, sysZK, sysLockerd}
+var allSystems = []string{sysRedis, sysEtcd, sysZK, sysLockerd, sysEcho}
 
 // titles are the systems' names in the table.
-var titles = map[string]string{sysRedis: "Redis", sysEtcd: "etcd", sysZK: "ZooKeeper", sysLockerd: "lockerd"}
+var titles = map[string]string{sysRedis: "Redis", sysEtcd: "etcd", sysZK: "ZooKeeper", sysLockerd: "lockerd", sysEcho: "echo"}
 
 // scenario is one load shape, measured on every system.
 type scenario struct {
@@ -114,6 +117,8 @@ type bench struct {
 	down map[string]string
 	// lockerd's extra clients for the take measurements.
 	takeClient, sideClient *lockerdLocks
+	// echo is the client of the echo server.
+	echo *echoClient
 
 	results map[string][]loadstats.Summary
 	// handovers are the hand-overs per second of the runs on one lock.
@@ -130,6 +135,9 @@ func (b *bench) cleanup() {
 		if c != nil {
 			c.close()
 		}
+	}
+	if b.echo != nil {
+		b.echo.close()
 	}
 	for i := len(b.procs) - 1; i >= 0; i-- {
 		b.procs[i].stop()
@@ -152,10 +160,16 @@ func (b *bench) start(ctx context.Context) error {
 		return err
 	}
 	has := func(s string) bool { return slices.Contains(b.o.systems, s) }
-	lockerdBin := b.o.lockerdBin
+	lockerdBin, echoBin := b.o.lockerdBin, b.o.echoBin
 	if has(sysLockerd) && lockerdBin == "" {
 		b.logf("building lockerd")
 		if lockerdBin, err = buildLockerd(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if has(sysEcho) && echoBin == "" {
+		b.logf("building bench/echo")
+		if echoBin, err = buildEcho(ctx, dir); err != nil {
 			return err
 		}
 	}
@@ -177,6 +191,8 @@ func (b *bench) start(ctx context.Context) error {
 			p, addr, err = startZooKeeper(dir, b.data)
 		case sysLockerd:
 			p, addr, err = startLockerd(dir, lockerdBin, b.o.lockerdFlags)
+		case sysEcho:
+			p, addr, err = startEcho(dir, echoBin)
 		}
 		if err != nil {
 			return err
@@ -209,6 +225,8 @@ func (b *bench) connect(ctx context.Context, name string, p *proc, addr string) 
 		return b.connectZooKeeper(ctx, p, addr)
 	case sysLockerd:
 		return b.connectLockerd(ctx, p, addr)
+	case sysEcho:
+		return b.connectEcho(ctx, p, addr)
 	}
 	return nil
 }

@@ -257,15 +257,20 @@ func startLockerd(dir, bin string, extra []string) (*proc, string, error) {
 // buildLockerd builds cmd/lockerd of the repository that holds the
 // working directory into dir.
 func buildLockerd(ctx context.Context, dir string) (string, error) {
+	return buildRepo(ctx, "./cmd/lockerd", filepath.Join(dir, "lockerd"))
+}
+
+// buildRepo builds the package pkg of the repository that holds the
+// working directory into out.
+func buildRepo(ctx context.Context, pkg, out string) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "lockerd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/lockerd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building lockerd in %s: %v\n%s", root, err, b)
+		return "", fmt.Errorf("building %s in %s: %v\n%s", pkg, root, err, b)
 	}
 	return out, nil
 }
@@ -284,7 +289,7 @@ func repoRoot() (string, error) {
 		}
 		up := filepath.Dir(d)
 		if up == d {
-			return "", errors.New("not inside the lockerd repository: pass -lockerd BINARY")
+			return "", errors.New("not inside the lockerd repository: pass -lockerd and -echo binaries")
 		}
 		d = up
 	}

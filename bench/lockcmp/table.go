@@ -100,7 +100,7 @@ func table(w io.Writer, rows []row, runs map[string][]loadstats.Summary) {
 func (b *bench) handoverTable(w io.Writer) {
 	var cols []string
 	for _, s := range b.o.systems {
-		if _, down := b.down[s]; !down {
+		if _, down := b.down[s]; !down && s != sysEcho {
 			cols = append(cols, s)
 		}
 	}
@@ -132,6 +132,78 @@ func (b *bench) handoverTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// floorTable sets the runs on one lock against the round trip of the
+// echo server measured in the same run: each hand-over needs a release to
+// reach the server and a grant to come back, so a lock is handed over at
+// most about once per round trip. Each row is a rate per round divided by
+// that round's echo round trips per second.
+func (b *bench) floorTable(w io.Writer) {
+	echo := b.results[echoRun]
+	if len(echo) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nThe floor of a hand-over, measured in each round right before the runs on one lock: a bare ZeroMQ round\n"+
+		"trip (bench/echo, one REQ client, one goroutine, %d-byte body) took p50 / p99 %s µs, %s round trips/s. On one lock each hand-over is a\n"+
+		"release sent to the server and a grant sent back, one round trip at least: hand-overs/s are at most\n"+
+		"about 1/RTT. Share of 1/RTT per round (median [min..max]):\n\n", len(echoBody), lat(echo), rate(echo))
+	for _, sc := range scenarios {
+		if sc.own {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | per s | share of 1/RTT (per round) |\n|---|---:|---:|\n", sc.label)
+		fmt.Fprintf(w, "| echo round trips (1/RTT) | %s | 1.00 |\n", rate(echo))
+		if h := b.handovers[sysLockerd+" "+sc.id]; len(h) > 0 {
+			fmt.Fprintf(w, "| lockerd hand-overs | %.0f | %s |\n", median(h), perRound(h, 1, echo))
+		}
+		for _, other := range []string{sysRedis, sysEtcd, sysZK} {
+			k, ok := floorTargets[other]
+			r := b.results[other+" "+sc.id]
+			if !ok || len(r) == 0 {
+				continue
+			}
+			v := make([]float64, len(r))
+			for i, s := range r {
+				v[i] = s.DecisionsPerSecond
+			}
+			fmt.Fprintf(w, "| target: %g × %s cycles | %.0f | %s |\n", k, titles[other], k*median(v), perRound(v, k, echo))
+		}
+	}
+	// With one goroutine a cycle is two round trips, one after the other.
+	c1 := scenarios[0]
+	if !slices.ContainsFunc(b.o.systems, func(s string) bool { return s != sysEcho && len(b.results[s+" "+c1.id]) > 0 }) {
+		return
+	}
+	p50 := pick(echo, func(s loadstats.Summary) float64 { return s.P50us })
+	p99 := pick(echo, func(s loadstats.Summary) float64 { return s.P99us })
+	fmt.Fprintf(w, "\n%s: a cycle is two round trips in a row, about 2 × the echo round trip (measured\n"+
+		"just before the runs on one lock, not beside these), p50 / p99 %.0f / %.0f µs. Cycles, p50 / p99 µs (medians):\n\n"+
+		"| system | p50 / p99 µs |\n|---|---:|\n", c1.label, 2*p50, 2*p99)
+	for _, s := range b.o.systems {
+		if r := b.results[s+" "+c1.id]; len(r) > 0 && s != sysEcho {
+			fmt.Fprintf(w, "| %s | %s |\n", titles[s], lat(r))
+		}
+	}
+}
+
+// floorTargets are the factors of the one-lock targets (issue: at least
+// 3x Redis, 10x etcd and ZooKeeper).
+var floorTargets = map[string]float64{sysRedis: 3, sysEtcd: 10, sysZK: 10}
+
+// perRound is k*v[i] over the echo rate of round i, as "**median** [min..max]".
+func perRound(v []float64, k float64, echo []loadstats.Summary) string {
+	var r []float64
+	for i := 0; i < len(v) && i < len(echo); i++ {
+		if echo[i].DecisionsPerSecond > 0 {
+			r = append(r, k*v[i]/echo[i].DecisionsPerSecond)
+		}
+	}
+	if len(r) == 0 {
+		return ""
+	}
+	sort.Float64s(r)
+	return fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(r), r[0], r[len(r)-1])
 }
 
 func median(v []float64) float64 {
@@ -201,6 +273,7 @@ func (b *bench) write(stdout io.Writer, loadBefore, loadAfter string) error {
 		fmt.Fprintf(&buf, "\n**lockerd: no figures** (n/a above): %s.\n", why)
 	}
 	b.handoverTable(&buf)
+	b.floorTable(&buf)
 	if _, err := stdout.Write(buf.Bytes()); err != nil {
 		return err
 	}
