@@ -337,7 +337,7 @@ LOCKMD=""
 if [ -n "$LOCKS" ]; then
 	log "locks: bench/lockcmp"
 	rc=0
-	"$BIN/lockcmp" -lockerd "$BIN/lockerd" -d "$DUR" -rounds "$ROUNDS" -o "$WORK/locks.md" >&2 || rc=$?
+	"$BIN/lockcmp" -lockerd "$BIN/lockerd" -echo "$BIN/echo" -d "$DUR" -rounds "$ROUNDS" -o "$WORK/locks.md" >&2 || rc=$?
 	case $rc in
 	0) LOCKMD=$WORK/locks.md ;;
 	3) log "locks: lockerd does not serve locks: no lock section in $OUT" ;;
