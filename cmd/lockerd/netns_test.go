@@ -376,6 +376,9 @@ type netnsCluster struct {
 	// restartSuffix is appended to the id of a member the kill fault
 	// restarts: a restarted member joins under a new id unless it is "".
 	restartSuffix string
+	// clientTimeout is how long a client's request waits for its answer;
+	// if zero, netnsTimeout.
+	clientTimeout time.Duration
 }
 
 // newNetnsCluster describes a cluster with one member in each namespace
@@ -495,7 +498,11 @@ func (c *netnsCluster) startHammer(t *testing.T, i int) *netnsHammer {
 func (c *netnsCluster) startClient(t *testing.T, i int, mode string, args ...string) *netnsHammer {
 	t.Helper()
 	m := c.members[i]
-	args = append([]string{mode, "-server", m.bind, "-timeout", netnsTimeout.String()}, args...)
+	timeout := netnsTimeout
+	if c.clientTimeout != 0 {
+		timeout = c.clientTimeout
+	}
+	args = append([]string{mode, "-server", m.bind, "-timeout", timeout.String()}, args...)
 	cmd := c.net.command(m.ns, c.bins.client, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
