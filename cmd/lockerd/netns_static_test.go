@@ -136,10 +136,20 @@ func TestNetnsStaticFaults(t *testing.T) {
 func runNetnsStatic(t *testing.T, nw *netnsNet, bins netnsBins, port int, fault string,
 	do func(*testing.T, *netnsCluster, int) netnsFaultEvents) {
 	var specs, args []string
-	for _, k := range netnsStaticKeys {
+	cfgs := make([]locker.KeyConfig, len(netnsStaticKeys))
+	var longest time.Duration // the longest window of any limit
+	for i, k := range netnsStaticKeys {
 		specs = append(specs, k.spec)
 		for _, n := range k.names {
 			args = append(args, "-key", n, "-workers", strconv.Itoa(netnsStaticWorkers))
+		}
+		cfg, err := locker.ParseKeySpec(k.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs[i] = cfg
+		for _, p := range cfg.Parts() {
+			longest = max(longest, p.Window)
 		}
 	}
 	c := newNetnsCluster(nw, bins, "strict", port, specs)
@@ -168,7 +178,9 @@ func runNetnsStatic(t *testing.T, nw *netnsNet, bins netnsBins, port int, fault 
 	faultEnd := time.Now()
 	c.awaitReady(t)
 	healed := time.Now()
-	time.Sleep(time.Until(netnsLater(ev.loadUntil, healed.Add(2*netnsStaticWindow)))) // load after the fault
+	// A restarted member grants nothing for up to the longest window
+	// (its fence), then it must be seen granting again.
+	time.Sleep(time.Until(netnsLater(ev.loadUntil, healed.Add(longest+netnsStaticWindow)))) // load after the fault
 	var answers []netnsAnswer
 	for i, cl := range clients {
 		answers = append(answers, parseNetnsAnswers(t, cl.output(t), i)...)
@@ -184,11 +196,8 @@ func runNetnsStatic(t *testing.T, nw *netnsNet, bins netnsBins, port int, fault 
 		loadEnd.Sub(loadStart).Round(time.Millisecond))
 	checkNetnsFault(t, fault, answers, ev, faultStart.UnixNano(), faultEnd.UnixNano())
 
-	for _, k := range netnsStaticKeys {
-		cfg, err := locker.ParseKeySpec(k.spec)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, k := range netnsStaticKeys {
+		cfg := cfgs[i]
 		t.Run(cfg.Name, func(t *testing.T) {
 			for _, name := range k.names {
 				checkNetnsStaticKey(t, cfg, name, answers, len(c.members), faultEnd.UnixNano(), loadEnd.Sub(loadStart))

@@ -113,12 +113,13 @@ var netnsFaults = []struct {
 		m.lockerd.signal(t, syscall.SIGKILL)
 		killed := time.Now()
 		m.lockerd.waitExit(t, 5*time.Second)
-		ev := netnsFaultEvents{quietFrom: time.Now()}
-		ev.quietTo = time.Now()
+		// Dead from now until the new process starts.
+		now := time.Now()
+		ev := netnsFaultEvents{quietFrom: now, quietTo: now}
 		c.start(t, v, fmt.Sprintf("m%d%s", v, c.restartSuffix))
 		// Requests in flight to the killed process are lost: its clients
-		// wait netnsTimeout for them before they send again.
-		ev.loadUntil = killed.Add(netnsTimeout + netnsSteady)
+		// wait for them as long as their timeout before they send again.
+		ev.loadUntil = killed.Add(c.requestTimeout() + netnsSteady)
 		return ev
 	}},
 }
@@ -381,6 +382,14 @@ type netnsCluster struct {
 	clientTimeout time.Duration
 }
 
+// requestTimeout is how long a client's request waits for its answer.
+func (c *netnsCluster) requestTimeout() time.Duration {
+	if c.clientTimeout != 0 {
+		return c.clientTimeout
+	}
+	return netnsTimeout
+}
+
 // newNetnsCluster describes a cluster with one member in each namespace
 // of nw, on ports from port, serving keys; start starts the members.
 func newNetnsCluster(nw *netnsNet, bins netnsBins, mode string, port int, keys []string) *netnsCluster {
@@ -498,11 +507,7 @@ func (c *netnsCluster) startHammer(t *testing.T, i int) *netnsHammer {
 func (c *netnsCluster) startClient(t *testing.T, i int, mode string, args ...string) *netnsHammer {
 	t.Helper()
 	m := c.members[i]
-	timeout := netnsTimeout
-	if c.clientTimeout != 0 {
-		timeout = c.clientTimeout
-	}
-	args = append([]string{mode, "-server", m.bind, "-timeout", timeout.String()}, args...)
+	args = append([]string{mode, "-server", m.bind, "-timeout", c.requestTimeout().String()}, args...)
 	cmd := c.net.command(m.ns, c.bins.client, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
