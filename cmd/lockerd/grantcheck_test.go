@@ -54,10 +54,10 @@ func grantsByLo(gs []grantSpan) []grantSpan {
 	return s
 }
 
-// grantCheckSliding returns the interval [a, a+window) holding the most grants
-// certainly inside it, by brute force over every start: the set of grants
-// certainly inside [a, a+window) only grows as a moves right up to the
-// lowest lo among them, so the starts worth trying are the grants' lo.
+// grantCheckSliding returns the interval [a, a+window) holding the most
+// grants certainly inside it, by brute force over every start: the set of
+// grants certainly inside [a, a+window) only grows as a moves right up to
+// the lowest lo among them, so the starts worth trying are the grants' lo.
 func grantCheckSliding(gs []grantSpan, limit int64, window time.Duration) grantOver {
 	s := grantsByLo(gs)
 	best := grantOver{bound: limit}

@@ -83,10 +83,11 @@ type netnsAnswer struct {
 // TestNetnsStaticFaults runs a strict federation of three lockerd members,
 // each in its own network namespace, with sliding, gcra, fixed template
 // and multi-limit keys (which strict mode runs on each member's static
-// share, exchanging nothing), hammers every key on every member from clients that honour
-// RETRY_MS, and hits member 0 with each fault of TestNetnsFaults: cut off
-// from the others for 2s, frozen (SIGSTOP) for 2s, or killed (SIGKILL)
-// and started again with the same id and configuration. The clients
+// share, exchanging nothing), loads every key on every member from
+// clients that honour RETRY_MS, and hits member 0 with each fault of
+// TestNetnsFaults: cut off from the others for 2s, frozen (SIGSTOP) for
+// 2s, or killed (SIGKILL) and started again with the same id and
+// configuration. The clients
 // record every answer with the clock readings around it, and the test
 // checks each key by its definition, by brute force over all the grants
 // of the cluster (and of each member, against its share):
@@ -116,7 +117,7 @@ type netnsAnswer struct {
 // limit by the check's count (the round trips were short enough for the
 // check to see anything).
 //
-//	go test -race -count=1 -run 'TestNetnsStaticFaults|TestGrantChecks' -v ./cmd/lockerd/
+//	go test -race -count=1 -run 'TestNetnsStaticFaults|TestNetnsNarrow|TestGrantChecks' -v ./cmd/lockerd/
 func TestNetnsStaticFaults(t *testing.T) {
 	ipBin := netnsSkip(t)
 	nw := newNetnsNet(t, ipBin, netnsMembers)
