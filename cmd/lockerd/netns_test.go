@@ -67,15 +67,25 @@ const (
 	netnsReadyTimeout = 15 * time.Second
 )
 
+// netnsFaultEvents is what a fault reports of itself.
+type netnsFaultEvents struct {
+	// loadUntil, if not zero, is a time before which the load must not
+	// stop, so that the victim's clients are seen answering again.
+	loadUntil time.Time
+	// The victim decided nothing from quietFrom to quietTo: it was seen
+	// stopped or dead at quietFrom, and resumed or started again no
+	// earlier than quietTo. Both are zero when it kept running.
+	quietFrom, quietTo time.Time
+}
+
 // netnsFaults are the faults, each applied to one member of a cluster
 // under load. do returns when the fault is over (the member is reachable
-// or running again); it may return a time before which the load must not
-// stop, so that the victim's clients are seen answering again.
+// or running again).
 var netnsFaults = []struct {
 	name string
-	do   func(t *testing.T, c *netnsCluster, victim int) time.Time
+	do   func(t *testing.T, c *netnsCluster, victim int) netnsFaultEvents
 }{
-	{"cut", func(t *testing.T, c *netnsCluster, v int) time.Time {
+	{"cut", func(t *testing.T, c *netnsCluster, v int) netnsFaultEvents {
 		end := time.Now().Add(netnsFault)
 		c.net.setLink(t, v, false)
 		// The victim hears no one, the others hear each other only.
@@ -84,26 +94,33 @@ var netnsFaults = []struct {
 		c.awaitPeersUp(t, end, want)
 		time.Sleep(time.Until(end)) // the rest of the fault
 		c.net.setLink(t, v, true)
-		return time.Time{}
+		return netnsFaultEvents{}
 	}},
-	{"freeze", func(t *testing.T, c *netnsCluster, v int) time.Time {
+	{"freeze", func(t *testing.T, c *netnsCluster, v int) netnsFaultEvents {
 		end := time.Now().Add(netnsFault)
 		c.members[v].lockerd.signal(t, syscall.SIGSTOP)
+		c.members[v].lockerd.awaitStopped(t, end)
+		ev := netnsFaultEvents{quietFrom: time.Now()}
 		// The others see the victim down (it cannot answer itself).
 		c.awaitPeersUp(t, end, c.others(v, len(c.members)-2))
 		time.Sleep(time.Until(end)) // the rest of the fault
+		ev.quietTo = time.Now()
 		c.members[v].lockerd.signal(t, syscall.SIGCONT)
-		return time.Time{}
+		return ev
 	}},
-	{"kill", func(t *testing.T, c *netnsCluster, v int) time.Time {
+	{"kill", func(t *testing.T, c *netnsCluster, v int) netnsFaultEvents {
 		m := c.members[v]
 		m.lockerd.signal(t, syscall.SIGKILL)
 		killed := time.Now()
 		m.lockerd.waitExit(t, 5*time.Second)
-		c.start(t, v, fmt.Sprintf("m%d-restarted", v))
+		// Dead from now until the new process starts.
+		now := time.Now()
+		ev := netnsFaultEvents{quietFrom: now, quietTo: now}
+		c.start(t, v, fmt.Sprintf("m%d%s", v, c.restartSuffix))
 		// Requests in flight to the killed process are lost: its clients
-		// wait netnsTimeout for them before they send again.
-		return killed.Add(netnsTimeout + netnsSteady)
+		// wait for them as long as their timeout before they send again.
+		ev.loadUntil = killed.Add(c.requestTimeout() + netnsSteady)
+		return ev
 	}},
 }
 
@@ -303,6 +320,37 @@ func (p *netnsProc) signal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// awaitStopped waits until every thread of the process is stopped (state
+// T in /proc), and fails the test if that is not seen before deadline.
+func (p *netnsProc) awaitStopped(t *testing.T, deadline time.Time) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)
+	var last string
+	for time.Now().Before(deadline) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		last = ""
+		for _, task := range tasks {
+			b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			if err != nil {
+				continue // the thread ended
+			}
+			// The state follows the command name, which is in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				last = fmt.Sprintf("thread %s: %s", task.Name(), bytes.TrimSpace(b))
+				break
+			}
+		}
+		if last == "" {
+			return
+		}
+		time.Sleep(time.Millisecond) // polling /proc: there is no event to await
+	}
+	t.Fatalf("%s not stopped by %v: %s", p.name, deadline.Format(time.StampMilli), last)
+}
+
 func (p *netnsProc) waitExit(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {
@@ -324,7 +372,36 @@ type netnsCluster struct {
 	net     *netnsNet
 	bins    netnsBins
 	mode    string
+	keys    []string // --key specs
 	members []*netnsMember
+	// restartSuffix is appended to the id of a member the kill fault
+	// restarts: a restarted member joins under a new id unless it is "".
+	restartSuffix string
+	// clientTimeout is how long a client's request waits for its answer;
+	// if zero, netnsTimeout.
+	clientTimeout time.Duration
+}
+
+// requestTimeout is how long a client's request waits for its answer.
+func (c *netnsCluster) requestTimeout() time.Duration {
+	if c.clientTimeout != 0 {
+		return c.clientTimeout
+	}
+	return netnsTimeout
+}
+
+// newNetnsCluster describes a cluster with one member in each namespace
+// of nw, on ports from port, serving keys; start starts the members.
+func newNetnsCluster(nw *netnsNet, bins netnsBins, mode string, port int, keys []string) *netnsCluster {
+	c := &netnsCluster{net: nw, bins: bins, mode: mode, keys: keys}
+	for i, ns := range nw.members {
+		a := nw.addrs[i]
+		c.members = append(c.members, &netnsMember{ns: ns, addr: a,
+			bind:    fmt.Sprintf("tcp://%s:%d", a, port),
+			pub:     fmt.Sprintf("tcp://%s:%d", a, port+1),
+			metrics: fmt.Sprintf("%s:%d", a, port+2)})
+	}
+	return c
 }
 
 // start starts member i's lockerd under id.
@@ -333,8 +410,8 @@ func (c *netnsCluster) start(t *testing.T, i int, id string) {
 	m := c.members[i]
 	args := []string{"--bind", m.bind, "--publish", m.pub, "--metrics-addr", m.metrics,
 		"--federation", c.mode, "--id", id, "--heartbeat", "100ms", "--log-level", "error"}
-	for _, k := range netnsKeys {
-		args = append(args, "--key", k.spec())
+	for _, k := range c.keys {
+		args = append(args, "--key", k)
 	}
 	for _, o := range c.members {
 		args = append(args, "--peer", o.pub)
@@ -410,32 +487,52 @@ type netnsHammer struct {
 	proc  *netnsProc
 	stdin io.WriteCloser
 	lines chan string // stdout, closed at EOF
+	// readErr is the error reading stdout ended with, if any; set
+	// before lines is closed.
+	readErr error
 }
 
 func (c *netnsCluster) startHammer(t *testing.T, i int) *netnsHammer {
 	t.Helper()
-	m := c.members[i]
-	args := []string{"hammer", "-server", m.bind, "-timeout", netnsTimeout.String()}
+	var args []string
 	for _, k := range netnsKeys {
 		args = append(args, "-key", k.name, "-workers", strconv.Itoa(k.workers))
 	}
+	return c.startClient(t, i, "hammer", args...)
+}
+
+// startClient starts the test client in member i's namespace in mode
+// (hammer or record) against the member, with args after the common ones,
+// and waits until it says it started.
+func (c *netnsCluster) startClient(t *testing.T, i int, mode string, args ...string) *netnsHammer {
+	t.Helper()
+	m := c.members[i]
+	args = append([]string{mode, "-server", m.bind, "-timeout", c.requestTimeout().String()}, args...)
 	cmd := c.net.command(m.ns, c.bins.client, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Not cmd.StdoutPipe: the process's Wait, which runs as soon as it
+	// starts, would close that pipe when the client exits, losing the
+	// end of a report longer than the pipe's buffer. This pipe ends at
+	// EOF, once the client exited and everything it wrote was read.
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stdout = w
 	h := &netnsHammer{stdin: stdin, lines: make(chan string, 64)}
 	h.proc = netnsStartProc(t, fmt.Sprintf("client of member %d", i), cmd)
+	w.Close()
 	go func() {
 		defer close(h.lines)
+		defer stdout.Close()
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			h.lines <- sc.Text()
 		}
+		h.readErr = sc.Err()
 	}()
 	select {
 	case l, ok := <-h.lines:
@@ -458,11 +555,12 @@ type netnsReport struct {
 	errors  map[string]int64
 }
 
-// stop closes the client's stdin and reads its report.
-func (h *netnsHammer) stop(t *testing.T) netnsReport {
+// output closes the client's stdin and returns what it printed after
+// "started", once it exited.
+func (h *netnsHammer) output(t *testing.T) []string {
 	t.Helper()
 	h.stdin.Close()
-	r := netnsReport{windows: map[string]map[int64]netnsWindow{}, errors: map[string]int64{}}
+	var out []string
 	deadline := time.After(netnsTimeout + 10*time.Second)
 	for {
 		var l string
@@ -475,6 +573,23 @@ func (h *netnsHammer) stop(t *testing.T) netnsReport {
 		if !ok {
 			break
 		}
+		out = append(out, l)
+	}
+	if h.readErr != nil {
+		t.Fatalf("%s: reading its output: %v", h.proc.name, h.readErr)
+	}
+	<-h.proc.exited
+	if h.proc.err != nil {
+		t.Fatalf("%s: %v\nstderr:\n%s", h.proc.name, h.proc.err, h.proc.stderr.String())
+	}
+	return out
+}
+
+// stop closes the client's stdin and reads its report.
+func (h *netnsHammer) stop(t *testing.T) netnsReport {
+	t.Helper()
+	r := netnsReport{windows: map[string]map[int64]netnsWindow{}, errors: map[string]int64{}}
+	for _, l := range h.output(t) {
 		f := strings.Fields(l)
 		switch {
 		case len(f) == 5 && f[0] == "w":
@@ -498,25 +613,19 @@ func (h *netnsHammer) stop(t *testing.T) netnsReport {
 			t.Fatalf("%s: unexpected line %q", h.proc.name, l)
 		}
 	}
-	<-h.proc.exited
-	if h.proc.err != nil {
-		t.Fatalf("%s: %v\nstderr:\n%s", h.proc.name, h.proc.err, h.proc.stderr.String())
-	}
 	return r
 }
 
 // runNetnsFault runs one cluster in mode on ports from port, applies the
 // fault to member netnsVictim under load, and checks and logs the counts.
 func runNetnsFault(t *testing.T, nw *netnsNet, bins netnsBins, mode string, port int,
-	fault func(*testing.T, *netnsCluster, int) time.Time) {
-	c := &netnsCluster{net: nw, bins: bins, mode: mode}
-	for i, ns := range nw.members {
-		a := nw.addrs[i]
-		c.members = append(c.members, &netnsMember{ns: ns, addr: a,
-			bind:    fmt.Sprintf("tcp://%s:%d", a, port),
-			pub:     fmt.Sprintf("tcp://%s:%d", a, port+1),
-			metrics: fmt.Sprintf("%s:%d", a, port+2)})
+	fault func(*testing.T, *netnsCluster, int) netnsFaultEvents) {
+	var keys []string
+	for _, k := range netnsKeys {
+		keys = append(keys, k.spec())
 	}
+	c := newNetnsCluster(nw, bins, mode, port, keys)
+	c.restartSuffix = "-restarted"
 	for i := range c.members {
 		c.start(t, i, fmt.Sprintf("m%d", i))
 	}
@@ -528,11 +637,11 @@ func runNetnsFault(t *testing.T, nw *netnsNet, bins netnsBins, mode string, port
 	}
 	time.Sleep(netnsSteady) // load before the fault
 	faultStart := time.Now()
-	loadUntil := fault(t, c, netnsVictim)
+	ev := fault(t, c, netnsVictim)
 	faultEnd := time.Now()
 	c.awaitReady(t)
 	healed := time.Now()
-	loadUntil = netnsLater(loadUntil, healed.Add(netnsSteady))
+	loadUntil := netnsLater(ev.loadUntil, healed.Add(netnsSteady))
 	time.Sleep(time.Until(loadUntil)) // load after the fault
 	reports := make([]netnsReport, len(hammers))
 	for i, h := range hammers {

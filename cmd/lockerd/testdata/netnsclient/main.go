@@ -24,6 +24,21 @@
 //
 // GO counts the go answers and ANSWERS every answer (go or sorry) labelled
 // with that window; ERRORS counts requests that got no answer in time.
+//
+//	netnsclient record -server EP -key NAME -workers N [-key ... -workers ...] [-pace D]
+//
+// takes as hammer does, but after a sorry a worker pauses for the
+// RETRY_MS the server named (at most D), and after an error for D, as a
+// client that honours the protocol would; once stdin is closed and the
+// requests in flight are done it prints every answer, in no order:
+//
+//	a KEY RESULT SEND RECV WINDOW
+//
+// RESULT is g (go), s (sorry), e (an error answer) or l (no answer in
+// time); SEND is the system clock in Unix ns just before the request was
+// handed to the client, RECV just after its answer came back (or the
+// request failed), so the server decided it between the two; WINDOW is
+// the window the answer named (0 without one).
 package main
 
 import (
@@ -84,7 +99,7 @@ func (w workersFlag) Set(s string) error {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: netnsclient ready|hammer [flags]")
+		fmt.Fprintln(stderr, "usage: netnsclient ready|hammer|record [flags]")
 		return 2
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
@@ -97,6 +112,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var keys keyLoads
 	fs.Var(&keys, "key", "hammer: key to take from (repeatable)")
 	fs.Var(workersFlag{&keys}, "workers", "hammer: goroutines for the -key before it")
+	pace := fs.Duration("pace", 100*time.Millisecond, "record: longest pause after a sorry, the pause after an error")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -117,6 +133,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = hammer(*server, keys, *timeout, stdin, stdout)
+	case "record":
+		if len(keys) == 0 {
+			fmt.Fprintln(stderr, "netnsclient: record needs a -key")
+			return 2
+		}
+		err = record(*server, keys, *timeout, *pace, stdin, stdout)
 	default:
 		fmt.Fprintf(stderr, "netnsclient: unknown mode %q\n", args[0])
 		return 2
@@ -253,4 +275,81 @@ func hammer(server string, keys keyLoads, timeout time.Duration, stdin io.Reader
 		fmt.Fprintf(stdout, "e %s %d\n", k.name, cs.errors)
 	}
 	return nil
+}
+
+// answer is one request of record and what came back.
+type answer struct {
+	result     byte // g, s, e or l
+	send, recv int64
+	window     int64
+}
+
+// record takes from each key, pacing as the server asks, until stdin is
+// closed, and prints every answer.
+func record(server string, keys keyLoads, timeout, pace time.Duration, stdin io.Reader, stdout io.Writer) error {
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{server}, Timeout: timeout, Attempts: 1})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = c.Ping(pctx)
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	n := 0
+	for _, k := range keys {
+		n += k.workers
+	}
+	all := make([][]answer, n) // one slice per worker, in key order
+	i := 0
+	for _, k := range keys {
+		for range k.workers {
+			wg.Add(1)
+			go func(mine *[]answer) {
+				defer wg.Done()
+				for !stop.Load() {
+					// No context: a request in flight when stdin
+					// closes is still answered and recorded.
+					send := time.Now().UnixNano()
+					d, err := c.Take(context.Background(), k.name, 1)
+					a := answer{send: send, recv: time.Now().UnixNano(), window: d.Window}
+					var se *locker.ServerError
+					var pause time.Duration
+					switch {
+					case errors.As(err, &se):
+						a.result, pause = 'e', pace
+					case err != nil:
+						a.result = 'l'
+					case d.OK:
+						a.result = 'g'
+					default:
+						a.result, pause = 's', min(d.RetryAfter, pace)
+					}
+					*mine = append(*mine, a)
+					// The load's own pacing, not a wait for an event.
+					time.Sleep(pause)
+				}
+			}(&all[i])
+			i++
+		}
+	}
+	fmt.Fprintln(stdout, "started")
+	io.Copy(io.Discard, bufio.NewReader(stdin))
+	stop.Store(true)
+	wg.Wait()
+	w := bufio.NewWriter(stdout)
+	i = 0
+	for _, k := range keys {
+		for range k.workers {
+			for _, a := range all[i] {
+				fmt.Fprintf(w, "a %s %c %d %d %d\n", k.name, a.result, a.send, a.recv, a.window)
+			}
+			i++
+		}
+	}
+	return w.Flush()
 }
