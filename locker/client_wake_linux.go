@@ -4,7 +4,9 @@ package locker
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -56,13 +58,23 @@ func (w *wakeup) close() {
 // loopPoller waits, on the loop goroutine, until the DEALER socket may
 // have input, the wakeup is written, or a timeout passes.
 type loopPoller struct {
-	evfd   int
-	epfd   int // the wakeup and the socket
-	idle   int // the wakeup alone: for sleeps with nothing pending
-	sock   *zmq.Socket
-	sockFd int // -1 when no socket is watched
-	events [2]syscall.EpollEvent
-	drain  [8]byte
+	evfd int
+	epfd int // the wakeup and the socket
+	idle int // the wakeup alone: for sleeps with nothing pending
+	// idleFile is idle as a file of the runtime's poller: a sleep with
+	// nothing pending parks the loop goroutine there instead of blocking
+	// its thread in epoll_wait. A thread blocked in a system call keeps
+	// its P (GOMAXPROCS slot) until sysmon takes it back, which can take
+	// up to 10 ms when the process is busy: every idle client of a
+	// process would then, each time it goes to sleep, hold one of the
+	// process's Ps and strand the goroutines queued on it. idleConn is
+	// its raw connection.
+	idleFile *os.File
+	idleConn syscall.RawConn
+	sock     *zmq.Socket
+	sockFd   int // -1 when no socket is watched
+	events   [2]syscall.EpollEvent
+	drain    [8]byte
 }
 
 func newLoopPoller(w *wakeup) (*loopPoller, error) {
@@ -83,6 +95,20 @@ func newLoopPoller(w *wakeup) (*loopPoller, error) {
 			return nil, fmt.Errorf("locker: client epoll: %w", err)
 		}
 	}
+	// An epoll descriptor is readable while one of its own is ready:
+	// the runtime's poller can watch it. Non-blocking, os.NewFile
+	// registers it there.
+	if err := syscall.SetNonblock(idle, true); err != nil {
+		p.close()
+		return nil, fmt.Errorf("locker: client epoll: %w", err)
+	}
+	p.idleFile = os.NewFile(uintptr(idle), "locker-client-idle")
+	rc, err := p.idleFile.SyscallConn()
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("locker: client epoll: %w", err)
+	}
+	p.idleConn = rc
 	return p, nil
 }
 
@@ -116,21 +142,20 @@ func (p *loopPoller) unwatch() {
 // With idle set (nothing pending) it waits for the wakeup alone and
 // unlocks own while it sleeps, so that a caller may use the socket.
 func (p *loopPoller) wait(timeout time.Duration, idle bool, own *sync.Mutex) (timedOut bool) {
-	epfd := p.epfd
-	if idle {
-		epfd = p.idle
-	} else if p.sock != nil {
-		if ev, err := p.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
-			return false
-		}
-	}
-	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	var n int
+	var err error
 	if idle {
 		own.Unlock()
-	}
-	n, err := syscall.EpollWait(epfd, p.events[:], ms)
-	if idle {
+		n, err = p.parkIdle(timeout)
 		own.Lock()
+	} else {
+		if p.sock != nil {
+			if ev, err := p.sock.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
+				return false
+			}
+		}
+		ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+		n, err = syscall.EpollWait(p.epfd, p.events[:], ms)
 	}
 	if err != nil {
 		return false // EINTR: the loop looks around and comes back
@@ -143,8 +168,39 @@ func (p *loopPoller) wait(timeout time.Duration, idle bool, own *sync.Mutex) (ti
 	return n == 0
 }
 
+// parkIdle waits up to timeout for the wakeup, parked in the runtime's
+// poller (see idleFile), and returns what epoll_wait on idle returned: 0
+// events when the timeout passed.
+func (p *loopPoller) parkIdle(timeout time.Duration) (int, error) {
+	if p.idleConn == nil {
+		return syscall.EpollWait(p.idle, p.events[:], int((timeout+time.Millisecond-1)/time.Millisecond))
+	}
+	if err := p.idleFile.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		// Not in the runtime's poller after all: block as before.
+		p.idleConn = nil
+		return p.parkIdle(timeout)
+	}
+	var n int
+	var werr error
+	err := p.idleConn.Read(func(fd uintptr) bool {
+		n, werr = syscall.EpollWait(int(fd), p.events[:], 0)
+		return n > 0 || werr != nil && werr != syscall.EINTR
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return n, werr
+}
+
 func (p *loopPoller) close() {
 	p.unwatch()
 	syscall.Close(p.epfd)
-	syscall.Close(p.idle)
+	if p.idleFile != nil {
+		p.idleFile.Close() // closes idle
+	} else {
+		syscall.Close(p.idle)
+	}
 }
