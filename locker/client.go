@@ -312,13 +312,17 @@ func (c *Client) begin(ctx context.Context, cl *call) error {
 }
 
 // do sends cl (its body, hold, attempts and rehold set) and waits for
-// its answer.
+// its answer. For a call with an orphan handler, when ctx ends either the
+// caller gives up first, and the loop hands a late reply to the handler,
+// or the reply was delivered, and the caller takes it.
 func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	if err := c.begin(ctx, cl); err != nil {
 		return nil, err
 	}
 	lone := c.active.Add(1) == 1
 	defer c.active.Add(-1)
+	// A lone caller sends the request itself; an acquisition the server
+	// queues is handed to the loop after directWait.
 	switch r, how := c.direct(ctx, cl, lone); how {
 	case directAnswered:
 		return r.body, r.err
@@ -327,16 +331,21 @@ func (c *Client) do(ctx context.Context, cl *call) ([]byte, error) {
 	case directHandedOff:
 		// The loop has it, sent, in its pending calls.
 	}
+	var gaveUp error
 	select {
 	case r := <-cl.reply:
 		return r.body, r.err
 	case <-ctx.Done():
-		cl.gone.Store(true)
-		return nil, ctx.Err()
+		gaveUp = ctx.Err()
 	case <-c.done:
-		cl.gone.Store(true)
-		return nil, ErrClientClosed
+		gaveUp = ErrClientClosed
 	}
+	if cl.orphan == nil || cl.claimed.CompareAndSwap(false, true) {
+		cl.gone.Store(true)
+		return nil, gaveUp
+	}
+	r := <-cl.reply // delivered: it is in the channel or about to be
+	return r.body, r.err
 }
 
 // Take asks for n tokens of key once: the decision says go or sorry.

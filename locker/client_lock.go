@@ -154,7 +154,7 @@ func (c *Client) lock(ctx context.Context, name string, o LockOptions, wait bool
 		req.MaxWait = hold
 		cl := c.acquireCall(req)
 		sent := time.Now()
-		b, err := c.doLock(ctx, cl)
+		b, err := c.do(ctx, cl)
 		if wait && errors.Is(err, ErrTimeout) {
 			// No server answered: keep trying, as Wait does, until ctx
 			// ends.
@@ -260,43 +260,6 @@ func releaseGranted(name string) func([]byte) []byte {
 		}
 		return lockRequestBody(lockRequest{Verb: lockRelease, Name: []byte(name), Fence: rep.Fence}, 0)
 	}
-}
-
-// doLock is do for a call with an orphan handler: when ctx ends, either
-// the caller gives up first, and the loop hands a late reply to the
-// handler, or the reply was delivered, and the caller takes it.
-func (c *Client) doLock(ctx context.Context, cl *call) ([]byte, error) {
-	if err := c.begin(ctx, cl); err != nil {
-		return nil, err
-	}
-	lone := c.active.Add(1) == 1
-	defer c.active.Add(-1)
-	// An acquisition of a free lock is answered at once: a lone caller
-	// sends it itself, as Client.do does. One the server queues is
-	// handed to the loop after directWait.
-	switch r, how := c.direct(ctx, cl, lone); how {
-	case directAnswered:
-		return r.body, r.err
-	case directNotTried:
-		c.submit(cl)
-	case directHandedOff:
-		// The loop has it, sent, in its pending calls.
-	}
-	var gaveUp error
-	select {
-	case r := <-cl.reply:
-		return r.body, r.err
-	case <-ctx.Done():
-		gaveUp = ctx.Err()
-	case <-c.done:
-		gaveUp = ErrClientClosed
-	}
-	if cl.claimed.CompareAndSwap(false, true) {
-		cl.gone.Store(true)
-		return nil, gaveUp
-	}
-	r := <-cl.reply // delivered: it is in the channel or about to be
-	return r.body, r.err
 }
 
 // parseLockReply parses a lock reply, telling a server that does not
