@@ -326,9 +326,12 @@ func cloneAlg(a algo) algo {
 func cloneKey(ks *keyState) *keyState {
 	c := *ks
 	c.alg = cloneAlg(ks.alg)
-	c.more = nil
-	for _, a := range ks.more {
-		c.more = append(c.more, cloneAlg(a))
+	c.multi = nil
+	if ks.multi != nil {
+		c.multi = &multiLimit{last: ks.multi.last}
+		for _, a := range ks.multi.more {
+			c.multi.more = append(c.multi.more, cloneAlg(a))
+		}
 	}
 	return &c
 }

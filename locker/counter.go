@@ -76,18 +76,20 @@ type Counter struct {
 
 // keyState is one configured key, or one key made from a template. It is
 // guarded by the Counter's mutex.
+//
+// A million keys made on demand may live at once, so its size counts:
+// what only a key of several limits uses is behind one pointer, and the
+// first limit, when it is a fixed window (the common case), is held in
+// fw, so that such a key is one allocation of 96 bytes.
 type keyState struct {
 	// cfg is the key's configuration, or its template's; never changed.
 	cfg *KeyConfig
-	// alg counts the first limit; more, nil for a single limit, the
-	// others.
-	alg  algo
-	more []algo
+	// alg counts the first limit: &fw for a fixed window.
+	alg algo
+	// multi, nil for a single limit, holds the others.
+	multi *multiLimit
 	// maxN is the most tokens one request may ask.
 	maxN int64
-	// last is, for a key of several limits, the latest instant in Unix ns
-	// a take was made at.
-	last int64
 	// fed is the federation state of a single fixed-window limit
 	// (federation.go); nil, and free, when the counter is not federated
 	// or the key runs on a static share.
@@ -96,8 +98,50 @@ type keyState struct {
 	// key.
 	tmpl *keyTemplate
 	// slot is, for a key made on demand, its place in the Counter's ring
-	// plus one; 0 when it has none (sweep.go).
-	slot int
+	// plus one; 0 when it has none (sweep.go). 32 bits hold it: each live
+	// key takes well over 2 bytes, so no process holds 2^31 of them.
+	slot int32
+	// fw is the first limit's state when it is a fixed window.
+	fw fixedWindow
+}
+
+// multiLimit is what a key of several limits keeps besides its first.
+type multiLimit struct {
+	// more counts the limits after the first.
+	more []algo
+	// last is the latest instant in Unix ns a take was made at.
+	last int64
+}
+
+// more returns the limits after the first, nil for a single limit.
+func (ks *keyState) more() []algo {
+	if ks.multi == nil {
+		return nil
+	}
+	return ks.multi.more
+}
+
+// setFirst makes a the first limit's algorithm; a fixed window's state is
+// copied into the key (a carried one comes from another keyState).
+func (ks *keyState) setFirst(a algo) {
+	if f, ok := a.(*fixedWindow); ok {
+		ks.fw = *f
+		a = &ks.fw
+	}
+	ks.alg = a
+}
+
+// setMore makes more the limits after the first; none makes the key one
+// of a single limit.
+func (ks *keyState) setMore(more []algo) {
+	if len(more) == 0 {
+		ks.multi = nil
+		return
+	}
+	if ks.multi == nil {
+		ks.multi = &multiLimit{last: math.MinInt64}
+	}
+	ks.multi.more = more
 }
 
 // take takes n tokens of the key at now, from every limit or from none;
@@ -106,22 +150,23 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 	if ks.fed != nil {
 		return ks.fed.take(ks, now, n)
 	}
-	if ks.more == nil {
+	m := ks.multi
+	if m == nil {
 		return ks.alg.TakeAt(now, n)
 	}
 	// Every limit decides at one instant, the latest a take of the key
 	// was made at if now is older, refused or not: a refusal's RetryAfter
 	// counts from it.
-	if t := now.UnixNano(); t > ks.last {
-		ks.last = t
+	if t := now.UnixNano(); t > m.last {
+		m.last = t
 	} else {
-		now = time.Unix(0, ks.last)
+		now = time.Unix(0, m.last)
 	}
 	if d := ks.check(now, n); !d.OK {
 		return d
 	}
 	d := ks.alg.TakeAt(now, n)
-	for _, a := range ks.more {
+	for _, a := range m.more {
 		d = tighter(d, a.TakeAt(now, n))
 	}
 	return d
@@ -131,15 +176,15 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 // a federated key, the capacity its algorithm runs on, which take sets
 // again before deciding.
 func (ks *keyState) check(now time.Time, n int64) Decision {
-	if ks.more != nil && now.UnixNano() < ks.last {
-		now = time.Unix(0, ks.last)
+	if ks.multi != nil && now.UnixNano() < ks.multi.last {
+		now = time.Unix(0, ks.multi.last)
 	}
 	if ks.fed != nil {
 		k, _ := ks.alg.PeekAt(now)
 		ks.alg.SetLimit(ks.fed.capacity(ks.cfg.Limit, k))
 	}
 	d := ks.alg.CheckAt(now, n)
-	for _, a := range ks.more {
+	for _, a := range ks.more() {
 		d = tighter(d, a.CheckAt(now, n))
 	}
 	return d
@@ -181,7 +226,7 @@ func (ks *keyState) peek(now time.Time) (window, granted int64) {
 
 // algs returns every limit's algorithm, the first one first.
 func (ks *keyState) algs() []algo {
-	return append([]algo{ks.alg}, ks.more...)
+	return append([]algo{ks.alg}, ks.more()...)
 }
 
 // static reports whether a key of configuration k (or made from template
@@ -204,13 +249,21 @@ func (c *Counter) share(limit int64, static bool) int64 {
 // full at the fence: an earlier run of this member may have granted its
 // share just before.
 func (c *Counter) newKey(k *KeyConfig) *keyState {
-	ks := &keyState{cfg: k, maxN: k.maxN(), last: math.MinInt64}
+	ks := &keyState{cfg: k, maxN: k.maxN()}
 	static := c.static(k)
-	ks.alg = c.newPart(k.first(), static)
+	if p := k.first(); p.alg() == AlgFixed {
+		ks.fw = fixedWindow{limit: c.share(p.Limit, static), window: int64(p.Window), current: noWindow}
+		ks.alg = &ks.fw
+		c.fillStatic(ks.alg, static)
+	} else {
+		ks.alg = c.newPart(p, static)
+	}
 	if k.More[0] != (Part{}) {
+		var more []algo
 		for _, p := range k.Parts()[1:] {
-			ks.more = append(ks.more, c.newPart(p, static))
+			more = append(more, c.newPart(p, static))
 		}
+		ks.setMore(more)
 	}
 	return ks
 }
@@ -231,10 +284,16 @@ func (c *Counter) newPart(p Part, static bool) algo {
 	default:
 		a = newFixedWindow(limit, p.Window)
 	}
+	c.fillStatic(a, static)
+	return a
+}
+
+// fillStatic fills a new limit a that runs on a static share at the
+// fence, if there is one.
+func (c *Counter) fillStatic(a algo, static bool) {
 	if static && !c.fed.Fence.IsZero() {
 		a.FillAt(c.fed.Fence)
 	}
-	return a
 }
 
 // NewCounter returns a Counter for keys. The key DefaultKey is added with
@@ -417,7 +476,7 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 		}
 		k, g := ks.peek(now)
 		u := KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g}
-		if ks.more != nil {
+		if ks.multi != nil {
 			u.Parts = ks.partsAt(now)
 		}
 		out = append(out, u)

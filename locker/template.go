@@ -203,7 +203,7 @@ func (c *Counter) dropIdle(now time.Time, probe int) {
 // held.
 func (c *Counter) drop(name string, ks *keyState) {
 	delete(c.keys, name)
-	if i := ks.slot - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
+	if i := int(ks.slot) - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
 		c.ringRemove(i)
 	}
 	ks.slot = 0
@@ -228,7 +228,7 @@ func (ks *keyState) idleAt(now time.Time) bool {
 	if used != 0 || ks.fed != nil && !ks.fed.idle(k) {
 		return false
 	}
-	for _, a := range ks.more {
+	for _, a := range ks.more() {
 		if _, used := a.PeekAt(now); used != 0 {
 			return false
 		}
