@@ -79,12 +79,12 @@ type Counter struct {
 //
 // A million keys made on demand may live at once, so its size counts:
 // what only a key of several limits uses is behind one pointer, and the
-// first limit, when it is a fixed window (the common case), is held in
-// fw, so that such a key is one allocation of 96 bytes.
+// state of the first limit is made in one allocation with the key (see
+// newKey): a key of one fixed window is 96 bytes in all.
 type keyState struct {
 	// cfg is the key's configuration, or its template's; never changed.
 	cfg *KeyConfig
-	// alg counts the first limit: &fw for a fixed window.
+	// alg counts the first limit; its state was made with the key's.
 	alg algo
 	// multi, nil for a single limit, holds the others.
 	multi *multiLimit
@@ -101,9 +101,23 @@ type keyState struct {
 	// plus one; 0 when it has none (sweep.go). 32 bits hold it: each live
 	// key takes well over 2 bytes, so no process holds 2^31 of them.
 	slot int32
-	// fw is the first limit's state when it is a fixed window.
-	fw fixedWindow
 }
+
+// The states of a key and its first limit, made in one allocation.
+type (
+	fixedKey struct {
+		ks  keyState
+		alg fixedWindow
+	}
+	slidingKey struct {
+		ks  keyState
+		alg slidingWindow
+	}
+	gcraKey struct {
+		ks  keyState
+		alg gcraAlg
+	}
+)
 
 // multiLimit is what a key of several limits keeps besides its first.
 type multiLimit struct {
@@ -121,12 +135,26 @@ func (ks *keyState) more() []algo {
 	return ks.multi.more
 }
 
-// setFirst makes a the first limit's algorithm; a fixed window's state is
-// copied into the key (a carried one comes from another keyState).
+// setFirst makes a the first limit's algorithm. A state of the same
+// algorithm as the key's own, carried from another key, is copied into
+// it, so that the other key's allocation is not kept alive by it.
 func (ks *keyState) setFirst(a algo) {
-	if f, ok := a.(*fixedWindow); ok {
-		ks.fw = *f
-		a = &ks.fw
+	switch d := ks.alg.(type) {
+	case *fixedWindow:
+		if s, ok := a.(*fixedWindow); ok {
+			*d = *s
+			return
+		}
+	case *slidingWindow:
+		if s, ok := a.(*slidingWindow); ok {
+			*d = *s
+			return
+		}
+	case *gcraAlg:
+		if s, ok := a.(*gcraAlg); ok {
+			*d = *s
+			return
+		}
 	}
 	ks.alg = a
 }
@@ -249,15 +277,21 @@ func (c *Counter) share(limit int64, static bool) int64 {
 // full at the fence: an earlier run of this member may have granted its
 // share just before.
 func (c *Counter) newKey(k *KeyConfig) *keyState {
-	ks := &keyState{cfg: k, maxN: k.maxN()}
 	static := c.static(k)
-	if p := k.first(); p.alg() == AlgFixed {
-		ks.fw = fixedWindow{limit: c.share(p.Limit, static), window: int64(p.Window), current: noWindow}
-		ks.alg = &ks.fw
-		c.fillStatic(ks.alg, static)
-	} else {
-		ks.alg = c.newPart(p, static)
+	var ks *keyState
+	switch k.first().alg() {
+	case AlgSliding:
+		b := new(slidingKey)
+		ks, b.ks.alg = &b.ks, &b.alg
+	case AlgGCRA:
+		b := new(gcraKey)
+		ks, b.ks.alg = &b.ks, &b.alg
+	default:
+		b := new(fixedKey)
+		ks, b.ks.alg = &b.ks, &b.alg
 	}
+	c.initPart(ks.alg, k.first(), static)
+	ks.cfg, ks.maxN = k, k.maxN()
 	if k.More[0] != (Part{}) {
 		var more []algo
 		for _, p := range k.Parts()[1:] {
@@ -270,27 +304,34 @@ func (c *Counter) newKey(k *KeyConfig) *keyState {
 
 // newPart returns the algorithm of one limit p of a new key.
 func (c *Counter) newPart(p Part, static bool) algo {
-	limit := c.share(p.Limit, static)
 	var a algo
 	switch p.alg() {
 	case AlgSliding:
-		a = newSlidingWindow(limit, p.Window)
+		a = new(slidingWindow)
 	case AlgGCRA:
-		g := newGCRA(limit, p.Window, c.share(p.Burst, static))
-		if p.Burst != 0 && g.follow { // a share of 0 of a set burst
-			g.burst, g.follow = 0, false
-		}
-		a = g
+		a = new(gcraAlg)
 	default:
-		a = newFixedWindow(limit, p.Window)
+		a = new(fixedWindow)
 	}
-	c.fillStatic(a, static)
+	c.initPart(a, p, static)
 	return a
 }
 
-// fillStatic fills a new limit a that runs on a static share at the
-// fence, if there is one.
-func (c *Counter) fillStatic(a algo, static bool) {
+// initPart sets a, of algorithm p.alg(), to the new state of limit p.
+// It allocates nothing: newKey makes a key's first limit with the key.
+func (c *Counter) initPart(a algo, p Part, static bool) {
+	limit := c.share(p.Limit, static)
+	switch a := a.(type) {
+	case *slidingWindow:
+		*a = *newSlidingWindow(limit, p.Window)
+	case *gcraAlg:
+		*a = *newGCRA(limit, p.Window, c.share(p.Burst, static))
+		if p.Burst != 0 && a.follow { // a share of 0 of a set burst
+			a.burst, a.follow = 0, false
+		}
+	case *fixedWindow:
+		*a = *newFixedWindow(limit, p.Window)
+	}
 	if static && !c.fed.Fence.IsZero() {
 		a.FillAt(c.fed.Fence)
 	}
