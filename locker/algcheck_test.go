@@ -345,7 +345,7 @@ func capacityOf(a algo) int64 {
 	case *gcraAlg:
 		return a.burst
 	case *fixedWindow:
-		return a.limit
+		return int64(a.limit)
 	}
 	panic("unknown algorithm")
 }
@@ -382,7 +382,7 @@ func TestMultiLimitDefinition(t *testing.T) {
 			ks := (&Counter{}).newKey(&k)
 			grants := make([][]int64, parts) // per sliding part
 			last := int64(-1 << 63)
-			for i, a := range arrivals(r, 300, ks.maxN, minW) {
+			for i, a := range arrivals(r, 300, int64(ks.maxN), minW) {
 				now := max(a.at, last)
 				last = now
 				at := time.Unix(0, now)

@@ -80,7 +80,7 @@ type Counter struct {
 // A million keys made on demand may live at once, so its size counts:
 // what only a key of several limits uses is behind one pointer, and the
 // state of the first limit is made in one allocation with the key (see
-// newKey): a key of one fixed window is 96 bytes in all.
+// newKey): a key of one fixed window is 80 bytes in all.
 type keyState struct {
 	// cfg is the key's configuration, or its template's; never changed.
 	cfg *KeyConfig
@@ -88,8 +88,6 @@ type keyState struct {
 	alg algo
 	// multi, nil for a single limit, holds the others.
 	multi *multiLimit
-	// maxN is the most tokens one request may ask.
-	maxN int64
 	// fed is the federation state of a single fixed-window limit
 	// (federation.go); nil, and free, when the counter is not federated
 	// or the key runs on a static share.
@@ -101,6 +99,9 @@ type keyState struct {
 	// plus one; 0 when it has none (sweep.go). 32 bits hold it: each live
 	// key takes well over 2 bytes, so no process holds 2^31 of them.
 	slot int32
+	// maxN is the most tokens one request may ask: at most MaxLimit,
+	// which 32 bits hold.
+	maxN int32
 }
 
 // The states of a key and its first limit, made in one allocation.
@@ -291,7 +292,7 @@ func (c *Counter) newKey(k *KeyConfig) *keyState {
 		ks, b.ks.alg = &b.ks, &b.alg
 	}
 	c.initPart(ks.alg, k.first(), static)
-	ks.cfg, ks.maxN = k, k.maxN()
+	ks.cfg, ks.maxN = k, clamp32(k.maxN())
 	if k.More[0] != (Part{}) {
 		var more []algo
 		for _, p := range k.Parts()[1:] {
@@ -369,7 +370,7 @@ func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, [
 		seen[k.Name] = true
 		if k.IsTemplate() {
 			t := &keyTemplate{cfg: k, prefix: k.Name[:len(k.Name)-1]}
-			t.full.cfg, t.full.maxN = &t.cfg, k.maxN()
+			t.full.cfg, t.full.maxN = &t.cfg, clamp32(k.maxN())
 			tmpls = append(tmpls, t)
 			continue
 		}
@@ -471,7 +472,7 @@ func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decis
 	if ks == nil {
 		return Decision{}, ErrUnknownKey
 	}
-	if n < 1 || n > ks.maxN {
+	if n < 1 || n > int64(ks.maxN) {
 		return Decision{}, ErrBadCount
 	}
 	if err := c.reach(ks, n); err != nil {

@@ -147,7 +147,7 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	if t == nil || validKeyName(key) != nil {
 		return nil, ErrUnknownKey
 	}
-	if n < 1 || n > t.full.maxN {
+	if n < 1 || n > int64(t.full.maxN) {
 		return &t.full, ErrBadCount
 	}
 	if t.lostUntil != 0 && now.UnixNano() < t.lostUntil {
