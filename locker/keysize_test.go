@@ -80,3 +80,30 @@ func TestFixedWindowLimitClamped(t *testing.T) {
 		}
 	}
 }
+
+// TestSlidingRingGrowth checks that a sliding window's ring holds what its
+// takes need, doubling up to the limit: a key made on demand that took
+// one token holds one instant, not eight.
+func TestSlidingRingGrowth(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := newSlidingWindow(10, time.Hour)
+	for _, tc := range []struct {
+		n    int64
+		ring int
+	}{
+		{1, 1}, {1, 2}, {1, 4}, {1, 4}, {2, 8}, {3, 10}, {1, 10},
+	} {
+		if d := s.TakeAt(now, tc.n); !d.OK {
+			t.Fatalf("take %d: %+v", tc.n, d)
+		}
+		if len(s.ring) != tc.ring {
+			t.Fatalf("after a take of %d (%d held): ring of %d, want %d", tc.n, s.size, len(s.ring), tc.ring)
+		}
+	}
+	if d := s.TakeAt(now, 1); d.OK {
+		t.Fatalf("take past the limit granted: %+v", d)
+	}
+	if got := testing.AllocsPerRun(100, func() { s.TakeAt(now, 1) }); got != 0 {
+		t.Errorf("%v allocations per take once the ring is full, want 0", got)
+	}
+}

@@ -123,9 +123,11 @@ func (s *slidingWindow) push(t int64, n int64) {
 }
 
 // grow makes the ring hold at least need grants, doubling it up to the
-// limit, and puts the grants held first.
+// limit, and puts the grants held first. It starts at what the first take
+// needs: most keys made on demand take a token or two before they are
+// dropped, and a ring of 8 would hold 48 bytes of nothing for each.
 func (s *slidingWindow) grow(need int) {
-	c := max(need, 2*len(s.ring), 8)
+	c := max(need, 2*len(s.ring))
 	c = int(min(int64(c), max(s.limit, int64(need))))
 	ring := make([]int64, c)
 	for i := 0; i < int(s.size); i++ {
