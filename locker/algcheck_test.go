@@ -343,7 +343,7 @@ func capacityOf(a algo) int64 {
 	case *slidingWindow:
 		return a.limit
 	case *gcraAlg:
-		return a.burst
+		return int64(a.burst)
 	case *fixedWindow:
 		return int64(a.limit)
 	}

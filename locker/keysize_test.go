@@ -20,7 +20,7 @@ func TestKeyStateSizes(t *testing.T) {
 		{"keyState", unsafe.Sizeof(keyState{}), 56},
 		{"fixed", unsafe.Sizeof(fixedKey{}), 80},
 		{"sliding", unsafe.Sizeof(slidingKey{}), 112},
-		{"gcra", unsafe.Sizeof(gcraKey{}), 112},
+		{"gcra", unsafe.Sizeof(gcraKey{}), 96},
 	} {
 		if tc.size > tc.max {
 			t.Errorf("%s: %d bytes, want at most %d", tc.name, tc.size, tc.max)
@@ -105,5 +105,35 @@ func TestSlidingRingGrowth(t *testing.T) {
 	}
 	if got := testing.AllocsPerRun(100, func() { s.TakeAt(now, 1) }); got != 0 {
 		t.Errorf("%v allocations per take once the ring is full, want 0", got)
+	}
+}
+
+// TestGCRALimitClamped is TestFixedWindowLimitClamped for gcra, whose
+// limit, burst and fraction take 32 bits: a burst that follows the limit
+// follows the cut one.
+func TestGCRALimitClamped(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		limit int64
+		want  int64
+	}{
+		{math.MaxInt32, math.MaxInt32},
+		{math.MaxInt32 + 1, math.MaxInt32},
+		{1 << 32, math.MaxInt32},
+		{math.MaxInt64, math.MaxInt32},
+		{-1, 0},
+	} {
+		g := newGCRA(7, time.Second, 0)
+		g.TakeAt(now, 3) // a fraction to carry over
+		g.SetLimit(tc.limit)
+		later := now.Add(time.Hour) // every token back
+		if tc.want > 0 {
+			if d := g.TakeAt(later, tc.want); !d.OK || d.Remaining != 0 {
+				t.Errorf("limit %d: take %d = %+v, want go with 0 left", tc.limit, tc.want, d)
+			}
+		}
+		if d := g.TakeAt(later, 1); d.OK {
+			t.Errorf("limit %d: a take past %d granted: %+v", tc.limit, tc.want, d)
+		}
 	}
 }
