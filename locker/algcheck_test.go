@@ -326,9 +326,12 @@ func cloneAlg(a algo) algo {
 func cloneKey(ks *keyState) *keyState {
 	c := *ks
 	c.alg = cloneAlg(ks.alg)
-	c.more = nil
-	for _, a := range ks.more {
-		c.more = append(c.more, cloneAlg(a))
+	c.multi = nil
+	if ks.multi != nil {
+		c.multi = &multiLimit{last: ks.multi.last}
+		for _, a := range ks.multi.more {
+			c.multi.more = append(c.multi.more, cloneAlg(a))
+		}
 	}
 	return &c
 }
@@ -340,9 +343,9 @@ func capacityOf(a algo) int64 {
 	case *slidingWindow:
 		return a.limit
 	case *gcraAlg:
-		return a.burst
+		return int64(a.burst)
 	case *fixedWindow:
-		return a.limit
+		return int64(a.limit)
 	}
 	panic("unknown algorithm")
 }
@@ -379,7 +382,7 @@ func TestMultiLimitDefinition(t *testing.T) {
 			ks := (&Counter{}).newKey(&k)
 			grants := make([][]int64, parts) // per sliding part
 			last := int64(-1 << 63)
-			for i, a := range arrivals(r, 300, ks.maxN, minW) {
+			for i, a := range arrivals(r, 300, int64(ks.maxN), minW) {
 				now := max(a.at, last)
 				last = now
 				at := time.Unix(0, now)

@@ -63,17 +63,25 @@ type algo interface {
 // The zero value is not usable; use newFixedWindow. A fixedWindow is not
 // safe for concurrent use.
 type fixedWindow struct {
-	limit   int64
 	window  int64 // nanoseconds
 	current int64 // window index the count belongs to
-	granted int64 // tokens granted in window current
+	// limit and granted (tokens granted in window current) take 32 bits
+	// each, so that a key of one fixed window is 80 bytes (keyState):
+	// a limit is at most MaxLimit, below 2^31, and SetLimit clamps.
+	limit, granted int32
 }
 
 var _ algo = (*fixedWindow)(nil)
 
 // newFixedWindow returns a fixed-window counter for limit tokens per window.
 func newFixedWindow(limit int64, window time.Duration) *fixedWindow {
-	return &fixedWindow{limit: limit, window: int64(window), current: noWindow}
+	return &fixedWindow{limit: clamp32(limit), window: int64(window), current: noWindow}
+}
+
+// clamp32 returns n within the range of an int32: a limit above it is
+// cut to it, which grants fewer tokens, never more.
+func clamp32(n int64) int32 {
+	return int32(max(min(n, math.MaxInt32), math.MinInt32))
 }
 
 // noWindow is the current window of a fixedWindow that has not decided
@@ -114,9 +122,9 @@ func (f *fixedWindow) TakeAt(now time.Time, n int64) Decision {
 	if k != f.current {
 		f.current, f.granted = k, 0
 	}
-	if f.granted+n <= f.limit {
-		f.granted += n
-		return Decision{OK: true, Remaining: f.limit - f.granted, Reset: time.Duration(left), Window: k}
+	if g := int64(f.granted) + n; g <= int64(f.limit) {
+		f.granted = int32(g)
+		return Decision{OK: true, Remaining: int64(f.limit) - g, Reset: time.Duration(left), Window: k}
 	}
 	return Decision{Reset: time.Duration(left), RetryAfter: time.Duration(left), Window: k}
 }
@@ -124,12 +132,12 @@ func (f *fixedWindow) TakeAt(now time.Time, n int64) Decision {
 // CheckAt implements Algorithm.
 func (f *fixedWindow) CheckAt(now time.Time, n int64) Decision {
 	k, left := f.at(now.UnixNano())
-	granted := f.granted
+	granted := int64(f.granted)
 	if k != f.current {
 		granted = 0
 	}
-	if granted+n <= f.limit {
-		return Decision{OK: true, Remaining: f.limit - granted - n, Reset: time.Duration(left), Window: k}
+	if granted+n <= int64(f.limit) {
+		return Decision{OK: true, Remaining: int64(f.limit) - granted - n, Reset: time.Duration(left), Window: k}
 	}
 	return Decision{Reset: time.Duration(left), RetryAfter: time.Duration(left), Window: k}
 }
@@ -150,8 +158,8 @@ func (f *fixedWindow) PeekAt(now time.Time) (window, granted int64) {
 	if k != f.current {
 		return k, 0
 	}
-	return k, f.granted
+	return k, int64(f.granted)
 }
 
 // SetLimit implements Algorithm.
-func (f *fixedWindow) SetLimit(limit int64) { f.limit = limit }
+func (f *fixedWindow) SetLimit(limit int64) { f.limit = clamp32(limit) }

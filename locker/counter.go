@@ -76,18 +76,18 @@ type Counter struct {
 
 // keyState is one configured key, or one key made from a template. It is
 // guarded by the Counter's mutex.
+//
+// A million keys made on demand may live at once, so its size counts:
+// what only a key of several limits uses is behind one pointer, and the
+// state of the first limit is made in one allocation with the key (see
+// newKey): a key of one fixed window is 80 bytes in all.
 type keyState struct {
 	// cfg is the key's configuration, or its template's; never changed.
 	cfg *KeyConfig
-	// alg counts the first limit; more, nil for a single limit, the
-	// others.
-	alg  algo
-	more []algo
-	// maxN is the most tokens one request may ask.
-	maxN int64
-	// last is, for a key of several limits, the latest instant in Unix ns
-	// a take was made at.
-	last int64
+	// alg counts the first limit; its state was made with the key's.
+	alg algo
+	// multi, nil for a single limit, holds the others.
+	multi *multiLimit
 	// fed is the federation state of a single fixed-window limit
 	// (federation.go); nil, and free, when the counter is not federated
 	// or the key runs on a static share.
@@ -96,8 +96,81 @@ type keyState struct {
 	// key.
 	tmpl *keyTemplate
 	// slot is, for a key made on demand, its place in the Counter's ring
-	// plus one; 0 when it has none (sweep.go).
-	slot int
+	// plus one; 0 when it has none (sweep.go). 32 bits hold it: each live
+	// key takes well over 2 bytes, so no process holds 2^31 of them.
+	slot int32
+	// maxN is the most tokens one request may ask: at most MaxLimit,
+	// which 32 bits hold.
+	maxN int32
+}
+
+// The states of a key and its first limit, made in one allocation.
+type (
+	fixedKey struct {
+		ks  keyState
+		alg fixedWindow
+	}
+	slidingKey struct {
+		ks  keyState
+		alg slidingWindow
+	}
+	gcraKey struct {
+		ks  keyState
+		alg gcraAlg
+	}
+)
+
+// multiLimit is what a key of several limits keeps besides its first.
+type multiLimit struct {
+	// more counts the limits after the first.
+	more []algo
+	// last is the latest instant in Unix ns a take was made at.
+	last int64
+}
+
+// more returns the limits after the first, nil for a single limit.
+func (ks *keyState) more() []algo {
+	if ks.multi == nil {
+		return nil
+	}
+	return ks.multi.more
+}
+
+// setFirst makes a the first limit's algorithm. A state of the same
+// algorithm as the key's own, carried from another key, is copied into
+// it, so that the other key's allocation is not kept alive by it.
+func (ks *keyState) setFirst(a algo) {
+	switch d := ks.alg.(type) {
+	case *fixedWindow:
+		if s, ok := a.(*fixedWindow); ok {
+			*d = *s
+			return
+		}
+	case *slidingWindow:
+		if s, ok := a.(*slidingWindow); ok {
+			*d = *s
+			return
+		}
+	case *gcraAlg:
+		if s, ok := a.(*gcraAlg); ok {
+			*d = *s
+			return
+		}
+	}
+	ks.alg = a
+}
+
+// setMore makes more the limits after the first; none makes the key one
+// of a single limit.
+func (ks *keyState) setMore(more []algo) {
+	if len(more) == 0 {
+		ks.multi = nil
+		return
+	}
+	if ks.multi == nil {
+		ks.multi = &multiLimit{last: math.MinInt64}
+	}
+	ks.multi.more = more
 }
 
 // take takes n tokens of the key at now, from every limit or from none;
@@ -106,22 +179,23 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 	if ks.fed != nil {
 		return ks.fed.take(ks, now, n)
 	}
-	if ks.more == nil {
+	m := ks.multi
+	if m == nil {
 		return ks.alg.TakeAt(now, n)
 	}
 	// Every limit decides at one instant, the latest a take of the key
 	// was made at if now is older, refused or not: a refusal's RetryAfter
 	// counts from it.
-	if t := now.UnixNano(); t > ks.last {
-		ks.last = t
+	if t := now.UnixNano(); t > m.last {
+		m.last = t
 	} else {
-		now = time.Unix(0, ks.last)
+		now = time.Unix(0, m.last)
 	}
 	if d := ks.check(now, n); !d.OK {
 		return d
 	}
 	d := ks.alg.TakeAt(now, n)
-	for _, a := range ks.more {
+	for _, a := range m.more {
 		d = tighter(d, a.TakeAt(now, n))
 	}
 	return d
@@ -131,15 +205,15 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 // a federated key, the capacity its algorithm runs on, which take sets
 // again before deciding.
 func (ks *keyState) check(now time.Time, n int64) Decision {
-	if ks.more != nil && now.UnixNano() < ks.last {
-		now = time.Unix(0, ks.last)
+	if ks.multi != nil && now.UnixNano() < ks.multi.last {
+		now = time.Unix(0, ks.multi.last)
 	}
 	if ks.fed != nil {
 		k, _ := ks.alg.PeekAt(now)
 		ks.alg.SetLimit(ks.fed.capacity(ks.cfg.Limit, k))
 	}
 	d := ks.alg.CheckAt(now, n)
-	for _, a := range ks.more {
+	for _, a := range ks.more() {
 		d = tighter(d, a.CheckAt(now, n))
 	}
 	return d
@@ -181,7 +255,7 @@ func (ks *keyState) peek(now time.Time) (window, granted int64) {
 
 // algs returns every limit's algorithm, the first one first.
 func (ks *keyState) algs() []algo {
-	return append([]algo{ks.alg}, ks.more...)
+	return append([]algo{ks.alg}, ks.more()...)
 }
 
 // static reports whether a key of configuration k (or made from template
@@ -204,37 +278,64 @@ func (c *Counter) share(limit int64, static bool) int64 {
 // full at the fence: an earlier run of this member may have granted its
 // share just before.
 func (c *Counter) newKey(k *KeyConfig) *keyState {
-	ks := &keyState{cfg: k, maxN: k.maxN(), last: math.MinInt64}
 	static := c.static(k)
-	ks.alg = c.newPart(k.first(), static)
+	var ks *keyState
+	switch k.first().alg() {
+	case AlgSliding:
+		b := new(slidingKey)
+		ks, b.ks.alg = &b.ks, &b.alg
+	case AlgGCRA:
+		b := new(gcraKey)
+		ks, b.ks.alg = &b.ks, &b.alg
+	default:
+		b := new(fixedKey)
+		ks, b.ks.alg = &b.ks, &b.alg
+	}
+	c.initPart(ks.alg, k.first(), static)
+	ks.cfg, ks.maxN = k, clamp32(k.maxN())
 	if k.More[0] != (Part{}) {
+		var more []algo
 		for _, p := range k.Parts()[1:] {
-			ks.more = append(ks.more, c.newPart(p, static))
+			more = append(more, c.newPart(p, static))
 		}
+		ks.setMore(more)
 	}
 	return ks
 }
 
 // newPart returns the algorithm of one limit p of a new key.
 func (c *Counter) newPart(p Part, static bool) algo {
-	limit := c.share(p.Limit, static)
 	var a algo
 	switch p.alg() {
 	case AlgSliding:
-		a = newSlidingWindow(limit, p.Window)
+		a = new(slidingWindow)
 	case AlgGCRA:
-		g := newGCRA(limit, p.Window, c.share(p.Burst, static))
-		if p.Burst != 0 && g.follow { // a share of 0 of a set burst
-			g.burst, g.follow = 0, false
-		}
-		a = g
+		a = new(gcraAlg)
 	default:
-		a = newFixedWindow(limit, p.Window)
+		a = new(fixedWindow)
+	}
+	c.initPart(a, p, static)
+	return a
+}
+
+// initPart sets a, of algorithm p.alg(), to the new state of limit p.
+// It allocates nothing: newKey makes a key's first limit with the key.
+func (c *Counter) initPart(a algo, p Part, static bool) {
+	limit := c.share(p.Limit, static)
+	switch a := a.(type) {
+	case *slidingWindow:
+		*a = *newSlidingWindow(limit, p.Window)
+	case *gcraAlg:
+		*a = *newGCRA(limit, p.Window, c.share(p.Burst, static))
+		if p.Burst != 0 && a.follow { // a share of 0 of a set burst
+			a.burst, a.follow = 0, false
+		}
+	case *fixedWindow:
+		*a = *newFixedWindow(limit, p.Window)
 	}
 	if static && !c.fed.Fence.IsZero() {
 		a.FillAt(c.fed.Fence)
 	}
-	return a
 }
 
 // NewCounter returns a Counter for keys. The key DefaultKey is added with
@@ -269,7 +370,7 @@ func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, [
 		seen[k.Name] = true
 		if k.IsTemplate() {
 			t := &keyTemplate{cfg: k, prefix: k.Name[:len(k.Name)-1]}
-			t.full.cfg, t.full.maxN = &t.cfg, k.maxN()
+			t.full.cfg, t.full.maxN = &t.cfg, clamp32(k.maxN())
 			tmpls = append(tmpls, t)
 			continue
 		}
@@ -371,7 +472,7 @@ func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decis
 	if ks == nil {
 		return Decision{}, ErrUnknownKey
 	}
-	if n < 1 || n > ks.maxN {
+	if n < 1 || n > int64(ks.maxN) {
 		return Decision{}, ErrBadCount
 	}
 	if err := c.reach(ks, n); err != nil {
@@ -417,7 +518,7 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 		}
 		k, g := ks.peek(now)
 		u := KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g}
-		if ks.more != nil {
+		if ks.multi != nil {
 			u.Parts = ks.partsAt(now)
 		}
 		out = append(out, u)

@@ -21,13 +21,15 @@ import (
 // The zero value is not usable; use newGCRA. A gcraAlg is not safe for
 // concurrent use.
 type gcraAlg struct {
-	limit  int64
-	burst  int64
-	follow bool  // burst follows the limit (SetLimit)
 	window int64 // nanoseconds
 	last   int64 // latest instant a take was made at, in Unix ns
 	// The TAT is tat + frac/limit ns, 0 <= frac < max(limit, 1).
-	tat, frac int64
+	tat int64
+	// limit, burst and frac take 32 bits each, so that a gcra key is 96
+	// bytes (keyState): a limit is at most MaxLimit, below 2^31, and
+	// SetLimit clamps. Arithmetic on them is done in 64 bits.
+	limit, burst, frac int32
+	follow             bool // burst follows the limit (SetLimit)
 }
 
 var _ algo = (*gcraAlg)(nil)
@@ -36,9 +38,9 @@ var _ algo = (*gcraAlg)(nil)
 // run and at most burst at once; burst 0 means limit, and SetLimit then
 // moves the burst with the limit. burst is at most limit.
 func newGCRA(limit int64, window time.Duration, burst int64) *gcraAlg {
-	g := &gcraAlg{limit: limit, burst: burst, window: int64(window), last: math.MinInt64, tat: math.MinInt64}
+	g := &gcraAlg{limit: clamp32(limit), burst: clamp32(burst), window: int64(window), last: math.MinInt64, tat: math.MinInt64}
 	if burst == 0 {
-		g.burst, g.follow = limit, true
+		g.burst, g.follow = g.limit, true
 	}
 	return g
 }
@@ -54,11 +56,11 @@ func mulDiv(a, b, c int64) (q, r int64) {
 // allowedAt returns the first whole nanosecond from which n tokens may be
 // taken: ceil(TAT - (burst-n)·window/limit), with the TAT at least t.
 func (g *gcraAlg) allowedAt(t, n int64) int64 {
-	tat, frac := g.tat, g.frac
+	tat, frac := g.tat, int64(g.frac)
 	if tat < t {
 		tat, frac = t, 0
 	}
-	q, r := mulDiv(g.burst-n, g.window, g.limit)
+	q, r := mulDiv(int64(g.burst)-n, g.window, int64(g.limit))
 	if frac > r {
 		return tat - q + 1
 	}
@@ -73,19 +75,19 @@ func (g *gcraAlg) inUse(t int64) (used int64, full time.Duration) {
 		return 0, 0
 	}
 	d := g.tat - t
-	q, r := mulDiv(d, g.limit, g.window)
+	q, r := mulDiv(d, int64(g.limit), g.window)
 	// (d·limit + frac)/window, rounded up.
-	used = q + (r+g.frac+g.window-1)/g.window
+	used = q + (r+int64(g.frac)+g.window-1)/g.window
 	full = time.Duration(d)
 	if g.frac > 0 {
 		full++
 	}
-	return min(used, g.burst), full
+	return min(used, int64(g.burst)), full
 }
 
 func (g *gcraAlg) decide(t, n int64) (Decision, bool) {
 	k := windowOf(t, g.window)
-	if g.limit <= 0 || n > g.burst {
+	if g.limit <= 0 || n > int64(g.burst) {
 		// Never grantable here (a federation share below n): retry no
 		// sooner than a window from now, and get sorry again.
 		return Decision{Reset: time.Duration(g.window), RetryAfter: time.Duration(g.window), Window: k}, false
@@ -110,19 +112,20 @@ func (g *gcraAlg) TakeAt(now time.Time, n int64) Decision {
 	}
 	g.add(n)
 	used, full := g.inUse(t)
-	d.Remaining, d.Reset = g.burst-used, full
+	d.Remaining, d.Reset = int64(g.burst)-used, full
 	return d
 }
 
 // add moves the TAT n emission intervals later.
 func (g *gcraAlg) add(n int64) {
-	q, r := mulDiv(n, g.window, g.limit)
+	q, r := mulDiv(n, g.window, int64(g.limit))
 	g.tat += q
-	g.frac += r
-	if g.frac >= g.limit {
-		g.frac -= g.limit
+	frac := int64(g.frac) + r // below 2·limit: 64 bits hold it
+	if frac >= int64(g.limit) {
+		frac -= int64(g.limit)
 		g.tat++
 	}
+	g.frac = int32(frac)
 }
 
 // CheckAt implements Algorithm: the decision TakeAt would make, with the
@@ -146,28 +149,28 @@ func (g *gcraAlg) PeekAt(now time.Time) (window, used int64) {
 // come sooner. A burst that followed the limit follows the new one; a set
 // burst stays, at most the new limit.
 func (g *gcraAlg) SetLimit(limit int64) {
-	limit = max(limit, 0)
+	limit = int64(clamp32(max(limit, 0)))
 	if g.frac > 0 {
 		if limit == 0 {
 			g.tat++
 			g.frac = 0
 		} else {
-			q, r := mulDiv(g.frac, limit, g.limit)
+			q, r := mulDiv(int64(g.frac), limit, int64(g.limit))
 			if r > 0 {
 				q++
 			}
-			g.frac = q
-			if g.frac >= limit {
-				g.frac -= limit
+			if q >= limit {
+				q -= limit
 				g.tat++
 			}
+			g.frac = int32(q)
 		}
 	}
-	g.limit = limit
+	g.limit = int32(limit)
 	if g.follow {
-		g.burst = limit
+		g.burst = g.limit
 	}
-	g.burst = min(g.burst, limit)
+	g.burst = min(g.burst, g.limit)
 }
 
 // FillAt implements Algorithm: the TAT moves to now + burst·window/limit,
@@ -178,8 +181,8 @@ func (g *gcraAlg) FillAt(now time.Time) {
 	if g.limit <= 0 {
 		return
 	}
-	q, r := mulDiv(g.burst, g.window, g.limit)
-	if full := t + q; full > g.tat || (full == g.tat && r > g.frac) {
-		g.tat, g.frac = full, r
+	q, r := mulDiv(int64(g.burst), g.window, int64(g.limit))
+	if full := t + q; full > g.tat || (full == g.tat && r > int64(g.frac)) {
+		g.tat, g.frac = full, int32(r) // r < limit
 	}
 }

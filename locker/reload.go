@@ -52,7 +52,8 @@ func (c *Counter) carryFixed(old, ks *keyState) {
 		return
 	}
 	old.alg.SetLimit(ks.cfg.Limit)
-	ks.alg, ks.fed = old.alg, old.fed
+	ks.setFirst(old.alg)
+	ks.fed = old.fed
 	if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
 		ks.fed.lowered()
 	}
@@ -86,10 +87,8 @@ func (c *Counter) carryParts(old, ks *keyState) {
 		}
 		algs[i].FillAt(time.Unix(0, c.last))
 	}
-	ks.alg = algs[0]
-	if len(algs) > 1 {
-		ks.more = algs[1:]
-	}
+	ks.setFirst(algs[0])
+	ks.setMore(algs[1:])
 }
 
 // samePart reports whether the limits a and b count the same way: same

@@ -27,9 +27,11 @@ type slidingWindow struct {
 	window int64 // nanoseconds
 	last   int64 // latest instant a take was made at, in Unix ns
 	// ring[head], ring[head+1 mod len], ... hold size grant instants in
-	// order: oldest first, none after last.
+	// order: oldest first, none after last. 32 bits hold head and size
+	// (at most MaxSlidingLimit), so that a sliding key with its state is
+	// 112 bytes (keyState).
 	ring       []int64
-	head, size int
+	head, size int32
 }
 
 var _ algo = (*slidingWindow)(nil)
@@ -43,7 +45,7 @@ func newSlidingWindow(limit int64, window time.Duration) *slidingWindow {
 
 // at returns the i-th oldest grant instant held.
 func (s *slidingWindow) at(i int) int64 {
-	j := s.head + i
+	j := int(s.head) + i
 	if j >= len(s.ring) {
 		j -= len(s.ring)
 	}
@@ -53,7 +55,7 @@ func (s *slidingWindow) at(i int) int64 {
 // live returns the index of the oldest grant still counting at t: the
 // grants before it were made at or before t-window.
 func (s *slidingWindow) live(t int64) int {
-	lo, hi := 0, s.size
+	lo, hi := 0, int(s.size)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if s.at(m) <= t-s.window {
@@ -69,7 +71,7 @@ func (s *slidingWindow) live(t int64) int {
 // index first no longer counting.
 func (s *slidingWindow) decide(t int64, n int64, first int) Decision {
 	k := windowOf(t, s.window)
-	used := int64(s.size - first)
+	used := int64(int(s.size) - first)
 	if used+n <= s.limit {
 		// After the grant the newest token is at t: the key is whole
 		// again a window from now.
@@ -83,7 +85,7 @@ func (s *slidingWindow) decide(t int64, n int64, first int) Decision {
 	// The grant is possible once the oldest used+n-limit tokens no longer
 	// count: when the newest of them is a window old.
 	free := s.at(first + int(used+n-s.limit) - 1)
-	newest := s.at(s.size - 1)
+	newest := s.at(int(s.size) - 1)
 	return Decision{Reset: time.Duration(newest + s.window - t), RetryAfter: time.Duration(free + s.window - t), Window: k}
 }
 
@@ -93,7 +95,7 @@ func (s *slidingWindow) TakeAt(now time.Time, n int64) Decision {
 	s.last = t
 	for s.size > 0 && s.ring[s.head] <= t-s.window {
 		s.head++
-		if s.head == len(s.ring) {
+		if int(s.head) == len(s.ring) {
 			s.head = 0
 		}
 		s.size--
@@ -107,11 +109,11 @@ func (s *slidingWindow) TakeAt(now time.Time, n int64) Decision {
 
 // push appends n grants at t; the ring has room for limit grants.
 func (s *slidingWindow) push(t int64, n int64) {
-	if need := s.size + int(n); need > len(s.ring) {
+	if need := int(s.size) + int(n); need > len(s.ring) {
 		s.grow(need)
 	}
 	for ; n > 0; n-- {
-		j := s.head + s.size
+		j := int(s.head + s.size)
 		if j >= len(s.ring) {
 			j -= len(s.ring)
 		}
@@ -121,12 +123,14 @@ func (s *slidingWindow) push(t int64, n int64) {
 }
 
 // grow makes the ring hold at least need grants, doubling it up to the
-// limit, and puts the grants held first.
+// limit, and puts the grants held first. It starts at what the first take
+// needs: most keys made on demand take a token or two before they are
+// dropped, and a ring of 8 would hold 48 bytes of nothing for each.
 func (s *slidingWindow) grow(need int) {
-	c := max(need, 2*len(s.ring), 8)
+	c := max(need, 2*len(s.ring))
 	c = int(min(int64(c), max(s.limit, int64(need))))
 	ring := make([]int64, c)
-	for i := 0; i < s.size; i++ {
+	for i := 0; i < int(s.size); i++ {
 		ring[i] = s.at(i)
 	}
 	s.ring, s.head = ring, 0
@@ -142,7 +146,7 @@ func (s *slidingWindow) CheckAt(now time.Time, n int64) Decision {
 // the window's length before now.
 func (s *slidingWindow) PeekAt(now time.Time) (window, used int64) {
 	t := max(now.UnixNano(), s.last)
-	return windowOf(t, s.window), int64(s.size - s.live(t))
+	return windowOf(t, s.window), int64(int(s.size) - s.live(t))
 }
 
 // SetLimit implements Algorithm. Only the newest limit grants are kept
@@ -150,9 +154,9 @@ func (s *slidingWindow) PeekAt(now time.Time) (window, used int64) {
 // before any kept one does, and no decision changes.
 func (s *slidingWindow) SetLimit(limit int64) {
 	s.limit = limit
-	if drop := s.size - int(max(limit, 0)); drop > 0 {
-		s.head = (s.head + drop) % len(s.ring)
-		s.size -= drop
+	if drop := int64(s.size) - max(limit, 0); drop > 0 {
+		s.head = int32((int64(s.head) + drop) % int64(len(s.ring)))
+		s.size -= int32(drop)
 	}
 }
 

@@ -12,7 +12,7 @@ import "time"
 // requires that c.mu is held.
 func (c *Counter) ringAdd(name string, ks *keyState) {
 	c.ring = append(c.ring, name)
-	ks.slot = len(c.ring)
+	ks.slot = int32(len(c.ring))
 }
 
 // ringRemove takes entry i out of the ring, moving the last entry to its
@@ -22,8 +22,8 @@ func (c *Counter) ringRemove(i int) {
 	if i != last {
 		moved := c.ring[last]
 		c.ring[i] = moved
-		if ks := c.keys[moved]; ks != nil && ks.slot == last+1 {
-			ks.slot = i + 1
+		if ks := c.keys[moved]; ks != nil && int(ks.slot) == last+1 {
+			ks.slot = int32(i + 1)
 		}
 	}
 	c.ring[last] = ""
@@ -73,12 +73,12 @@ func (c *Counter) ringKey(i int) *keyState {
 	case ks == nil || ks.tmpl == nil: // dropped without the ring knowing
 		c.ringRemove(i)
 		return nil
-	case ks.slot != i+1:
-		if j := ks.slot - 1; j >= 0 && j < len(c.ring) && c.ring[j] == name {
+	case int(ks.slot) != i+1:
+		if j := int(ks.slot) - 1; j >= 0 && j < len(c.ring) && c.ring[j] == name {
 			c.ringRemove(i) // the key has another entry
 			return nil
 		}
-		ks.slot = i + 1 // a state that replaced the one this entry was made for
+		ks.slot = int32(i + 1) // a state that replaced the one this entry was made for
 	}
 	return ks
 }

@@ -16,7 +16,7 @@ func checkRing(tb testing.TB, c *Counter) {
 	}
 	for i, name := range c.ring {
 		ks := c.keys[name]
-		if ks == nil || ks.tmpl == nil || ks.slot != i+1 {
+		if ks == nil || ks.tmpl == nil || int(ks.slot) != i+1 {
 			tb.Fatalf("ring entry %d %q: state %+v", i, name, ks)
 		}
 	}

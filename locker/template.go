@@ -147,7 +147,7 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	if t == nil || validKeyName(key) != nil {
 		return nil, ErrUnknownKey
 	}
-	if n < 1 || n > t.full.maxN {
+	if n < 1 || n > int64(t.full.maxN) {
 		return &t.full, ErrBadCount
 	}
 	if t.lostUntil != 0 && now.UnixNano() < t.lostUntil {
@@ -203,7 +203,7 @@ func (c *Counter) dropIdle(now time.Time, probe int) {
 // held.
 func (c *Counter) drop(name string, ks *keyState) {
 	delete(c.keys, name)
-	if i := ks.slot - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
+	if i := int(ks.slot) - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
 		c.ringRemove(i)
 	}
 	ks.slot = 0
@@ -228,7 +228,7 @@ func (ks *keyState) idleAt(now time.Time) bool {
 	if used != 0 || ks.fed != nil && !ks.fed.idle(k) {
 		return false
 	}
-	for _, a := range ks.more {
+	for _, a := range ks.more() {
 		if _, used := a.PeekAt(now); used != 0 {
 			return false
 		}

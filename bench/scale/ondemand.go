@@ -41,7 +41,8 @@ func onDemandAlg(_ context.Context, o options, t *table, alg string) error {
 	// RSS is read: a fixed window of 24h ends only at midnight UTC, a
 	// sliding grant counts for 24h, and a gcra token comes back after
 	// 24h/10 (with 1000/1h, after 3.6s: most keys were gone by the end).
-	// A sliding key's ring starts at 8 instants for any limit of 8 or more.
+	// A sliding key's ring holds as many instants as its takes need, doubling
+	// up to its limit: one here.
 	spec := "tenant:*=10/24h/" + alg
 	p, err := startLockerd(o, "ondemand-"+alg, "--key", spec, "--max-keys", strconv.Itoa(n+1),
 		"--metrics-addr", "")
