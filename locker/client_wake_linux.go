@@ -71,10 +71,15 @@ type loopPoller struct {
 	// its raw connection.
 	idleFile *os.File
 	idleConn syscall.RawConn
-	sock     *zmq.Socket
-	sockFd   int // -1 when no socket is watched
-	events   [2]syscall.EpollEvent
-	drain    [8]byte
+	// woken is when the loop was last woken by a caller or by input; it
+	// parks in the runtime's poller only after idleParkAfter without
+	// either, so a client in use sleeps between calls as before, in
+	// epoll_wait, and hands its socket to lone callers at once.
+	woken  time.Time
+	sock   *zmq.Socket
+	sockFd int // -1 when no socket is watched
+	events [2]syscall.EpollEvent
+	drain  [8]byte
 }
 
 func newLoopPoller(w *wakeup) (*loopPoller, error) {
@@ -109,6 +114,7 @@ func newLoopPoller(w *wakeup) (*loopPoller, error) {
 		return nil, fmt.Errorf("locker: client epoll: %w", err)
 	}
 	p.idleConn = rc
+	p.woken = time.Now()
 	return p, nil
 }
 
@@ -146,7 +152,11 @@ func (p *loopPoller) wait(timeout time.Duration, idle bool, own *sync.Mutex) (ti
 	var err error
 	if idle {
 		own.Unlock()
-		n, err = p.parkIdle(timeout)
+		if time.Since(p.woken) < idleParkAfter {
+			n, err = syscall.EpollWait(p.idle, p.events[:], int((timeout+time.Millisecond-1)/time.Millisecond))
+		} else {
+			n, err = p.parkIdle(timeout)
+		}
 		own.Lock()
 	} else {
 		if p.sock != nil {
@@ -165,8 +175,15 @@ func (p *loopPoller) wait(timeout time.Duration, idle bool, own *sync.Mutex) (ti
 			syscall.Read(p.evfd, p.drain[:])
 		}
 	}
+	if n > 0 {
+		p.woken = time.Now()
+	}
 	return n == 0
 }
+
+// idleParkAfter is how long a loop must have gone unwoken before it
+// sleeps parked in the runtime's poller (see loopPoller.woken).
+const idleParkAfter = 250 * time.Millisecond
 
 // parkIdle waits up to timeout for the wakeup, parked in the runtime's
 // poller (see idleFile), and returns what epoll_wait on idle returned: 0
