@@ -70,7 +70,7 @@ func (c *Counter) ringKey(i int) *keyState {
 	name := c.ring[i]
 	ks := c.keys[name]
 	switch {
-	case ks == nil || ks.tmpl == nil: // dropped without the ring knowing
+	case ks == nil || ks.tmpl() == nil: // dropped without the ring knowing
 		c.ringRemove(i)
 		return nil
 	case int(ks.slot) != i+1:

@@ -16,7 +16,7 @@ func checkRing(tb testing.TB, c *Counter) {
 	}
 	for i, name := range c.ring {
 		ks := c.keys[name]
-		if ks == nil || ks.tmpl == nil || int(ks.slot) != i+1 {
+		if ks == nil || ks.tmpl() == nil || int(ks.slot) != i+1 {
 			tb.Fatalf("ring entry %d %q: state %+v", i, name, ks)
 		}
 	}
@@ -53,7 +53,7 @@ func TestSweepSomeAtDropsIdleKeysInBatches(t *testing.T) {
 	busy := func(key string) bool { return key == "t:7" || key == "u:7" }
 	want, fixed := 0, 0
 	for name, ks := range c.keys {
-		if ks.tmpl != nil && ks.idleAt(now) && !busy(name) {
+		if ks.tmpl() != nil && ks.idleAt(now) && !busy(name) {
 			want++
 		}
 		if name[0] == 't' && !busy(name) {
@@ -83,7 +83,7 @@ func TestSweepSomeAtDropsIdleKeysInBatches(t *testing.T) {
 		t.Fatalf("one cycle dropped %d keys, want the %d idle and not busy", dropped, want)
 	}
 	for name := range c.keys {
-		if ks := c.keys[name]; ks.tmpl != nil && ks.idleAt(now) && !busy(name) {
+		if ks := c.keys[name]; ks.tmpl() != nil && ks.idleAt(now) && !busy(name) {
 			t.Fatalf("idle key %q left after a whole cycle", name)
 		}
 	}
