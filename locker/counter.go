@@ -63,10 +63,9 @@ type Counter struct {
 	// live is the number of keys made on demand in keys, liveHigh the
 	// most there were since keys was last rebuilt, maxKeys the cap.
 	live, liveHigh, maxKeys int
-	// ring holds the names of the live keys made on demand, in no
-	// order, for SweepSomeAt to walk from sweepPos (sweep.go).
-	ring     []string
-	sweepPos int
+	// sweep is the iteration of keys a cycle of SweepSomeAt is at, nil
+	// between cycles (sweep.go).
+	sweep *sweepIter
 	// dropFloor is the latest instant, in Unix ns, at which an idle key
 	// made on demand was dropped: no take of a key made on demand is made
 	// at an older instant, at which the dropped key may still have had
@@ -91,10 +90,6 @@ type keyState struct {
 	// ext, nil for the common key (one limit, not federated), holds what
 	// a key of several limits or a federated key keeps besides.
 	ext *keyExtra
-	// slot is, for a key made on demand, its place in the Counter's ring
-	// plus one; 0 when it has none (sweep.go). 32 bits hold it: each live
-	// key takes well over 2 bytes, so no process holds 2^31 of them.
-	slot int32
 	// maxN is the most tokens one request may ask: at most MaxLimit,
 	// which 32 bits hold.
 	maxN int32
@@ -412,7 +407,8 @@ func NewCounter(keys []KeyConfig) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.keys, c.names, c.tmpls = m, names, tmpls
+	c.names, c.tmpls = names, tmpls
+	c.setKeys(m)
 	return c, nil
 }
 

@@ -473,13 +473,15 @@ type LocalCount struct {
 func (c *Counter) LocalAt(now time.Time) []LocalCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]LocalCount, 0, len(c.names)+len(c.ring))
-	for _, names := range [2][]string{c.names, c.ring} {
-		for _, name := range names {
-			ks, fk, k := c.fedKeyAt(now, name)
-			if fk == nil {
-				continue
-			}
+	out := make([]LocalCount, 0, len(c.names)+c.live)
+	for _, name := range c.names {
+		if ks, fk, k := c.fedKeyAt(now, name); fk != nil {
+			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	for name, ks := range c.keys {
+		if fk := ks.fed(); fk != nil && ks.tmpl() != nil {
+			k, _ := ks.alg.PeekAt(now)
 			out = append(out, fk.local(ks, name, k))
 		}
 	}
@@ -500,24 +502,36 @@ func (c *Counter) LocalChangedAt(now time.Time, also []string) []LocalCount {
 	}
 	fc := c.fed
 	fc.stamp++
-	dirty := fc.dirty
-	if fc.overflow {
-		dirty = c.ring
-	}
-	out := make([]LocalCount, 0, len(c.names)+len(dirty)+len(also))
+	out := make([]LocalCount, 0, len(c.names)+len(fc.dirty)+len(also))
 	for _, name := range c.names {
 		if ks, fk, k := c.fedKeyAt(now, name); fk != nil && ks.tmpl() == nil {
 			out = append(out, fk.local(ks, name, k))
 		}
 	}
-	for _, names := range [2][]string{dirty, also} {
-		for _, name := range names {
-			ks, fk, k := c.fedKeyAt(now, name)
-			if fk == nil || ks.tmpl() == nil || fk.stamp == fc.stamp {
-				continue
+	// report adds the key made on demand name, of state ks, once.
+	report := func(name string, ks *keyState) {
+		fk := ks.fed()
+		if fk == nil || ks.tmpl() == nil || fk.stamp == fc.stamp {
+			return
+		}
+		k, _ := ks.alg.PeekAt(now)
+		fk.dirty, fk.stamp = false, fc.stamp
+		out = append(out, fk.local(ks, name, k))
+	}
+	if fc.overflow {
+		for name, ks := range c.keys {
+			report(name, ks)
+		}
+	} else {
+		for _, name := range fc.dirty {
+			if ks := c.keys[name]; ks != nil {
+				report(name, ks)
 			}
-			fk.dirty, fk.stamp = false, fc.stamp
-			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	for _, name := range also {
+		if ks := c.keys[name]; ks != nil {
+			report(name, ks)
 		}
 	}
 	clear(fc.dirty)

@@ -31,6 +31,7 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 	old := c.keys
 	c.keys, c.names, c.tmpls = m, names, tmpls
 	c.remake(old)
+	c.setKeys(m) // once the live keys are in it, for a sweep under way
 	return nil
 }
 

@@ -164,7 +164,6 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	ks := c.newKey(&t.keySource)
 	c.attach(key, ks)
 	c.keys[key] = ks
-	c.ringAdd(key, ks)
 	t.live++
 	c.live++
 	c.liveHigh = max(c.liveHigh, c.live)
@@ -202,10 +201,6 @@ func (c *Counter) dropIdle(now time.Time, probe int) {
 // held.
 func (c *Counter) drop(name string, ks *keyState) {
 	delete(c.keys, name)
-	if i := int(ks.slot) - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
-		c.ringRemove(i)
-	}
-	ks.slot = 0
 	ks.tmpl().live--
 	c.live--
 }
@@ -297,8 +292,6 @@ func (c *Counter) Templates() []TemplateUsage {
 // held.
 func (c *Counter) remake(old map[string]*keyState) {
 	c.live = 0
-	clear(c.ring)
-	c.ring, c.sweepPos = c.ring[:0], 0
 	for name, o := range old {
 		if o.tmpl() == nil || c.keys[name] != nil {
 			continue
@@ -311,7 +304,6 @@ func (c *Counter) remake(old map[string]*keyState) {
 		c.carry(o, ks)
 		c.attach(name, ks) // when carry kept no federation state, or a configured key's
 		c.keys[name] = ks
-		c.ringAdd(name, ks)
 		t.live++
 		c.live++
 	}
