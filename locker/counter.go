@@ -262,16 +262,22 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 // a federated key, the capacity its algorithm runs on, which take sets
 // again before deciding.
 func (ks *keyState) check(now time.Time, n int64) Decision {
-	if m := ks.multi(); m != nil && now.UnixNano() < m.last {
+	e := ks.ext
+	if e == nil {
+		return ks.alg.CheckAt(now, n)
+	}
+	if m := e.multi; m != nil && now.UnixNano() < m.last {
 		now = time.Unix(0, m.last)
 	}
-	if f := ks.fed(); f != nil {
+	if f := e.fed; f != nil {
 		k, _ := ks.alg.PeekAt(now)
 		ks.alg.SetLimit(f.capacity(ks.cfg().Limit, k))
 	}
 	d := ks.alg.CheckAt(now, n)
-	for _, a := range ks.more() {
-		d = tighter(d, a.CheckAt(now, n))
+	if m := e.multi; m != nil {
+		for _, a := range m.more {
+			d = tighter(d, a.CheckAt(now, n))
+		}
 	}
 	return d
 }
