@@ -10,7 +10,7 @@ import (
 // TestKeyStateSizes keeps a key of one limit, with its algorithm's state,
 // within the size class it was shrunk to: at a million keys made on
 // demand each byte is a megabyte (BenchmarkTemplateDecision1M reports the
-// whole cost per key, map and ring included).
+// whole cost per key, its map entry and name included).
 func TestKeyStateSizes(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -26,6 +26,32 @@ type sweepIter struct {
 	name string
 	ks   *keyState
 	k, v reflect.Value
+	// names and keys hold the entries of a group of the batch; sink
+	// keeps the loads of touch.
+	names [sweepGroup]string
+	keys  [sweepGroup]*keyState
+	sink  int64
+}
+
+// sweepGroup is how many entries SweepSomeAt reads before it looks at
+// them. The map's order scatters the keys in memory: reading a group's
+// states first, loads independent of each other, lets their cache misses
+// overlap instead of paying them one after the other.
+const sweepGroup = 32
+
+// touch reads the state of each key of the group that looking at it will
+// read: the key and, for a sliding window, its oldest grant.
+func (s *sweepIter) touch(n int) {
+	var sink int64
+	for _, ks := range s.keys[:n] {
+		sink += int64(ks.maxN)
+	}
+	for _, ks := range s.keys[:n] {
+		if w, ok := ks.alg.(*slidingWindow); ok && w.size > 0 {
+			sink += w.ring[w.head]
+		}
+	}
+	s.sink = sink
 }
 
 // newSweepIter starts an iteration of m.
@@ -68,16 +94,27 @@ func (c *Counter) SweepSomeAt(now time.Time, busy func(key string) bool, budget 
 	if c.sweep == nil {
 		c.sweep = newSweepIter(c.keys)
 	}
-	for ; budget > 0; budget-- {
-		name, ks, ok := c.sweep.next()
-		if !ok {
-			done = true
-			break
+	s := c.sweep
+	for budget > 0 && !done {
+		n := 0
+		for ; n < min(budget, sweepGroup); n++ {
+			name, ks, ok := s.next()
+			if !ok {
+				done = true
+				break
+			}
+			s.names[n], s.keys[n] = name, ks
 		}
-		if ks.tmpl() != nil && ks.idleAt(now) && (busy == nil || !busy(name)) {
-			c.drop(name, ks)
-			dropped++
+		budget -= n
+		s.touch(n)
+		for i, ks := range s.keys[:n] {
+			if name := s.names[i]; ks.tmpl() != nil && ks.idleAt(now) && (busy == nil || !busy(name)) {
+				c.drop(name, ks)
+				dropped++
+			}
 		}
+		clear(s.names[:n])
+		clear(s.keys[:n])
 	}
 	if dropped > 0 {
 		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
