@@ -326,13 +326,15 @@ func cloneAlg(a algo) algo {
 func cloneKey(ks *keyState) *keyState {
 	c := *ks
 	c.alg = cloneAlg(ks.alg)
-	c.multi = nil
-	if ks.multi != nil {
-		c.multi = &multiLimit{last: ks.multi.last}
-		for _, a := range ks.multi.more {
-			c.multi.more = append(c.multi.more, cloneAlg(a))
+	var cm *multiLimit
+	if m := ks.multi(); m != nil {
+		cm = &multiLimit{last: m.last}
+		for _, a := range m.more {
+			cm.more = append(cm.more, cloneAlg(a))
 		}
 	}
+	c.ext = nil
+	c.setExt(cm, ks.fed())
 	return &c
 }
 
@@ -379,7 +381,7 @@ func TestMultiLimitDefinition(t *testing.T) {
 			if err := k.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			ks := (&Counter{}).newKey(&k)
+			ks := (&Counter{}).newKey(&keySource{cfg: k})
 			grants := make([][]int64, parts) // per sliding part
 			last := int64(-1 << 63)
 			for i, a := range arrivals(r, 300, int64(ks.maxN), minW) {

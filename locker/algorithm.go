@@ -66,7 +66,7 @@ type fixedWindow struct {
 	window  int64 // nanoseconds
 	current int64 // window index the count belongs to
 	// limit and granted (tokens granted in window current) take 32 bits
-	// each, so that a key of one fixed window is 80 bytes (keyState):
+	// each, so that a key of one fixed window is 64 bytes (keyState):
 	// a limit is at most MaxLimit, below 2^31, and SetLimit clamps.
 	limit, granted int32
 }

@@ -63,10 +63,9 @@ type Counter struct {
 	// live is the number of keys made on demand in keys, liveHigh the
 	// most there were since keys was last rebuilt, maxKeys the cap.
 	live, liveHigh, maxKeys int
-	// ring holds the names of the live keys made on demand, in no
-	// order, for SweepSomeAt to walk from sweepPos (sweep.go).
-	ring     []string
-	sweepPos int
+	// sweep is the iteration of keys a cycle of SweepSomeAt is at, nil
+	// between cycles (sweep.go).
+	sweep *sweepIter
 	// dropFloor is the latest instant, in Unix ns, at which an idle key
 	// made on demand was dropped: no take of a key made on demand is made
 	// at an older instant, at which the dropped key may still have had
@@ -78,31 +77,84 @@ type Counter struct {
 // guarded by the Counter's mutex.
 //
 // A million keys made on demand may live at once, so its size counts:
-// what only a key of several limits uses is behind one pointer, and the
+// what only a key of several limits or a federated key uses is behind one
+// pointer, the configuration and the template behind another, and the
 // state of the first limit is made in one allocation with the key (see
-// newKey): a key of one fixed window is 80 bytes in all.
+// newKey): a key of one fixed window is 64 bytes in all.
 type keyState struct {
-	// cfg is the key's configuration, or its template's; never changed.
-	cfg *KeyConfig
+	// src is what the key was made from: its configuration, or its
+	// template's; never changed.
+	src *keySource
 	// alg counts the first limit; its state was made with the key's.
 	alg algo
-	// multi, nil for a single limit, holds the others.
-	multi *multiLimit
-	// fed is the federation state of a single fixed-window limit
-	// (federation.go); nil, and free, when the counter is not federated
-	// or the key runs on a static share.
-	fed *fedKey
-	// tmpl is the template the key was made from, nil for a configured
-	// key.
-	tmpl *keyTemplate
-	// slot is, for a key made on demand, its place in the Counter's ring
-	// plus one; 0 when it has none (sweep.go). 32 bits hold it: each live
-	// key takes well over 2 bytes, so no process holds 2^31 of them.
-	slot int32
+	// ext, nil for the common key (one limit, not federated), holds what
+	// a key of several limits or a federated key keeps besides.
+	ext *keyExtra
 	// maxN is the most tokens one request may ask: at most MaxLimit,
 	// which 32 bits hold.
 	maxN int32
 }
+
+// keySource is what keys are made from: a configured key's
+// configuration, or a template's (keyTemplate embeds it), shared by every
+// key made from it.
+type keySource struct {
+	cfg KeyConfig
+	// tmpl is the template itself, nil for a configured key.
+	tmpl *keyTemplate
+}
+
+// keyExtra is what a key keeps that the common key does not. A key has
+// at most one of the two: federation state is only kept for a key of one
+// fixed window.
+type keyExtra struct {
+	// multi, nil for a single limit, holds the limits after the first.
+	multi *multiLimit
+	// fed is the federation state of a single fixed-window limit
+	// (federation.go); nil when the counter is not federated or the key
+	// runs on a static share.
+	fed *fedKey
+}
+
+// cfg returns the key's configuration, or its template's.
+func (ks *keyState) cfg() *KeyConfig { return &ks.src.cfg }
+
+// tmpl returns the template the key was made from, nil for a configured
+// key.
+func (ks *keyState) tmpl() *keyTemplate { return ks.src.tmpl }
+
+// multi returns the state of the limits after the first, nil for a key
+// of one limit.
+func (ks *keyState) multi() *multiLimit {
+	if ks.ext == nil {
+		return nil
+	}
+	return ks.ext.multi
+}
+
+// fed returns the key's federation state, or nil.
+func (ks *keyState) fed() *fedKey {
+	if ks.ext == nil {
+		return nil
+	}
+	return ks.ext.fed
+}
+
+// setExt sets the key's multi-limit and federation states; nil for both
+// frees ext.
+func (ks *keyState) setExt(m *multiLimit, f *fedKey) {
+	if m == nil && f == nil {
+		ks.ext = nil
+		return
+	}
+	if ks.ext == nil {
+		ks.ext = new(keyExtra)
+	}
+	ks.ext.multi, ks.ext.fed = m, f
+}
+
+// setFed sets the key's federation state, nil for none.
+func (ks *keyState) setFed(f *fedKey) { ks.setExt(ks.multi(), f) }
 
 // The states of a key and its first limit, made in one allocation.
 type (
@@ -130,10 +182,10 @@ type multiLimit struct {
 
 // more returns the limits after the first, nil for a single limit.
 func (ks *keyState) more() []algo {
-	if ks.multi == nil {
-		return nil
+	if m := ks.multi(); m != nil {
+		return m.more
 	}
-	return ks.multi.more
+	return nil
 }
 
 // setFirst makes a the first limit's algorithm. A state of the same
@@ -164,22 +216,27 @@ func (ks *keyState) setFirst(a algo) {
 // of a single limit.
 func (ks *keyState) setMore(more []algo) {
 	if len(more) == 0 {
-		ks.multi = nil
+		ks.setExt(nil, ks.fed())
 		return
 	}
-	if ks.multi == nil {
-		ks.multi = &multiLimit{last: math.MinInt64}
+	m := ks.multi()
+	if m == nil {
+		m = &multiLimit{last: math.MinInt64}
+		ks.setExt(m, ks.fed())
 	}
-	ks.multi.more = more
+	m.more = more
 }
 
 // take takes n tokens of the key at now, from every limit or from none;
 // n is in 1..maxN.
 func (ks *keyState) take(now time.Time, n int64) Decision {
-	if ks.fed != nil {
-		return ks.fed.take(ks, now, n)
+	if ks.ext == nil {
+		return ks.alg.TakeAt(now, n)
 	}
-	m := ks.multi
+	if f := ks.ext.fed; f != nil {
+		return f.take(ks, now, n)
+	}
+	m := ks.ext.multi
 	if m == nil {
 		return ks.alg.TakeAt(now, n)
 	}
@@ -205,16 +262,22 @@ func (ks *keyState) take(now time.Time, n int64) Decision {
 // a federated key, the capacity its algorithm runs on, which take sets
 // again before deciding.
 func (ks *keyState) check(now time.Time, n int64) Decision {
-	if ks.multi != nil && now.UnixNano() < ks.multi.last {
-		now = time.Unix(0, ks.multi.last)
+	e := ks.ext
+	if e == nil {
+		return ks.alg.CheckAt(now, n)
 	}
-	if ks.fed != nil {
+	if m := e.multi; m != nil && now.UnixNano() < m.last {
+		now = time.Unix(0, m.last)
+	}
+	if f := e.fed; f != nil {
 		k, _ := ks.alg.PeekAt(now)
-		ks.alg.SetLimit(ks.fed.capacity(ks.cfg.Limit, k))
+		ks.alg.SetLimit(f.capacity(ks.cfg().Limit, k))
 	}
 	d := ks.alg.CheckAt(now, n)
-	for _, a := range ks.more() {
-		d = tighter(d, a.CheckAt(now, n))
+	if m := e.multi; m != nil {
+		for _, a := range m.more {
+			d = tighter(d, a.CheckAt(now, n))
+		}
 	}
 	return d
 }
@@ -247,8 +310,8 @@ func tighter(a, b Decision) Decision {
 // peers, for the first limit. It moves nothing.
 func (ks *keyState) peek(now time.Time) (window, granted int64) {
 	k, g := ks.alg.PeekAt(now)
-	if ks.fed != nil {
-		g += ks.fed.remote(k)
+	if f := ks.fed(); f != nil {
+		g += f.remote(k)
 	}
 	return k, g
 }
@@ -273,11 +336,12 @@ func (c *Counter) share(limit int64, static bool) int64 {
 	return Share(limit, c.fed.Members, c.fed.Rank)
 }
 
-// newKey returns the state of a new key of configuration k (or made from
-// template k). A key that runs on a static share in a federation starts
+// newKey returns the state of a new key made from src, a configured key
+// or a template. A key that runs on a static share in a federation starts
 // full at the fence: an earlier run of this member may have granted its
 // share just before.
-func (c *Counter) newKey(k *KeyConfig) *keyState {
+func (c *Counter) newKey(src *keySource) *keyState {
+	k := &src.cfg
 	static := c.static(k)
 	var ks *keyState
 	switch k.first().alg() {
@@ -292,7 +356,7 @@ func (c *Counter) newKey(k *KeyConfig) *keyState {
 		ks, b.ks.alg = &b.ks, &b.alg
 	}
 	c.initPart(ks.alg, k.first(), static)
-	ks.cfg, ks.maxN = k, clamp32(k.maxN())
+	ks.src, ks.maxN = src, clamp32(k.maxN())
 	if k.More[0] != (Part{}) {
 		var more []algo
 		for _, p := range k.Parts()[1:] {
@@ -349,7 +413,8 @@ func NewCounter(keys []KeyConfig) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.keys, c.names, c.tmpls = m, names, tmpls
+	c.names, c.tmpls = names, tmpls
+	c.setKeys(m)
 	return c, nil
 }
 
@@ -369,16 +434,17 @@ func (c *Counter) buildKeys(keys []KeyConfig) (map[string]*keyState, []string, [
 		}
 		seen[k.Name] = true
 		if k.IsTemplate() {
-			t := &keyTemplate{cfg: k, prefix: k.Name[:len(k.Name)-1]}
-			t.full.cfg, t.full.maxN = &t.cfg, clamp32(k.maxN())
+			t := &keyTemplate{keySource: keySource{cfg: k}, prefix: k.Name[:len(k.Name)-1]}
+			t.tmpl = t
+			t.full.src, t.full.maxN = &t.keySource, clamp32(k.maxN())
 			tmpls = append(tmpls, t)
 			continue
 		}
-		m[k.Name] = c.newKey(&k)
+		m[k.Name] = c.newKey(&keySource{cfg: k})
 	}
 	if !seen[DefaultKey] {
 		seen[DefaultKey] = true
-		m[DefaultKey] = c.newKey(&KeyConfig{Name: DefaultKey, Limit: DefaultLimit, Window: DefaultWindow})
+		m[DefaultKey] = c.newKey(&keySource{cfg: KeyConfig{Name: DefaultKey, Limit: DefaultLimit, Window: DefaultWindow}})
 	}
 	names := make([]string, 0, len(seen))
 	for n := range seen {
@@ -411,7 +477,7 @@ func (c *Counter) CheckAt(now time.Time, key string, n int64) (Decision, error) 
 	ks := c.find(key)
 	if ks == nil {
 		if t := c.match(key); t != nil && validKeyName(key) == nil {
-			ks = c.newKey(&t.cfg) // as it would be made, not kept
+			ks = c.newKey(&t.keySource) // as it would be made, not kept
 		}
 	}
 	if _, err := c.decide(ks, now, n, false); err != nil {
@@ -443,7 +509,7 @@ func (c *Counter) Key(key string) (KeyConfig, bool) {
 		}
 		return KeyConfig{}, false
 	}
-	return *ks.cfg, true
+	return *ks.cfg(), true
 }
 
 // takeBytes is TakeAt for a key in bytes, that only looks the key up and
@@ -482,7 +548,7 @@ func (c *Counter) decide(ks *keyState, now time.Time, n int64, take bool) (Decis
 		return Decision{}, nil
 	}
 	c.last = max(c.last, now.UnixNano())
-	if ks.tmpl != nil && now.UnixNano() < c.dropFloor {
+	if now.UnixNano() < c.dropFloor && ks.tmpl() != nil {
 		now = time.Unix(0, c.dropFloor)
 	}
 	return ks.take(now, n), nil
@@ -517,8 +583,8 @@ func (c *Counter) SnapshotAt(now time.Time) []KeyUsage {
 			continue
 		}
 		k, g := ks.peek(now)
-		u := KeyUsage{KeyConfig: *ks.cfg, WindowIndex: k, Granted: g}
-		if ks.multi != nil {
+		u := KeyUsage{KeyConfig: *ks.cfg(), WindowIndex: k, Granted: g}
+		if ks.ext != nil && ks.ext.multi != nil {
 			u.Parts = ks.partsAt(now)
 		}
 		out = append(out, u)
@@ -533,7 +599,7 @@ func (c *Counter) Keys() []KeyConfig {
 	out := make([]KeyConfig, 0, len(c.names))
 	for _, n := range c.names {
 		if ks := c.keys[n]; ks != nil {
-			out = append(out, *ks.cfg)
+			out = append(out, *ks.cfg())
 			continue
 		}
 		for _, t := range c.tmpls {

@@ -174,9 +174,8 @@ func (c *Counter) EnableFederation(fc FederationConfig) error {
 		return err
 	}
 	for name, ks := range c.keys {
-		if c.static(ks.cfg) {
-			nks := c.newKey(ks.cfg)
-			nks.tmpl = ks.tmpl
+		if c.static(ks.cfg()) {
+			nks := c.newKey(ks.src)
 			c.keys[name] = nks
 		}
 	}
@@ -193,7 +192,7 @@ func (c *Counter) checkShared(m map[string]*keyState, tmpls []*keyTemplate) erro
 	}
 	var bad []string
 	for name, ks := range m {
-		if !ks.cfg.plain() {
+		if !ks.cfg().plain() {
 			bad = append(bad, name)
 		}
 	}
@@ -224,21 +223,22 @@ func (c *Counter) attachFederation(m map[string]*keyState) {
 // window for them until SetReserveAt says otherwise: the others may have
 // granted it before this member made it. It requires that c.mu is held.
 func (c *Counter) attach(name string, ks *keyState) {
-	if c.fed == nil || !ks.cfg.plain() {
+	if c.fed == nil || !ks.cfg().plain() {
 		return
 	}
-	if ks.fed != nil {
-		if ks.tmpl != nil {
-			ks.fed.name = name // a configured key's state, carried
+	if f := ks.fed(); f != nil {
+		if ks.tmpl() != nil {
+			f.name = name // a configured key's state, carried
 		}
 		return
 	}
-	ks.fed = &fedKey{cfg: c.fed, window: int64(ks.cfg.Window),
+	f := &fedKey{cfg: c.fed, window: int64(ks.cfg().Window),
 		current: noWindow, floor: noWindow, seen: noWindow, noReceived: noWindow,
-		heardUntil: noWindow, guard: ks.tmpl != nil && !c.fed.Strict}
-	if ks.tmpl != nil {
-		ks.fed.name = name
+		heardUntil: noWindow, guard: ks.tmpl() != nil && !c.fed.Strict}
+	if ks.tmpl() != nil {
+		f.name = name
 	}
+	ks.setFed(f)
 }
 
 // win returns the state of window k, creating it.
@@ -380,7 +380,7 @@ func (fk *fedKey) take(ks *keyState, now time.Time, n int64) Decision {
 			fc.overflow = true
 		}
 	}
-	ks.alg.SetLimit(fk.capacity(ks.cfg.Limit, k))
+	ks.alg.SetLimit(fk.capacity(ks.cfg().Limit, k))
 	d := ks.alg.TakeAt(now, n)
 	if d.OK {
 		fk.granted += n
@@ -422,11 +422,11 @@ func (fk *fedKey) remote(k int64) int64 {
 // no window. It requires that c.mu is held.
 func (c *Counter) fedKeyAt(now time.Time, key string) (*keyState, *fedKey, int64) {
 	ks := c.keys[key]
-	if ks == nil || ks.fed == nil {
+	if ks == nil || ks.fed() == nil {
 		return nil, nil, 0
 	}
 	k, _ := ks.alg.PeekAt(now)
-	return ks, ks.fed, k
+	return ks, ks.fed(), k
 }
 
 // reportAt is fedKeyAt for a peer's report about window k: it returns nil
@@ -473,13 +473,15 @@ type LocalCount struct {
 func (c *Counter) LocalAt(now time.Time) []LocalCount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]LocalCount, 0, len(c.names)+len(c.ring))
-	for _, names := range [2][]string{c.names, c.ring} {
-		for _, name := range names {
-			ks, fk, k := c.fedKeyAt(now, name)
-			if fk == nil {
-				continue
-			}
+	out := make([]LocalCount, 0, len(c.names)+c.live)
+	for _, name := range c.names {
+		if ks, fk, k := c.fedKeyAt(now, name); fk != nil {
+			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	for name, ks := range c.keys {
+		if fk := ks.fed(); fk != nil && ks.tmpl() != nil {
+			k, _ := ks.alg.PeekAt(now)
 			out = append(out, fk.local(ks, name, k))
 		}
 	}
@@ -500,24 +502,36 @@ func (c *Counter) LocalChangedAt(now time.Time, also []string) []LocalCount {
 	}
 	fc := c.fed
 	fc.stamp++
-	dirty := fc.dirty
-	if fc.overflow {
-		dirty = c.ring
-	}
-	out := make([]LocalCount, 0, len(c.names)+len(dirty)+len(also))
+	out := make([]LocalCount, 0, len(c.names)+len(fc.dirty)+len(also))
 	for _, name := range c.names {
-		if ks, fk, k := c.fedKeyAt(now, name); fk != nil && ks.tmpl == nil {
+		if ks, fk, k := c.fedKeyAt(now, name); fk != nil && ks.tmpl() == nil {
 			out = append(out, fk.local(ks, name, k))
 		}
 	}
-	for _, names := range [2][]string{dirty, also} {
-		for _, name := range names {
-			ks, fk, k := c.fedKeyAt(now, name)
-			if fk == nil || ks.tmpl == nil || fk.stamp == fc.stamp {
-				continue
+	// report adds the key made on demand name, of state ks, once.
+	report := func(name string, ks *keyState) {
+		fk := ks.fed()
+		if fk == nil || ks.tmpl() == nil || fk.stamp == fc.stamp {
+			return
+		}
+		k, _ := ks.alg.PeekAt(now)
+		fk.dirty, fk.stamp = false, fc.stamp
+		out = append(out, fk.local(ks, name, k))
+	}
+	if fc.overflow {
+		for name, ks := range c.keys {
+			report(name, ks)
+		}
+	} else {
+		for _, name := range fc.dirty {
+			if ks := c.keys[name]; ks != nil {
+				report(name, ks)
 			}
-			fk.dirty, fk.stamp = false, fc.stamp
-			out = append(out, fk.local(ks, name, k))
+		}
+	}
+	for _, name := range also {
+		if ks := c.keys[name]; ks != nil {
+			report(name, ks)
 		}
 	}
 	clear(fc.dirty)
@@ -527,7 +541,7 @@ func (c *Counter) LocalChangedAt(now time.Time, also []string) []LocalCount {
 
 // local returns the LocalCount of key name, of state ks, at window k.
 func (fk *fedKey) local(ks *keyState, name string, k int64) LocalCount {
-	lc := LocalCount{KeyConfig: *ks.cfg, Index: k, Budget: fk.budget(ks.cfg.Limit, k), Remote: fk.remote(k)}
+	lc := LocalCount{KeyConfig: *ks.cfg(), Index: k, Budget: fk.budget(ks.cfg().Limit, k), Remote: fk.remote(k)}
 	lc.Name = name
 	lc.Granted, lc.Asked = fk.countsOf(k)
 	if k == fk.current {
@@ -581,7 +595,7 @@ func (c *Counter) GiveAt(now time.Time, key string, k, n int64) int64 {
 		return 0
 	}
 	granted, _ := fk.countsOf(k)
-	n = min(n, fk.budget(ks.cfg.Limit, k)-granted)
+	n = min(n, fk.budget(ks.cfg().Limit, k)-granted)
 	if n <= 0 {
 		return 0
 	}
@@ -644,7 +658,7 @@ func (c *Counter) TrackAt(now time.Time, key string, k int64) (made bool, err er
 		}
 		made = true
 	}
-	if fk := ks.fed; fk != nil {
+	if fk := ks.fed(); fk != nil {
 		if cur, _ := ks.alg.PeekAt(now); k >= cur-1 && k <= cur+maxAhead {
 			fk.heardUntil = max(fk.heardUntil, k+1)
 		}

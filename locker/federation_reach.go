@@ -52,9 +52,9 @@ func (c *Counter) reach(ks *keyState, n int64) error {
 		return nil
 	}
 	fc := c.fed
-	if c.static(ks.cfg) {
-		r := Share(ks.cfg.first().maxN(), fc.Members, fc.Rank)
-		for _, p := range ks.cfg.More { // not Parts: it allocates
+	if c.static(ks.cfg()) {
+		r := Share(ks.cfg().first().maxN(), fc.Members, fc.Rank)
+		for _, p := range ks.cfg().More { // not Parts: it allocates
 			if p == (Part{}) {
 				break
 			}
@@ -65,8 +65,8 @@ func (c *Counter) reach(ks *keyState, n int64) error {
 		}
 		return nil
 	}
-	limit := ks.cfg.Limit
-	if ks.fed == nil || fc.givers == nil || n <= Share(limit, fc.Members, fc.Rank) {
+	limit := ks.cfg().Limit
+	if ks.fed() == nil || fc.givers == nil || n <= Share(limit, fc.Members, fc.Rank) {
 		return nil
 	}
 	var r int64

@@ -25,7 +25,7 @@ type gcraAlg struct {
 	last   int64 // latest instant a take was made at, in Unix ns
 	// The TAT is tat + frac/limit ns, 0 <= frac < max(limit, 1).
 	tat int64
-	// limit, burst and frac take 32 bits each, so that a gcra key is 96
+	// limit, burst and frac take 32 bits each, so that a gcra key is 80
 	// bytes (keyState): a limit is at most MaxLimit, below 2^31, and
 	// SetLimit clamps. Arithmetic on them is done in 64 bits.
 	limit, burst, frac int32

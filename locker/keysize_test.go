@@ -10,17 +10,17 @@ import (
 // TestKeyStateSizes keeps a key of one limit, with its algorithm's state,
 // within the size class it was shrunk to: at a million keys made on
 // demand each byte is a megabyte (BenchmarkTemplateDecision1M reports the
-// whole cost per key, map and ring included).
+// whole cost per key, its map entry and name included).
 func TestKeyStateSizes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		size uintptr
 		max  uintptr
 	}{
-		{"keyState", unsafe.Sizeof(keyState{}), 56},
-		{"fixed", unsafe.Sizeof(fixedKey{}), 80},
-		{"sliding", unsafe.Sizeof(slidingKey{}), 112},
-		{"gcra", unsafe.Sizeof(gcraKey{}), 96},
+		{"keyState", unsafe.Sizeof(keyState{}), 40},
+		{"fixed", unsafe.Sizeof(fixedKey{}), 64},
+		{"sliding", unsafe.Sizeof(slidingKey{}), 96},
+		{"gcra", unsafe.Sizeof(gcraKey{}), 80},
 	} {
 		if tc.size > tc.max {
 			t.Errorf("%s: %d bytes, want at most %d", tc.name, tc.size, tc.max)
@@ -33,7 +33,7 @@ func TestKeyStateSizes(t *testing.T) {
 func TestKeyAllocations(t *testing.T) {
 	for _, alg := range []string{"fixed", "sliding", "gcra"} {
 		c := mustKeys(t, "t:*=10/1s/"+alg)
-		ks := c.newKey(&c.tmpls[0].cfg)
+		ks := c.newKey(&c.tmpls[0].keySource)
 		var inline bool
 		switch a := ks.alg.(type) {
 		case *fixedWindow:
@@ -46,7 +46,7 @@ func TestKeyAllocations(t *testing.T) {
 		if !inline {
 			t.Errorf("%s: the first limit's state (%T) is not made with the key", alg, ks.alg)
 		}
-		if got := testing.AllocsPerRun(100, func() { c.newKey(&c.tmpls[0].cfg) }); got != 1 {
+		if got := testing.AllocsPerRun(100, func() { c.newKey(&c.tmpls[0].keySource) }); got != 1 {
 			t.Errorf("%s: %v allocations per key, want 1", alg, got)
 		}
 	}

@@ -46,16 +46,15 @@ func (c *Counter) ReportAt(now time.Time, key string) (KeyReport, bool) {
 		if t == nil || validKeyName(key) != nil {
 			return KeyReport{}, false
 		}
-		ks = c.newKey(&t.cfg) // as it would be made, not kept
-		ks.tmpl = t
+		ks = c.newKey(&t.keySource) // as it would be made, not kept
 	}
-	return KeyReport{Name: key, Config: *ks.cfg, Template: ks.tmpl != nil, Live: live, Parts: ks.partsAt(now)}, true
+	return KeyReport{Name: key, Config: *ks.cfg(), Template: ks.tmpl() != nil, Live: live, Parts: ks.partsAt(now)}, true
 }
 
 // partsAt returns the usage of every limit of ks at now. It requires that
 // the Counter's mutex is held.
 func (ks *keyState) partsAt(now time.Time) []PartUsage {
-	parts := ks.cfg.Parts()
+	parts := ks.cfg().Parts()
 	out := make([]PartUsage, len(parts))
 	for i, a := range ks.algs() {
 		out[i].Part = parts[i]

@@ -31,13 +31,14 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 	old := c.keys
 	c.keys, c.names, c.tmpls = m, names, tmpls
 	c.remake(old)
+	c.setKeys(m) // once the live keys are in it, for a sweep under way
 	return nil
 }
 
 // carry moves the state of the key old to ks, its new configuration. It
 // requires that c.mu is held.
 func (c *Counter) carry(old, ks *keyState) {
-	if old.cfg.plain() && ks.cfg.plain() && !c.static(old.cfg) && !c.static(ks.cfg) {
+	if old.cfg().plain() && ks.cfg().plain() && !c.static(old.cfg()) && !c.static(ks.cfg()) {
 		c.carryFixed(old, ks)
 		return
 	}
@@ -48,14 +49,15 @@ func (c *Counter) carry(old, ks *keyState) {
 // federation, both before and after: its counter, and its federation
 // state, stay when the window does. It requires that c.mu is held.
 func (c *Counter) carryFixed(old, ks *keyState) {
-	if old.cfg.Window != ks.cfg.Window {
+	if old.cfg().Window != ks.cfg().Window {
 		return
 	}
-	old.alg.SetLimit(ks.cfg.Limit)
+	old.alg.SetLimit(ks.cfg().Limit)
 	ks.setFirst(old.alg)
-	ks.fed = old.fed
-	if ks.fed != nil && ks.cfg.Limit < old.cfg.Limit {
-		ks.fed.lowered()
+	f := old.fed()
+	ks.setFed(f)
+	if f != nil && ks.cfg().Limit < old.cfg().Limit {
+		f.lowered()
 	}
 }
 
@@ -65,15 +67,15 @@ func (c *Counter) carryFixed(old, ks *keyState) {
 // otherwise starts afresh; any other limit starts full at c.last. It
 // requires that c.mu is held.
 func (c *Counter) carryParts(old, ks *keyState) {
-	static := c.static(ks.cfg)
-	sameShare := static == c.static(old.cfg)
-	if old.cfg.IsTemplate() != ks.cfg.IsTemplate() && c.fed != nil {
+	static := c.static(ks.cfg())
+	sameShare := static == c.static(old.cfg())
+	if old.cfg().IsTemplate() != ks.cfg().IsTemplate() && c.fed != nil {
 		sameShare = false
 	}
-	neitherStatic := !static && !c.static(old.cfg)
-	oldParts, oldAlgs := old.cfg.Parts(), old.algs()
+	neitherStatic := !static && !c.static(old.cfg())
+	oldParts, oldAlgs := old.cfg().Parts(), old.algs()
 	algs := ks.algs()
-	for i, p := range ks.cfg.Parts() {
+	for i, p := range ks.cfg().Parts() {
 		if i < len(oldParts) {
 			op := oldParts[i]
 			if sameShare && samePart(op, p) {

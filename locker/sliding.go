@@ -29,7 +29,7 @@ type slidingWindow struct {
 	// ring[head], ring[head+1 mod len], ... hold size grant instants in
 	// order: oldest first, none after last. 32 bits hold head and size
 	// (at most MaxSlidingLimit), so that a sliding key with its state is
-	// 112 bytes (keyState).
+	// 96 bytes (keyState).
 	ring       []int64
 	head, size int32
 }

@@ -26,9 +26,9 @@ var ErrTooManyKeys = errors.New("locker: too many live keys made on demand")
 
 // keyTemplate is one template and the count of keys made from it.
 type keyTemplate struct {
-	cfg    KeyConfig
-	prefix string
-	live   int
+	keySource // its tmpl is the template itself
+	prefix    string
+	live      int
 	// lostUntil is, in a shared federation, the instant in Unix ns until
 	// which no key is made from the template: a peer's report about one
 	// of its keys was lost for want of room (see Counter.TrackAt).
@@ -161,11 +161,9 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 	if c.live >= c.maxKeys {
 		return &t.full, ErrTooManyKeys
 	}
-	ks := c.newKey(&t.cfg)
-	ks.tmpl = t
+	ks := c.newKey(&t.keySource)
 	c.attach(key, ks)
 	c.keys[key] = ks
-	c.ringAdd(key, ks)
 	t.live++
 	c.live++
 	c.liveHigh = max(c.liveHigh, c.live)
@@ -189,7 +187,7 @@ func (c *Counter) dropIdle(now time.Time, probe int) {
 			break
 		}
 		probe--
-		if ks.tmpl != nil && ks.idleAt(now) {
+		if ks.tmpl() != nil && ks.idleAt(now) {
 			c.drop(name, ks)
 			dropped = true
 		}
@@ -203,11 +201,7 @@ func (c *Counter) dropIdle(now time.Time, probe int) {
 // held.
 func (c *Counter) drop(name string, ks *keyState) {
 	delete(c.keys, name)
-	if i := int(ks.slot) - 1; i >= 0 && i < len(c.ring) && c.ring[i] == name {
-		c.ringRemove(i)
-	}
-	ks.slot = 0
-	ks.tmpl.live--
+	ks.tmpl().live--
 	c.live--
 }
 
@@ -216,7 +210,7 @@ func (ks *keyState) cfgOrNil() *KeyConfig {
 	if ks == nil {
 		return nil
 	}
-	return ks.cfg
+	return ks.cfg()
 }
 
 // idleAt reports whether every token the key's limits granted is back at
@@ -225,7 +219,7 @@ func (ks *keyState) cfgOrNil() *KeyConfig {
 // new key would decide as this one from then on.
 func (ks *keyState) idleAt(now time.Time) bool {
 	k, used := ks.alg.PeekAt(now)
-	if used != 0 || ks.fed != nil && !ks.fed.idle(k) {
+	if used != 0 || ks.ext != nil && ks.ext.fed != nil && !ks.ext.fed.idle(k) {
 		return false
 	}
 	for _, a := range ks.more() {
@@ -248,7 +242,7 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 	defer c.mu.Unlock()
 	dropped := 0
 	for name, ks := range c.keys {
-		if ks.tmpl == nil || !ks.idleAt(now) || (busy != nil && busy(name)) {
+		if ks.tmpl() == nil || !ks.idleAt(now) || (busy != nil && busy(name)) {
 			continue
 		}
 		c.drop(name, ks)
@@ -298,22 +292,18 @@ func (c *Counter) Templates() []TemplateUsage {
 // held.
 func (c *Counter) remake(old map[string]*keyState) {
 	c.live = 0
-	clear(c.ring)
-	c.ring, c.sweepPos = c.ring[:0], 0
 	for name, o := range old {
-		if o.tmpl == nil || c.keys[name] != nil {
+		if o.tmpl() == nil || c.keys[name] != nil {
 			continue
 		}
 		t := c.match(name)
 		if t == nil {
 			continue
 		}
-		ks := c.newKey(&t.cfg)
-		ks.tmpl = t
+		ks := c.newKey(&t.keySource)
 		c.carry(o, ks)
 		c.attach(name, ks) // when carry kept no federation state, or a configured key's
 		c.keys[name] = ks
-		c.ringAdd(name, ks)
 		t.live++
 		c.live++
 	}

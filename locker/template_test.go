@@ -346,7 +346,7 @@ func FuzzTemplateLookup(f *testing.F) {
 		if made > 1 {
 			t.Fatalf("%d live keys past a cap of 1", made)
 		}
-		if made == 1 && (ValidKeyName(string(key)) != nil || c.match(string(key)) == nil || c.keys[string(key)].tmpl == nil) {
+		if made == 1 && (ValidKeyName(string(key)) != nil || c.match(string(key)) == nil || c.keys[string(key)].tmpl() == nil) {
 			t.Fatalf("made a key for %q", key)
 		}
 		if limit := map[string]int{"t:": 2, "u.": 2, "conf": 1}; gos > 0 {
