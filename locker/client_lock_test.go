@@ -155,15 +155,18 @@ func TestClientLockCancelLeavesQueue(t *testing.T) {
 }
 
 // TestClientLockContextDeadlineBusy: a Lock that runs out of time says
-// both that its context ended and who holds the lock.
+// both that its context ended and who holds the lock, once the server
+// answered that it is busy. The server holds an acquisition at most 20ms,
+// so it answers many times within the second Lock has (a hold as long as
+// the context would race its end on a loaded machine).
 func TestClientLockContextDeadlineBusy(t *testing.T) {
-	_, c := lockServer(t, locker.LockTableConfig{})
+	_, c := lockServer(t, locker.LockTableConfig{MaxWait: 20 * time.Millisecond})
 	held, err := c.Lock(context.Background(), "q", locker.LockOptions{Owner: "holder"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Unlock(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = c.Lock(ctx, "q", locker.LockOptions{})
 	var busy *locker.LockBusyError
