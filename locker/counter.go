@@ -66,6 +66,12 @@ type Counter struct {
 	// sweep is the iteration of keys a cycle of SweepSomeAt is at, nil
 	// between cycles (sweep.go).
 	sweep *sweepIter
+	// retired holds the state of the keys reloads removed while not idle,
+	// until a key of the name is back or the state is idle; nil when
+	// empty. sweepRetired is the iteration of retired a cycle of
+	// SweepSomeAt is at (reload.go).
+	retired      map[string]*keyState
+	sweepRetired *sweepIter
 	// dropFloor is the latest instant, in Unix ns, at which an idle key
 	// made on demand was dropped: no take of a key made on demand is made
 	// at an older instant, at which the dropped key may still have had

@@ -11,7 +11,13 @@ import "time"
 // instant a take was made at: what the old one granted is unknown to it.
 // In a federation the member's share changes with the limit (see
 // FederationConfig); in shared mode, keys that are not a single fixed
-// window are refused. On error the old configuration stays.
+// window are refused. A key a reload removes (configured, or made on
+// demand from a template no longer loaded) that is not idle (see SweepAt)
+// is retired: when a later reload, a request or a peer's report brings a
+// key of its name back, it carries the retired state as if it had stayed,
+// so removing and adding a key back never grants its limit twice in a
+// window. Retired keys are forgotten once idle, by SweepAt and
+// SweepSomeAt. On error the old configuration stays.
 func (c *Counter) Reconfigure(keys []KeyConfig) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -25,6 +31,8 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 	for name, ks := range m {
 		if old := c.keys[name]; old != nil {
 			c.carry(old, ks)
+		} else {
+			c.unretire(name, ks)
 		}
 	}
 	c.attachFederation(m)
@@ -32,7 +40,57 @@ func (c *Counter) Reconfigure(keys []KeyConfig) error {
 	c.keys, c.names, c.tmpls = m, names, tmpls
 	c.remake(old)
 	c.setKeys(m) // once the live keys are in it, for a sweep under way
+	for name, o := range old {
+		if c.keys[name] == nil {
+			c.retire(name, o)
+		}
+	}
 	return nil
+}
+
+// retire keeps the state o of the key name, which a reload removed,
+// unless it is idle at the latest instant a take was made at. It requires
+// that c.mu is held.
+func (c *Counter) retire(name string, o *keyState) {
+	if o.idleAt(time.Unix(0, c.last)) {
+		return
+	}
+	if f := o.fed(); f != nil {
+		f.dirty = false // a take once it is back lists it again
+	}
+	if c.retired == nil {
+		c.retired = make(map[string]*keyState)
+	}
+	c.retired[name] = o
+}
+
+// unretire carries the retired state of the key name, if any, to ks, the
+// key of that name just made, and forgets it. It requires that c.mu is
+// held.
+func (c *Counter) unretire(name string, ks *keyState) {
+	if r := c.retired[name]; r != nil {
+		c.carry(r, ks)
+		c.forget(name)
+	}
+}
+
+// forget deletes the retired key name. It requires that c.mu is held.
+func (c *Counter) forget(name string) {
+	delete(c.retired, name)
+	if len(c.retired) == 0 {
+		c.retired = nil // a map keeps its buckets when emptied
+		c.sweepRetired = nil
+	}
+}
+
+// dropRetired forgets the retired key name, of state r, if it is idle at
+// now, and reports whether it did. It requires that c.mu is held.
+func (c *Counter) dropRetired(now time.Time, name string, r *keyState) bool {
+	if !r.idleAt(now) {
+		return false
+	}
+	c.forget(name)
+	return true
 }
 
 // carry moves the state of the key old to ks, its new configuration. It

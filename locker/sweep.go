@@ -86,43 +86,63 @@ func (c *Counter) setKeys(m map[string]*keyState) {
 // the last call stopped, and reports in done whether it reached the end
 // of the keys (the next call starts again from the first). A cycle of
 // calls from one done to the next looks at every key that was live all
-// along. It takes time in proportion to budget, and holds c's lock
+// along, then every retired key (see Reconfigure), dropping those idle
+// at now. It takes time in proportion to budget, and holds c's lock
 // meanwhile: busy must not call c.
 func (c *Counter) SweepSomeAt(now time.Time, busy func(key string) bool, budget int) (dropped int, done bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sweep == nil {
+	if c.sweep == nil && c.sweepRetired == nil {
 		c.sweep = newSweepIter(c.keys)
 	}
-	s := c.sweep
-	for budget > 0 && !done {
-		n := 0
-		for ; n < min(budget, sweepGroup); n++ {
-			name, ks, ok := s.next()
-			if !ok {
-				done = true
-				break
+	if s := c.sweep; s != nil {
+		keysDone := false
+		for budget > 0 && !keysDone {
+			n := 0
+			for ; n < min(budget, sweepGroup); n++ {
+				name, ks, ok := s.next()
+				if !ok {
+					keysDone = true
+					break
+				}
+				s.names[n], s.keys[n] = name, ks
 			}
-			s.names[n], s.keys[n] = name, ks
+			budget -= n
+			s.touch(n)
+			for i, ks := range s.keys[:n] {
+				if name := s.names[i]; ks.tmpl() != nil && ks.idleAt(now) && (busy == nil || !busy(name)) {
+					c.drop(name, ks)
+					dropped++
+				}
+			}
+			clear(s.names[:n])
+			clear(s.keys[:n])
 		}
-		budget -= n
-		s.touch(n)
-		for i, ks := range s.keys[:n] {
-			if name := s.names[i]; ks.tmpl() != nil && ks.idleAt(now) && (busy == nil || !busy(name)) {
-				c.drop(name, ks)
-				dropped++
+		if keysDone {
+			c.sweep = nil
+			if c.retired != nil {
+				c.sweepRetired = newSweepIter(c.retired)
 			}
 		}
-		clear(s.names[:n])
-		clear(s.keys[:n])
+	}
+	// The retired keys, after the live ones, in the same batches.
+	for budget > 0 && c.sweepRetired != nil {
+		name, r, ok := c.sweepRetired.next()
+		if !ok {
+			c.sweepRetired = nil
+			break
+		}
+		budget--
+		if c.dropRetired(now, name, r) {
+			dropped++
+		}
 	}
 	if dropped > 0 {
 		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
 	}
-	if !done {
+	if c.sweep != nil || c.sweepRetired != nil {
 		return dropped, false
 	}
-	c.sweep = nil
 	c.shrink()
 	return dropped, true
 }

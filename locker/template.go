@@ -162,6 +162,7 @@ func (c *Counter) make(now time.Time, key string, n int64) (*keyState, error) {
 		return &t.full, ErrTooManyKeys
 	}
 	ks := c.newKey(&t.keySource)
+	c.unretire(key, ks)
 	c.attach(key, ks)
 	c.keys[key] = ks
 	t.live++
@@ -232,7 +233,8 @@ func (ks *keyState) idleAt(now time.Time) bool {
 
 // SweepAt drops the keys made on demand that are idle at now (every token
 // back) and for which busy, if not nil, reports false (the server reports
-// true for a key with held waits), and returns how many it dropped. A key
+// true for a key with held waits), and the retired keys (see Reconfigure)
+// idle at now, and returns how many it dropped. A key
 // made again later decides no earlier than the latest instant any take was
 // made at before the sweep, so dropping it never grants back what it
 // granted. It takes time in proportion to the live keys, and holds c's
@@ -247,6 +249,11 @@ func (c *Counter) SweepAt(now time.Time, busy func(key string) bool) int {
 		}
 		c.drop(name, ks)
 		dropped++
+	}
+	for name, r := range c.retired {
+		if c.dropRetired(now, name, r) {
+			dropped++
+		}
 	}
 	if dropped > 0 {
 		c.dropFloor = max(c.dropFloor, now.UnixNano(), c.last)
