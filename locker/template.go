@@ -295,8 +295,8 @@ func (c *Counter) Templates() []TemplateUsage {
 // configuration just loaded: a key that is now configured has become that
 // key, with its state (Reconfigure); a key that still matches a template
 // follows that template's limits as a configured key follows its own; a
-// key no template matches any more is dropped. It requires that c.mu is
-// held.
+// key no template matches any more leaves the key map (Reconfigure
+// retires it unless idle). It requires that c.mu is held.
 func (c *Counter) remake(old map[string]*keyState) {
 	c.live = 0
 	for name, o := range old {
