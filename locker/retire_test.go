@@ -224,3 +224,41 @@ func TestRetiredKeyDroppedOnceIdle(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadRemoveAndAddBackFedTemplate: a strict member that gave its
+// share of a key made on demand away, whose template a reload removes
+// and a later one adds back, does not regain it when the key is made
+// again, by a request or by a peer's report.
+func TestReloadRemoveAndAddBackFedTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T, c *Counter, now time.Time, k int64)
+	}{
+		{"request", func(t *testing.T, c *Counter, now time.Time, k int64) {}},
+		{"peer report", func(t *testing.T, c *Counter, now time.Time, k int64) {
+			if made, err := c.TrackAt(now, "t:a", k); !made || err != nil {
+				t.Fatalf("TrackAt: made %v, %v", made, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fedTemplate(t, true, 2, 0) // share 5 of 10
+			t0 := time.Unix(1_800_000_000, 0)
+			k := WindowIndex(t0, time.Second)
+			c.TrackAt(t0, "t:a", k)
+			if g := c.GiveAt(t0, "t:a", k+1, 5); g != 5 {
+				t.Fatalf("gave %d, want 5", g)
+			}
+			reload(t, c, "u:*=10/1s")
+			reload(t, c, "t:*=10/1s")
+			t1 := t0.Add(time.Second)
+			tc.make(t, c, t1, k+1)
+			if got := grantsOf(t, c, "t:a", t1, 10); got != 0 {
+				t.Fatalf("granted %d in the window whose share was given away, want 0", got)
+			}
+			if got := grantsOf(t, c, "t:a", t1.Add(time.Second), 10); got != 5 {
+				t.Fatalf("granted %d in the window after, want the share 5", got)
+			}
+		})
+	}
+}
