@@ -215,20 +215,29 @@ type counts struct {
 	errors  int64
 }
 
+// connect makes a client of server, one attempt per request, and pings
+// it once, so that "started" means connected and answered.
+func connect(server string, timeout time.Duration) (*locker.Client, error) {
+	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{server}, Timeout: timeout, Attempts: 1})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ping: %w", err)
+	}
+	return c, nil
+}
+
 // hammer takes from each key back to back until stdin is closed.
 func hammer(server string, keys keyLoads, timeout time.Duration, stdin io.Reader, stdout io.Writer) error {
-	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{server}, Timeout: timeout, Attempts: 1})
+	c, err := connect(server, timeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	// One ping before the load, so "started" means connected and answered.
-	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err = c.Ping(pctx)
-	pcancel()
-	if err != nil {
-		return fmt.Errorf("ping: %w", err)
-	}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	all := make([]*counts, len(keys))
@@ -287,17 +296,11 @@ type answer struct {
 // record takes from each key, pacing as the server asks, until stdin is
 // closed, and prints every answer.
 func record(server string, keys keyLoads, timeout, pace time.Duration, stdin io.Reader, stdout io.Writer) error {
-	c, err := locker.NewClient(locker.ClientConfig{Endpoints: []string{server}, Timeout: timeout, Attempts: 1})
+	c, err := connect(server, timeout)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err = c.Ping(pctx)
-	pcancel()
-	if err != nil {
-		return fmt.Errorf("ping: %w", err)
-	}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	n := 0
