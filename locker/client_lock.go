@@ -311,28 +311,9 @@ type LockWaiterState struct {
 // Locks returns the live locks, sorted by name; with a name, only that
 // lock (none if nobody holds or waits for it).
 func (c *Client) Locks(ctx context.Context, name string) ([]LockState, error) {
-	req := lockRequest{Verb: lockList}
-	if name != "" {
-		if err := ValidKeyName(name); err != nil {
-			return nil, err
-		}
-		req.Name = []byte(name)
-	}
-	b, err := c.do(ctx, &call{body: appendLockRequest(nil, req), attempts: c.cfg.Attempts})
+	doc, _, err := c.locks(ctx, name)
 	if err != nil {
 		return nil, err
-	}
-	if len(b) == 0 || b[0] != '{' {
-		if rep, err := parseLockReply(b); err != nil {
-			return nil, err
-		} else if rep.Status == LockError {
-			return nil, &ServerError{Msg: rep.Text}
-		}
-		return nil, fmt.Errorf("%w: %.64q to locks", ErrBadReply, b)
-	}
-	var doc lockListDoc
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("locker: lock listing: %w", err)
 	}
 	out := make([]LockState, len(doc.Locks))
 	for i, e := range doc.Locks {
@@ -349,6 +330,42 @@ func (c *Client) Locks(ctx context.Context, name string) ([]LockState, error) {
 		out[i] = s
 	}
 	return out, nil
+}
+
+// LocksJSON is Locks, answered with the server's JSON listing as it came
+// (PROTOCOL.md, "locks"), once it has been checked to be one.
+func (c *Client) LocksJSON(ctx context.Context, name string) ([]byte, error) {
+	_, b, err := c.locks(ctx, name)
+	return b, err
+}
+
+// locks asks for the listing of name (every lock when empty) and returns
+// it decoded and as it came.
+func (c *Client) locks(ctx context.Context, name string) (lockListDoc, []byte, error) {
+	var doc lockListDoc
+	req := lockRequest{Verb: lockList}
+	if name != "" {
+		if err := ValidKeyName(name); err != nil {
+			return doc, nil, err
+		}
+		req.Name = []byte(name)
+	}
+	b, err := c.do(ctx, &call{body: appendLockRequest(nil, req), attempts: c.cfg.Attempts})
+	if err != nil {
+		return doc, nil, err
+	}
+	if len(b) == 0 || b[0] != '{' {
+		if rep, err := parseLockReply(b); err != nil {
+			return doc, nil, err
+		} else if rep.Status == LockError {
+			return doc, nil, &ServerError{Msg: rep.Text}
+		}
+		return doc, nil, fmt.Errorf("%w: %.64q to locks", ErrBadReply, b)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return doc, nil, fmt.Errorf("locker: lock listing: %w", err)
+	}
+	return doc, b, nil
 }
 
 // RevokeLock asks the holders of the lock name to release it: each

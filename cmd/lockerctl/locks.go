@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -16,32 +15,6 @@ type LocksCommand struct{ g *globals }
 // Usage implements command.
 func (c *LocksCommand) Usage() string {
 	return "locks [NAME] [--json]           live locks: mode, capacity, holders (owner, fence, held for, lease ends in), waiters"
-}
-
-// lockJSON is a lock as --json prints it: the server's listing fields.
-type lockJSON struct {
-	Name     string       `json:"name"`
-	Capacity int          `json:"capacity"`
-	Mode     string       `json:"mode"`
-	Holders  []holderJSON `json:"holders"`
-	Waiters  []waiterJSON `json:"waiters"`
-}
-
-type holderJSON struct {
-	Owner   string `json:"owner"`
-	Fence   int64  `json:"fence"`
-	Mode    string `json:"mode"`
-	SinceMS int64  `json:"since_ms"`
-	HeldMS  int64  `json:"held_ms"`
-	LeaseMS int64  `json:"lease_ms"`
-	Revoked bool   `json:"revoked"`
-}
-
-type waiterJSON struct {
-	Owner    string `json:"owner"`
-	Mode     string `json:"mode"`
-	WaitedMS int64  `json:"waited_ms"`
-	LeftMS   int64  `json:"left_ms"`
 }
 
 // Run implements command.
@@ -60,12 +33,17 @@ func (c *LocksCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
+	if *asJSON {
+		b, err := client.LocksJSON(cctx, name)
+		if err != nil {
+			return c.g.explain(ctx, err)
+		}
+		fmt.Fprintln(c.g.stdout, string(b))
+		return nil
+	}
 	locks, err := client.Locks(cctx, name)
 	if err != nil {
 		return c.g.explain(ctx, err)
-	}
-	if *asJSON {
-		return c.printJSON(locks)
 	}
 	return c.printText(name, locks)
 }
@@ -123,27 +101,4 @@ func roundDur(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
-}
-
-func (c *LocksCommand) printJSON(locks []locker.LockState) error {
-	doc := struct {
-		Locks []lockJSON `json:"locks"`
-	}{Locks: make([]lockJSON, len(locks))}
-	for i, l := range locks {
-		e := lockJSON{Name: l.Name, Capacity: l.Capacity, Mode: l.Mode, Holders: []holderJSON{}, Waiters: []waiterJSON{}}
-		for _, h := range l.Holders {
-			e.Holders = append(e.Holders, holderJSON{Owner: h.Owner, Fence: h.Fence, Mode: h.Mode, SinceMS: h.Since.UnixMilli(),
-				HeldMS: h.Held.Milliseconds(), LeaseMS: h.Lease.Milliseconds(), Revoked: h.Revoked})
-		}
-		for _, q := range l.Waiters {
-			e.Waiters = append(e.Waiters, waiterJSON{Owner: q.Owner, Mode: q.Mode, WaitedMS: q.Waited.Milliseconds(), LeftMS: q.Left.Milliseconds()})
-		}
-		doc.Locks[i] = e
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(c.g.stdout, string(b))
-	return nil
 }
