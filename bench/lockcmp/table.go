@@ -10,10 +10,10 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/lockerd/lockerd/bench/internal/runtab"
 	"github.com/lockerd/lockerd/loadstats"
 )
 
@@ -66,30 +66,16 @@ func table(w io.Writer, rows []row, runs map[string][]loadstats.Summary) {
 			fmt.Fprintf(w, "| %s | %s | n/a | | %s | n/a | | | | %s |\n", r.label, r.a, r.b, r.target)
 			continue
 		case r.na != "":
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | n/a | | | | %s |\n", r.label, r.a, rate(ra), lat(ra), r.b, r.target)
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | n/a | | | | %s |\n", r.label, r.a, runtab.Rate(ra), runtab.Lat(ra), r.b, r.target)
 			continue
 		case r.b == "-":
-			fmt.Fprintf(w, "| %s | %s | %s | %s | | | | | | %s |\n", r.label, r.a, rate(ra), lat(ra), r.target)
+			fmt.Fprintf(w, "| %s | %s | %s | %s | | | | | | %s |\n", r.label, r.a, runtab.Rate(ra), runtab.Lat(ra), r.target)
 			continue
 		}
 		rb := runs[r.b]
-		var ratios []float64
-		for i := 0; i < len(ra) && i < len(rb); i++ {
-			if ra[i].DecisionsPerSecond > 0 {
-				ratios = append(ratios, rb[i].DecisionsPerSecond/ra[i].DecisionsPerSecond)
-			}
-		}
-		ratio := ""
-		if len(ratios) > 0 {
-			sort.Float64s(ratios)
-			ratio = fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(ratios), ratios[0], ratios[len(ratios)-1])
-		}
-		ofMedians := ""
-		if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
-			ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
-		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.label, r.a, rate(ra), lat(ra), r.b, rate(rb), lat(rb), ratio, ofMedians, r.target)
+			r.label, r.a, runtab.Rate(ra), runtab.Lat(ra), r.b, runtab.Rate(rb), runtab.Lat(rb),
+			runtab.RoundRatios(ra, rb), runtab.OfMedians(ra, rb), r.target)
 	}
 }
 
@@ -119,7 +105,7 @@ func (b *bench) handoverTable(w io.Writer) {
 		}
 		fmt.Fprint(w, "\n| cycles |")
 		for _, c := range cols {
-			fmt.Fprintf(w, " %s |", rate(b.results[c+" "+sc.id]))
+			fmt.Fprintf(w, " %s |", runtab.Rate(b.results[c+" "+sc.id]))
 		}
 		fmt.Fprint(w, "\n| hand-overs |")
 		for _, c := range cols {
@@ -128,7 +114,7 @@ func (b *bench) handoverTable(w io.Writer) {
 				fmt.Fprint(w, " missing |")
 				continue
 			}
-			fmt.Fprintf(w, " %.0f |", median(h))
+			fmt.Fprintf(w, " %.0f |", runtab.Median(h))
 		}
 		fmt.Fprintln(w)
 	}
@@ -147,15 +133,15 @@ func (b *bench) floorTable(w io.Writer) {
 	fmt.Fprintf(w, "\nThe floor of a hand-over, measured in each round right before the runs on one lock: a bare ZeroMQ round\n"+
 		"trip (bench/echo, one REQ client, one goroutine, %d-byte body) took p50 / p99 %s µs, %s round trips/s. On one lock each hand-over is a\n"+
 		"release sent to the server and a grant sent back, one round trip at least: hand-overs/s are at most\n"+
-		"about 1/RTT. Share of 1/RTT per round (median [min..max]):\n\n", len(echoBody), lat(echo), rate(echo))
+		"about 1/RTT. Share of 1/RTT per round (median [min..max]):\n\n", len(echoBody), runtab.Lat(echo), runtab.Rate(echo))
 	for _, sc := range scenarios {
 		if sc.own {
 			continue
 		}
 		fmt.Fprintf(w, "| %s | per s | share of 1/RTT (per round) |\n|---|---:|---:|\n", sc.label)
-		fmt.Fprintf(w, "| echo round trips (1/RTT) | %s | 1.00 |\n", rate(echo))
+		fmt.Fprintf(w, "| echo round trips (1/RTT) | %s | 1.00 |\n", runtab.Rate(echo))
 		if h := b.handovers[sysLockerd+" "+sc.id]; len(h) > 0 {
-			fmt.Fprintf(w, "| lockerd hand-overs | %.0f | %s |\n", median(h), perRound(h, 1, echo))
+			fmt.Fprintf(w, "| lockerd hand-overs | %.0f | %s |\n", runtab.Median(h), perRound(h, 1, echo))
 		}
 		for _, other := range []string{sysRedis, sysEtcd, sysZK} {
 			k, ok := floorTargets[other]
@@ -167,7 +153,7 @@ func (b *bench) floorTable(w io.Writer) {
 			for i, s := range r {
 				v[i] = s.DecisionsPerSecond
 			}
-			fmt.Fprintf(w, "| target: %g × %s cycles | %.0f | %s |\n", k, titles[other], k*median(v), perRound(v, k, echo))
+			fmt.Fprintf(w, "| target: %g × %s cycles | %.0f | %s |\n", k, titles[other], k*runtab.Median(v), perRound(v, k, echo))
 		}
 	}
 	// With one goroutine a cycle is two round trips, one after the other.
@@ -175,14 +161,14 @@ func (b *bench) floorTable(w io.Writer) {
 	if !slices.ContainsFunc(b.o.systems, func(s string) bool { return s != sysEcho && len(b.results[s+" "+c1.id]) > 0 }) {
 		return
 	}
-	p50 := pick(echo, func(s loadstats.Summary) float64 { return s.P50us })
-	p99 := pick(echo, func(s loadstats.Summary) float64 { return s.P99us })
+	p50 := runtab.Pick(echo, func(s loadstats.Summary) float64 { return s.P50us })
+	p99 := runtab.Pick(echo, func(s loadstats.Summary) float64 { return s.P99us })
 	fmt.Fprintf(w, "\n%s: a cycle is two round trips in a row, about 2 × the echo round trip (measured\n"+
 		"just before the runs on one lock, not beside these), p50 / p99 %.0f / %.0f µs. Cycles, p50 / p99 µs (medians):\n\n"+
 		"| system | p50 / p99 µs |\n|---|---:|\n", c1.label, 2*p50, 2*p99)
 	for _, s := range b.o.systems {
 		if r := b.results[s+" "+c1.id]; len(r) > 0 && s != sysEcho {
-			fmt.Fprintf(w, "| %s | %s |\n", titles[s], lat(r))
+			fmt.Fprintf(w, "| %s | %s |\n", titles[s], runtab.Lat(r))
 		}
 	}
 }
@@ -199,57 +185,7 @@ func perRound(v []float64, k float64, echo []loadstats.Summary) string {
 			r = append(r, k*v[i]/echo[i].DecisionsPerSecond)
 		}
 	}
-	if len(r) == 0 {
-		return ""
-	}
-	sort.Float64s(r)
-	return fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(r), r[0], r[len(r)-1])
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func dps(s loadstats.Summary) float64 { return s.DecisionsPerSecond }
-
-func pick(r []loadstats.Summary, f func(loadstats.Summary) float64) float64 {
-	v := make([]float64, len(r))
-	for i, s := range r {
-		v[i] = f(s)
-	}
-	return median(v)
-}
-
-func rate(r []loadstats.Summary) string {
-	if len(r) == 0 {
-		return "missing"
-	}
-	var errs int64
-	for _, s := range r {
-		errs += s.Errors
-	}
-	out := fmt.Sprintf("%.0f", pick(r, dps))
-	if errs > 0 {
-		out += fmt.Sprintf(" (%d errors)", errs)
-	}
-	return out
-}
-
-func lat(r []loadstats.Summary) string {
-	if len(r) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%.0f / %.0f",
-		pick(r, func(s loadstats.Summary) float64 { return s.P50us }),
-		pick(r, func(s loadstats.Summary) float64 { return s.P99us }))
+	return runtab.Spread(r)
 }
 
 // write prints the header and the table to stdout, and with -o also the

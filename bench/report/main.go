@@ -18,9 +18,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
+	"github.com/lockerd/lockerd/bench/internal/runtab"
 	"github.com/lockerd/lockerd/loadstats"
 )
 
@@ -83,15 +83,12 @@ func row(runs map[string][]loadstats.Summary, label, a, b, target string) string
 	}
 	ra := runs[a]
 	if b == "-" {
-		return fmt.Sprintf("| %s | %s | %s | %s | | | | | | | %s |", label, a, rate(ra), lat(ra), target)
+		return fmt.Sprintf("| %s | %s | %s | %s | | | | | | | %s |", label, a, runtab.Rate(ra), runtab.Lat(ra), target)
 	}
 	rb := runs[b]
-	ofMedians := ""
-	if ma := pick(ra, dps); ma > 0 && len(rb) > 0 {
-		ofMedians = fmt.Sprintf("%.2f", pick(rb, dps)/ma)
-	}
 	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
-		label, a, rate(ra), lat(ra), b, rate(rb), lat(rb), roundRatios(ra, rb), ofMedians, p50Ratio(ra, rb), target)
+		label, a, runtab.Rate(ra), runtab.Lat(ra), b, runtab.Rate(rb), runtab.Lat(rb), runtab.RoundRatios(ra, rb),
+		runtab.OfMedians(ra, rb), p50Ratio(ra, rb), target)
 }
 
 // p50Ratio is the median of B/A p50 latency, round by round, or "".
@@ -105,67 +102,5 @@ func p50Ratio(ra, rb []loadstats.Summary) string {
 	if len(p50s) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.2f", median(p50s))
-}
-
-// roundRatios is the median and range of B/A decisions per second, round
-// by round, or "" when no round of A has a rate.
-func roundRatios(ra, rb []loadstats.Summary) string {
-	var ratios []float64
-	for i := 0; i < len(ra) && i < len(rb); i++ {
-		if ra[i].DecisionsPerSecond > 0 {
-			ratios = append(ratios, rb[i].DecisionsPerSecond/ra[i].DecisionsPerSecond)
-		}
-	}
-	if len(ratios) == 0 {
-		return ""
-	}
-	sort.Float64s(ratios)
-	return fmt.Sprintf("**%.2f** [%.2f..%.2f]", median(ratios), ratios[0], ratios[len(ratios)-1])
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func dps(s loadstats.Summary) float64 { return s.DecisionsPerSecond }
-
-func pick(r []loadstats.Summary, f func(loadstats.Summary) float64) float64 {
-	v := make([]float64, len(r))
-	for i, s := range r {
-		v[i] = f(s)
-	}
-	return median(v)
-}
-
-func rate(r []loadstats.Summary) string {
-	if len(r) == 0 {
-		return "missing"
-	}
-	errs := int64(0)
-	for _, s := range r {
-		errs += s.Errors
-	}
-	out := fmt.Sprintf("%.0f", pick(r, func(s loadstats.Summary) float64 { return s.DecisionsPerSecond }))
-	if errs > 0 {
-		out += fmt.Sprintf(" (%d errors)", errs)
-	}
-	return out
-}
-
-func lat(r []loadstats.Summary) string {
-	if len(r) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%.0f / %.0f",
-		pick(r, func(s loadstats.Summary) float64 { return s.P50us }),
-		pick(r, func(s loadstats.Summary) float64 { return s.P99us }))
+	return fmt.Sprintf("%.2f", runtab.Median(p50s))
 }
