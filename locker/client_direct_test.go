@@ -9,6 +9,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
 // TestClientDirectLoneCaller makes requests one at a time, after a burst
@@ -17,7 +18,7 @@ import (
 // server's.
 func TestClientDirectLoneCaller(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 30, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
@@ -63,7 +64,7 @@ func TestClientDirectHandoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep, _ := router.GetLastEndpoint()
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 10 * time.Second, Attempts: 1})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 10 * time.Second, Attempts: 1})
 	type answer struct {
 		d   locker.Decision
 		err error
@@ -106,7 +107,7 @@ func TestClientDirectHandoff(t *testing.T) {
 // goroutine left alone (at the start or the end) sends its own.
 func TestClientDirectNotWhenOverlapping(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 100000, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	const goroutines, each = 16, 50
 	start := make(chan struct{})
 	var wg sync.WaitGroup

@@ -81,7 +81,7 @@ func TestDialEndpoints(t *testing.T) {
 func TestClientConnectFailureDoesNotStall(t *testing.T) {
 	srv := lockertest.NewServer(t, locker.Config{ID: "live"})
 	var refuse atomic.Bool
-	c := mustClient(t, locker.ClientConfig{
+	c := lockertest.NewClient(t, locker.ClientConfig{
 		Endpoints: []string{freeEndpoint(t), srv.Endpoint},
 		Timeout:   100 * time.Millisecond,
 		Attempts:  2,
@@ -129,7 +129,7 @@ func TestClientIPv6(t *testing.T) {
 		{"dead IPv4, then IPv6", []string{freeEndpoint(t), eps[0]}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := mustClient(t, locker.ClientConfig{Endpoints: tc.eps, Timeout: 300 * time.Millisecond})
+			c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: tc.eps, Timeout: 300 * time.Millisecond})
 			if id, err := c.Ping(t.Context()); err != nil || id != "v6" {
 				t.Errorf("Ping(%v) = %q, %v; want v6", tc.eps, id, err)
 			}

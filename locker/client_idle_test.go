@@ -51,7 +51,7 @@ func TestClientIdleLoopParks(t *testing.T) {
 	srv := lockertest.NewServer(t, locker.Config{
 		Keys: []locker.KeyConfig{{Name: "k", Limit: locker.MaxLimit, Window: time.Second}},
 	})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
 	if _, err := c.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}

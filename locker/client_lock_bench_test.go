@@ -77,8 +77,8 @@ func BenchmarkClientLockCyclePhases(b *testing.B) {
 		Locks: locker.LockTableConfig{NoGrace: true},
 		Keys:  []locker.KeyConfig{{Name: "bench", Limit: locker.MaxLimit, Window: time.Millisecond}},
 	})
-	c := mustClient(b, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
-	e := mustClient(b, locker.ClientConfig{Endpoints: []string{startEcho(b)}})
+	c := lockertest.NewClient(b, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	e := lockertest.NewClient(b, locker.ClientConfig{Endpoints: []string{startEcho(b)}})
 	ctx := context.Background()
 	// pair is two requests in a row by goroutine g; it returns when the
 	// first was answered.

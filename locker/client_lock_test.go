@@ -18,7 +18,7 @@ func lockServer(tb testing.TB, cfg locker.LockTableConfig) (*lockertest.Server, 
 	tb.Helper()
 	cfg.NoGrace = true
 	srv := lockertest.NewServer(tb, locker.Config{Locks: cfg})
-	return srv, mustClient(tb, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	return srv, lockertest.NewClient(tb, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
 }
 
 // waitersOfLock returns the owners queued for the lock name.
@@ -237,7 +237,7 @@ func TestClientLeaseRevokedAndBroken(t *testing.T) {
 // reports itself lost, and not before its own end.
 func TestClientLeaseLostWhenServerGone(t *testing.T) {
 	srv := lockertest.NewServer(t, locker.Config{Locks: locker.LockTableConfig{NoGrace: true}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}, Timeout: 100 * time.Millisecond})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}, Timeout: 100 * time.Millisecond})
 	l, err := c.Lock(context.Background(), "gone", locker.LockOptions{TTL: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func TestClientLockSemaphoreAndReaders(t *testing.T) {
 // TestClientLockRefused: a federated server's refusal is a ServerError.
 func TestClientLockRefused(t *testing.T) {
 	srv := lockertest.NewServer(t, locker.Config{Federated: true})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
 	_, err := c.Lock(context.Background(), "x", locker.LockOptions{})
 	var se *locker.ServerError
 	if !errors.As(err, &se) || se.Msg != "locks are served by a single lockerd, not a federation" {
@@ -423,7 +423,7 @@ func TestClientLeaseCostsNoGoroutine(t *testing.T) {
 // which delivers the grant when the holder (another client) releases.
 func TestClientLockLoneQueuedHandedOff(t *testing.T) {
 	srv, holder := lockServer(t, locker.LockTableConfig{})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{srv.Endpoint}})
 	ctx := context.Background()
 	held, err := holder.Lock(ctx, "q", locker.LockOptions{Owner: "holder"})
 	if err != nil {

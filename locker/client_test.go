@@ -22,7 +22,7 @@ var freeEndpoint = lockertest.FreeEndpoint
 
 func TestClientTake(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 3, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	ctx := t.Context()
 	tests := []struct {
 		name    string
@@ -62,7 +62,7 @@ func TestClientTake(t *testing.T) {
 }
 
 func TestClientArgsCheckedLocally(t *testing.T) {
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: time.Second})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: time.Second})
 	for _, tc := range []struct {
 		key string
 		n   int64
@@ -75,7 +75,7 @@ func TestClientArgsCheckedLocally(t *testing.T) {
 
 func TestClientPingStatus(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{ID: "test-1", Keys: []locker.KeyConfig{{Name: "api", Limit: 3, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	id, err := c.Ping(t.Context())
 	if err != nil || id != "test-1" {
 		t.Fatalf("Ping()=%q, %v, want test-1", id, err)
@@ -96,7 +96,7 @@ func TestClientPingStatus(t *testing.T) {
 }
 
 func TestClientNoServerTimesOut(t *testing.T) {
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: 100 * time.Millisecond, Attempts: 2})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: 100 * time.Millisecond, Attempts: 2})
 	start := time.Now()
 	_, err := c.Take(t.Context(), "default", 1)
 	if !errors.Is(err, locker.ErrTimeout) {
@@ -112,7 +112,7 @@ func TestClientNoServerTimesOut(t *testing.T) {
 
 func TestClientContextEnds(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	if d, err := c.Take(t.Context(), "api", 1); err != nil || !d.OK {
 		t.Fatalf("Take()=%+v, %v, want go", d, err)
 	}
@@ -136,7 +136,7 @@ func TestClientContextEnds(t *testing.T) {
 func TestClientWaitAnsweredWhenWindowOpens(t *testing.T) {
 	const w = 100 * time.Millisecond
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 2, Window: w}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	var last int64 = -1
@@ -158,7 +158,7 @@ func TestClientWaitAnsweredWhenWindowOpens(t *testing.T) {
 func TestClientConcurrentExactLimit(t *testing.T) {
 	const limit = 7
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: limit, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	var gos, sorries atomic.Int64
 	var wg sync.WaitGroup
 	for g := 0; g < 64; g++ {
@@ -191,7 +191,7 @@ func TestClientConcurrentExactLimit(t *testing.T) {
 
 func TestClientStartedBeforeServer(t *testing.T) {
 	ep := freeEndpoint(t)
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 500 * time.Millisecond, Attempts: 20})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 500 * time.Millisecond, Attempts: 20})
 	type res struct {
 		d   locker.Decision
 		err error
@@ -214,7 +214,7 @@ func TestClientStartedBeforeServer(t *testing.T) {
 
 func TestClientFailover(t *testing.T) {
 	_, live := newTestServer(t, locker.Config{ID: "live"})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t), live}, Timeout: 200 * time.Millisecond})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t), live}, Timeout: 200 * time.Millisecond})
 	id, err := c.Ping(t.Context())
 	if err != nil || id != "live" {
 		t.Fatalf("Ping()=%q, %v, want the second endpoint's id", id, err)
@@ -228,7 +228,7 @@ func TestClientServerRestart(t *testing.T) {
 	ep := freeEndpoint(t)
 	cfg := locker.Config{Endpoints: []string{ep}, Keys: []locker.KeyConfig{{Name: "api", Limit: 1000, Window: time.Second}}}
 	_, stop := startServer(t, cfg)
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 200 * time.Millisecond, Attempts: 50})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 200 * time.Millisecond, Attempts: 50})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	var answered atomic.Int64
@@ -291,7 +291,7 @@ func TestClientAgainstSeedServer(t *testing.T) {
 			n++
 		}
 	}()
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}})
 	d1, err1 := c.Take(t.Context(), "default", 1)
 	d2, err2 := c.Take(t.Context(), "default", 1)
 	<-done
@@ -332,7 +332,7 @@ var waitFor = lockertest.WaitFor
 // than the client's timeout: the attempt waits for the hold.
 func TestClientDoWaitOutlastsTimeout(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 100 * time.Millisecond, Attempts: 1})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 100 * time.Millisecond, Attempts: 1})
 	if _, err := c.Take(t.Context(), "api", 1); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -14,7 +15,7 @@ func TestClientWaitUntil(t *testing.T) {
 		{Name: "hour", Limit: 1, Window: time.Hour},
 		{Name: "fast", Limit: 1, Window: 100 * time.Millisecond},
 	}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, FirstHold: 50 * time.Millisecond})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, FirstHold: 50 * time.Millisecond})
 	for _, key := range []string{"hour", "fast"} {
 		if d, err := c.Take(t.Context(), key, 1); err != nil || !d.OK {
 			t.Fatalf("Take(%s) = %+v, %v; want go", key, d, err)
@@ -45,7 +46,7 @@ func TestClientWaitUntil(t *testing.T) {
 			}
 		})
 	}
-	dead := mustClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: 50 * time.Millisecond, Attempts: 2, FirstHold: 10 * time.Millisecond})
+	dead := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t)}, Timeout: 50 * time.Millisecond, Attempts: 2, FirstHold: 10 * time.Millisecond})
 	if _, err := dead.WaitUntil(t.Context(), "hour", 1, time.Time{}); !errors.Is(err, locker.ErrTimeout) {
 		t.Fatalf("WaitUntil with no server: %v, want ErrTimeout", err)
 	}
@@ -77,7 +78,7 @@ func TestClientWaitFailoverKeepsHold(t *testing.T) {
 		got <- string(msg[3])
 		router.SendMessage(msg[0], msg[1], "", "sorry")
 	}()
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t), ep}, Timeout: 100 * time.Millisecond})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{freeEndpoint(t), ep}, Timeout: 100 * time.Millisecond})
 	d, err := c.WaitMax(t.Context(), "api", 1, 500*time.Millisecond)
 	if err != nil || d.OK {
 		t.Fatalf("WaitMax = %+v, %v; want the ROUTER's sorry", d, err)

@@ -82,27 +82,6 @@ func startServer(tb testing.TB, cfg locker.Config) (*locker.Server, func()) {
 	}
 }
 
-// mustClient returns a client for cfg that is closed when the test ends.
-func mustClient(tb testing.TB, cfg locker.ClientConfig) *locker.Client {
-	tb.Helper()
-	c, err := locker.NewClient(cfg)
-	if err != nil {
-		tb.Fatalf("NewClient: %v", err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
-
-// waitersOf returns how many waits the server holds for key.
-func waitersOf(srv *locker.Server, key string) int64 {
-	for _, k := range srv.Stats().Keys {
-		if k.Name == key {
-			return k.Waiters
-		}
-	}
-	return -1
-}
-
 // send sends body with a request id on a DEALER socket.
 func send(tb testing.TB, d *zmq.Socket, id uint64, body string) {
 	tb.Helper()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -37,7 +38,7 @@ func tcpAddr(ep string) string { return strings.TrimPrefix(ep, "tcp://") }
 // checks after each that a well-behaved client is still answered.
 func TestHostileInput(t *testing.T) {
 	_, ep := newTestServer(t, locker.Config{MaxMsgSize: 64 << 10})
-	good := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 2 * time.Second, Attempts: 1})
+	good := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: 2 * time.Second, Attempts: 1})
 	stillServing := func(t *testing.T) {
 		t.Helper()
 		if _, err := good.Ping(t.Context()); err != nil {

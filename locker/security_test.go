@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
 // TestClientAllowed checks the Config.ClientAllowed hook without CURVE:
@@ -27,7 +28,7 @@ func TestClientAllowed(t *testing.T) {
 			mu.Unlock()
 			return allowed.Load()
 		}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Attempts: 1})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Attempts: 1})
 	if d, err := c.Take(t.Context(), "api", 1); err != nil || !d.OK {
 		t.Fatalf("allowed: Take=%+v, %v", d, err)
 	}
@@ -36,7 +37,7 @@ func TestClientAllowed(t *testing.T) {
 		_, err := c.WaitMax(t.Context(), "api", 1, time.Hour)
 		waitErr <- err
 	}()
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 1 })
 
 	allowed.Store(false)
 	var se *locker.ServerError

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 )
 
 // BenchmarkHeldWaitMemory starts a server with its clock stopped, spends
@@ -62,7 +63,7 @@ func heldWaitBytes(b *testing.B, n int, env func(i uint64) []any) float64 {
 			b.Fatal(err)
 		}
 	}
-	waitFor(b, func() bool { return waitersOf(srv, "api") == int64(n) })
+	waitFor(b, func() bool { return lockertest.Waiters(srv, "api") == int64(n) })
 	return float64(int64(heapInUse())-int64(before)) / float64(n)
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -66,7 +67,7 @@ func TestHeldWaitSizeBound(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.held {
-				waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+				waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 1 })
 				clock.Set(clock.Now().Add(time.Second)) // its MAX_MS passes
 			}
 			msg, err := d.RecvMessage(0)
@@ -80,7 +81,7 @@ func TestHeldWaitSizeBound(t *testing.T) {
 			if want := "error request too large to hold"; !tc.held && !strings.HasPrefix(reply, want) {
 				t.Fatalf("oversized wait answered %q, want %q...", reply, want)
 			}
-			if n := waitersOf(srv, "api"); n != 0 {
+			if n := lockertest.Waiters(srv, "api"); n != 0 {
 				t.Fatalf("%d waits held after the reply", n)
 			}
 		})
@@ -107,7 +108,7 @@ func TestCancelHeldWait(t *testing.T) {
 	// no set order.
 	for i, s := range []*zmq.Socket{a, b, a} {
 		send(t, s, uint64(i+1), "wait api 1 60000")
-		waitFor(t, func() bool { return waitersOf(srv, "api") == int64(i+1) })
+		waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == int64(i+1) })
 	}
 
 	send(t, b, 1, "cancel api") // b's id 1 holds nothing
@@ -125,7 +126,7 @@ func TestCancelHeldWait(t *testing.T) {
 	if id, r := recv(t, a); id != 1 || r != "cancelled 1" {
 		t.Fatalf("cancel: %d %q, want 1 \"cancelled 1\"", id, r)
 	}
-	if n := waitersOf(srv, "api"); n != 2 {
+	if n := lockertest.Waiters(srv, "api"); n != 2 {
 		t.Fatalf("%d waits held after the cancel, want 2", n)
 	}
 	clock.Set(clock.window(k0+1, w))
@@ -144,7 +145,7 @@ func TestCancelHeldWait(t *testing.T) {
 // not spent on it.
 func TestClientCancelsAbandonedWait(t *testing.T) {
 	srv, ep := newTestServer(t, locker.Config{MaxWait: time.Hour, Keys: []locker.KeyConfig{{Name: "api", Limit: 1, Window: time.Hour}}})
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Hold: time.Hour})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Hold: time.Hour})
 	if d, err := c.Take(t.Context(), "api", 1); err != nil || !d.OK {
 		t.Fatalf("Take=%+v, %v", d, err)
 	}
@@ -154,12 +155,12 @@ func TestClientCancelsAbandonedWait(t *testing.T) {
 		_, err := c.Wait(ctx, "api", 1)
 		done <- err
 	}()
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait=%v, want context.Canceled", err)
 	}
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 0 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 0 })
 }
 
 // TestReloadRemovedKeyAnswersHeldWaits holds a wait, removes its key by
@@ -171,7 +172,7 @@ func TestReloadRemovedKeyAnswersHeldWaits(t *testing.T) {
 	send(t, d, 1, "take api")
 	recv(t, d)
 	send(t, d, 2, "wait api 1 60000")
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 1 })
 	if err := srv.Counter().Reconfigure(nil); err != nil {
 		t.Fatal(err)
 	}

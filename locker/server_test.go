@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -302,7 +303,7 @@ func TestShutdownAnswersHeldWaits(t *testing.T) {
 	for i := uint64(2); i < 12; i++ {
 		send(t, d, i, "wait api")
 	}
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 10 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 10 })
 	cancel()
 	for i := 0; i < 10; i++ {
 		if _, r := recv(t, d); !strings.HasPrefix(r, "sorry ") {
@@ -336,7 +337,7 @@ func TestShutdownAnswersWaitsOnEveryKey(t *testing.T) {
 		send(t, s, uint64(i), "wait "+key)
 		socks = append(socks, s)
 	}
-	waitFor(t, func() bool { return waitersOf(srv, "a") == 3 && waitersOf(srv, "b") == 2 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "a") == 3 && lockertest.Waiters(srv, "b") == 2 })
 	stop() // fails the test unless Run returns ErrServerClosed
 	for i, s := range socks {
 		id, r := recv(t, s)

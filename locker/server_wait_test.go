@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockerd/lockerd/locker"
+	"github.com/lockerd/lockerd/locker/lockertest"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -31,7 +32,7 @@ func TestWaitFIFO(t *testing.T) {
 	const n = 6
 	for i := uint64(1); i <= n; i++ {
 		send(t, d, i, "wait api 1 60000")
-		waitFor(t, func() bool { return waitersOf(srv, "api") == int64(i) })
+		waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == int64(i) })
 	}
 	next := uint64(1)
 	for k := int64(k0 + 1); next <= n; k++ {
@@ -47,7 +48,7 @@ func TestWaitFIFO(t *testing.T) {
 			}
 			next++
 		}
-		if got := waitersOf(srv, "api"); got != int64(n+1-next) {
+		if got := lockertest.Waiters(srv, "api"); got != int64(n+1-next) {
 			t.Fatalf("after window %d: %d waiters, want %d", k, got, n+1-next)
 		}
 	}
@@ -76,7 +77,7 @@ func TestWaitFIFOAcrossSockets(t *testing.T) {
 	}
 	for i := 1; i <= n; i++ {
 		send(t, socks[i], uint64(i), "wait api 1 600000")
-		waitFor(t, func() bool { return waitersOf(srv, "api") == int64(i) })
+		waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == int64(i) })
 	}
 	for i := 1; i <= n; i++ {
 		k := int64(k0 + i)
@@ -96,7 +97,7 @@ func TestWaitFIFOAcrossSockets(t *testing.T) {
 		if want := fmt.Sprintf("go 0 1000 %d", k); id != uint64(i) || r != want {
 			t.Fatalf("wait %d: id %d %q, want %q", i, id, r, want)
 		}
-		if got := waitersOf(srv, "api"); got != int64(n-i) {
+		if got := lockertest.Waiters(srv, "api"); got != int64(n-i) {
 			t.Fatalf("after window %d: %d waiters, want %d", k, got, n-i)
 		}
 	}
@@ -189,13 +190,13 @@ func TestWaitersNotOvertaken(t *testing.T) {
 		t.Fatalf("take 2: %q", r)
 	}
 	send(t, b, 2, "wait api 2 600000") // needs 2, 1 left: held
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 1 })
 	send(t, c, 3, "take api 1") // 1 is left, but b is first
 	if _, r := recv(t, c); r != fmt.Sprintf("sorry 900 %d", k0) {
 		t.Fatalf("take behind a held wait: %q, want sorry", r)
 	}
 	send(t, d, 4, "wait api 1 600000") // likewise: held behind b
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 2 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 2 })
 	for _, k := range srv.Stats().Keys {
 		if k.Name == "api" && k.Granted != 2 {
 			t.Fatalf("granted %d while waits were held, want 2", k.Granted)
@@ -227,7 +228,7 @@ func TestWaitBoundsAndQueue(t *testing.T) {
 	// Two held (the queue's bound), the third refused at once.
 	send(t, d, 3, "wait api 1 150")
 	send(t, d, 4, "wait api 1 60000")
-	waitFor(t, func() bool { return waitersOf(srv, "api") == 2 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 2 })
 	send(t, d, 5, "wait api 1 60000")
 	if id, r := recv(t, d); id != 5 || !strings.HasPrefix(r, "sorry ") {
 		t.Fatalf("third wait on a full queue: %d %q, want an immediate sorry", id, r)
@@ -243,7 +244,7 @@ func TestWaitBoundsAndQueue(t *testing.T) {
 	if id, r := recv(t, d); id != 3 || !strings.HasPrefix(r, "sorry ") {
 		t.Fatalf("expired wait: %d %q, want 3 sorry", id, r)
 	}
-	if n := waitersOf(srv, "api"); n != 1 {
+	if n := lockertest.Waiters(srv, "api"); n != 1 {
 		t.Fatalf("waiters=%d after the expiry, want 1", n)
 	}
 }
@@ -261,15 +262,15 @@ func TestWaitQueueBoundPerKey(t *testing.T) {
 	recv(t, s)
 	send(t, s, 3, "wait a 1 60000")
 	send(t, s, 4, "wait a 1 60000")
-	waitFor(t, func() bool { return waitersOf(srv, "a") == 2 })
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "a") == 2 })
 	send(t, s, 5, "wait a 1 60000") // held, it would time out recv
 	id, r := recv(t, s)
 	if id != 5 || mustReply(t, r).OK {
 		t.Fatalf("third wait on a full queue: %d %q, want sorry", id, r)
 	}
 	send(t, s, 6, "wait b 1 60000")
-	waitFor(t, func() bool { return waitersOf(srv, "b") == 1 })
-	if n := waitersOf(srv, "a"); n != 2 {
+	waitFor(t, func() bool { return lockertest.Waiters(srv, "b") == 1 })
+	if n := lockertest.Waiters(srv, "a"); n != 2 {
 		t.Fatalf("queue of a holds %d, want 2", n)
 	}
 }
@@ -333,7 +334,7 @@ func TestWaitMaxMSExpires(t *testing.T) {
 	if end := time.Unix(0, (dec.Window+1)*int64(w)); dec.RetryAfter < end.Sub(got)-time.Second || dec.RetryAfter > end.Sub(start)+time.Millisecond {
 		t.Fatalf("RETRY_MS %v, want the time to the window's end (%v)", dec.RetryAfter, end.Sub(got))
 	}
-	if n := waitersOf(srv, "api"); n != 0 {
+	if n := lockertest.Waiters(srv, "api"); n != 0 {
 		t.Fatalf("%d waiters after the expiry, want 0", n)
 	}
 	t.Logf("MAX_MS %d answered after %v", maxMS, el)
@@ -409,7 +410,7 @@ func TestWaitServedWhenWindowTurnsMidBatch(t *testing.T) {
 	for i := int64(0); i < 5; i++ {
 		k := k0 + i // its token is spent
 		send(t, d, 2, "wait api 1 600000000")
-		waitFor(t, func() bool { return waitersOf(srv, "api") == 1 })
+		waitFor(t, func() bool { return lockertest.Waiters(srv, "api") == 1 })
 		arm.Store(k + 1)
 		send(t, d, 3, "take api") // refused: the queue is not empty; the clock turns
 		if id, r := recv(t, d); id != 3 || !strings.HasPrefix(r, "sorry ") {

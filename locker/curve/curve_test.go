@@ -23,27 +23,6 @@ func mustKeyPair(tb testing.TB) curve.KeyPair {
 	return kp
 }
 
-// mustClient returns a client for cfg that is closed when the test ends.
-func mustClient(tb testing.TB, cfg locker.ClientConfig) *locker.Client {
-	tb.Helper()
-	c, err := locker.NewClient(cfg)
-	if err != nil {
-		tb.Fatalf("NewClient: %v", err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
-
-// waitersOf returns how many waits the server holds for key.
-func waitersOf(srv *locker.Server, key string) int64 {
-	for _, k := range srv.Stats().Keys {
-		if k.Name == key {
-			return k.Waiters
-		}
-	}
-	return -1
-}
-
 func TestKeyFiles(t *testing.T) {
 	kp := mustKeyPair(t)
 	prefix := filepath.Join(t.TempDir(), "client")
@@ -137,7 +116,7 @@ func TestServer(t *testing.T) {
 			}
 			cfg.Security = sec
 		}
-		return mustClient(t, cfg)
+		return lockertest.NewClient(t, cfg)
 	}
 	if id, err := client(&allowedKP).Ping(t.Context()); err != nil || id != "secure" {
 		t.Fatalf("allowed client: Ping()=%q, %v", id, err)
@@ -178,7 +157,7 @@ func TestLeavesPlainSocketsAlone(t *testing.T) {
 	}
 	defer cs.Close()
 	ep := lockertest.NewServer(t, locker.Config{ID: "plain"}).Endpoint
-	c := mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: time.Second, Attempts: 1})
+	c := lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Timeout: time.Second, Attempts: 1})
 	if id, err := c.Ping(t.Context()); err != nil || id != "plain" {
 		t.Fatalf("Ping()=%q, %v", id, err)
 	}
@@ -203,7 +182,7 @@ func TestRevokedKeyRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return mustClient(t, locker.ClientConfig{Endpoints: []string{ep}, Security: sec, Attempts: 1})
+		return lockertest.NewClient(t, locker.ClientConfig{Endpoints: []string{ep}, Security: sec, Attempts: 1})
 	}
 	kept, revoked := client(keptKP), client(revokedKP)
 	if d, err := kept.Take(t.Context(), "api", 1); err != nil || !d.OK {
@@ -217,7 +196,7 @@ func TestRevokedKeyRefused(t *testing.T) {
 		_, err := revoked.WaitMax(t.Context(), "api", 1, time.Hour)
 		waitErr <- err
 	}()
-	lockertest.WaitFor(t, func() bool { return waitersOf(srv.Server, "api") == 1 })
+	lockertest.WaitFor(t, func() bool { return lockertest.Waiters(srv.Server, "api") == 1 })
 
 	cs.SetAllowed([]string{keptKP.Public})
 	var se *locker.ServerError

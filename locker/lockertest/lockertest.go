@@ -109,3 +109,24 @@ func SkipWithoutIPv6(tb testing.TB) {
 	}
 	l.Close()
 }
+
+// NewClient returns a client for cfg that is closed when the test ends.
+func NewClient(tb testing.TB, cfg locker.ClientConfig) *locker.Client {
+	tb.Helper()
+	c, err := locker.NewClient(cfg)
+	if err != nil {
+		tb.Fatalf("NewClient: %v", err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Waiters returns how many waits srv holds for key, -1 for no such key.
+func Waiters(srv *locker.Server, key string) int64 {
+	for _, k := range srv.Stats().Keys {
+		if k.Name == key {
+			return k.Waiters
+		}
+	}
+	return -1
+}
