@@ -23,17 +23,7 @@ func TestCurveReloadRevokesOpenConnection(t *testing.T) {
 	clients := filepath.Join(dir, "clients")
 	os.Mkdir(clients, 0o755)
 	server, kept, revoked := filepath.Join(dir, "server"), filepath.Join(clients, "kept"), filepath.Join(clients, "revoked")
-	kps := map[string]curve.KeyPair{}
-	for _, p := range []string{server, kept, revoked} {
-		kp, err := curve.NewKeyPair()
-		if err != nil {
-			t.Skipf("no CURVE: %v", err)
-		}
-		if err := curve.WriteKeyPair(p, kp); err != nil {
-			t.Fatal(err)
-		}
-		kps[p] = kp
-	}
+	kps := writeKeyPairs(t, server, kept, revoked)
 	ep := freeEndpoint(t)
 	p := startLockerd(t, "", "--bind", ep, "--metrics-addr", "", "--key", "free=1000/1h",
 		"--curve-secret", server+".key", "--curve-clients", clients)
@@ -70,4 +60,22 @@ func TestCurveReloadRevokesOpenConnection(t *testing.T) {
 	if d, err := keptC.Take(t.Context(), "free", 1); err != nil || !d.OK {
 		t.Fatalf("kept client after the reload: Take=%+v, %v", d, err)
 	}
+}
+
+// writeKeyPairs writes a new key pair at each prefix (PREFIX.key and
+// PREFIX.pub) and returns them by prefix; it skips the test without CURVE.
+func writeKeyPairs(t *testing.T, prefixes ...string) map[string]curve.KeyPair {
+	t.Helper()
+	kps := map[string]curve.KeyPair{}
+	for _, p := range prefixes {
+		kp, err := curve.NewKeyPair()
+		if err != nil {
+			t.Skipf("no CURVE: %v", err)
+		}
+		if err := curve.WriteKeyPair(p, kp); err != nil {
+			t.Fatal(err)
+		}
+		kps[p] = kp
+	}
+	return kps
 }

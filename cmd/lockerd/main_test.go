@@ -547,17 +547,7 @@ func TestCurveFlags(t *testing.T) {
 	dir := t.TempDir()
 	server, client, stranger := filepath.Join(dir, "server"), filepath.Join(dir, "clients", "c1"), filepath.Join(dir, "stranger")
 	os.Mkdir(filepath.Join(dir, "clients"), 0o755)
-	kps := map[string]curve.KeyPair{}
-	for _, p := range []string{server, client, stranger} {
-		kp, err := curve.NewKeyPair()
-		if err != nil {
-			t.Skipf("no CURVE: %v", err)
-		}
-		if err := curve.WriteKeyPair(p, kp); err != nil {
-			t.Fatal(err)
-		}
-		kps[p] = kp
-	}
+	kps := writeKeyPairs(t, server, client, stranger)
 	ep := freeEndpoint(t)
 	args := []string{"--bind", ep, "--metrics-addr", "", "--curve-secret", server + ".key", "--curve-clients", filepath.Join(dir, "clients")}
 	startLockerd(t, "", args...)
